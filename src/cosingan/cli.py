@@ -1,0 +1,174 @@
+"""The `cosingan` command: train, sample, demo."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from .errors import InputError
+
+
+def _add_train(sub) -> None:
+    p = sub.add_parser("train", help="train a CoSinGAN on one slice and its label map (or resume a run)",
+                       description="Train a conditional single-image GAN pyramid on one CT slice.")
+    p.add_argument("--image", help="slice: PNG/JPG (8-bit grey), NIfTI (HU, lung window), or .npy")
+    p.add_argument("--label", help="label map of the same size: 0 background, 1 lung, 2 infection")
+    p.add_argument("--lung", help="lung mask instead of --label (non-zero = lung; left/right merge)")
+    p.add_argument("--infection", help="infection mask, with --lung")
+    p.add_argument("--out", help="run folder to create")
+    p.add_argument("--resume", metavar="RUN", help="continue an interrupted run folder")
+    p.add_argument("--preset", default="cpu", help="tiny (tests), cpu (256 px, minutes on a CPU), "
+                   "paper (512 px, GPU); default cpu")
+    p.add_argument("--config", help="JSON file with overrides, e.g. {\"train\": {\"iters\": 500}}")
+    p.add_argument("--seed", type=int, default=None, help="random seed (default 0)")
+    p.add_argument("--device", default=None, help="cpu, cuda or auto (default cpu)")
+    p.add_argument("--no-two-stage", action="store_true", help="ablation: single-stage generator per scale")
+    p.add_argument("--no-mixed-rec", action="store_true", help="ablation: SinGAN's plain reconstruction loss")
+    p.add_argument("--no-hier-aug", action="store_true", help="ablation: no hierarchical data augmentation")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def _add_sample(sub) -> None:
+    p = sub.add_parser("sample", help="generate slices from a trained run",
+                       description="Generate N slices for the training label map or for each --label.")
+    p.add_argument("run", help="run folder made by `cosingan train`")
+    p.add_argument("--n", type=int, default=8, help="samples per label map (default 8)")
+    p.add_argument("--out", required=True, help="output folder (images/, labels/, grid.png)")
+    p.add_argument("--label", nargs="+", default=None, help="label maps to condition on (default: the "
+                   "training map); any size, resized to the model's pixel scale")
+    p.add_argument("--body", choices=["auto", "image", "label"], default="auto",
+                   help="where the body outline comes from: the slice at ../images/NAME.* next to a "
+                   "labels/ folder (image), an estimate from the lungs (label), or image when found (auto)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--batch", type=int, default=16)
+    p.add_argument("--quiet", action="store_true")
+
+
+def _add_demo(sub) -> None:
+    p = sub.add_parser("demo", help="train and sample on a built-in chest-CT phantom (no data needed)")
+    p.add_argument("--out", default="demo_run", help="folder for the run and samples (default demo_run)")
+    p.add_argument("--preset", default="cpu")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--quiet", action="store_true")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="cosingan", description=__doc__)
+    from . import __version__
+
+    parser.add_argument("--version", action="version", version=f"cosingan {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+    _add_train(sub)
+    _add_sample(sub)
+    _add_demo(sub)
+    return parser.parse_args(argv)
+
+
+def build_config(args: argparse.Namespace):
+    from .config import load_config_file, merge, preset
+
+    cfg = preset(args.preset)
+    if args.config:
+        cfg = merge(cfg, load_config_file(args.config), args.config)
+    over: dict = {"model": {}, "train": {}}
+    if args.seed is not None:
+        over["seed"] = args.seed
+    if args.device is not None:
+        over["device"] = args.device
+    if args.no_two_stage:
+        over["model"]["two_stage"] = False
+    if args.no_mixed_rec:
+        over["train"]["mixed_rec"] = False
+    if args.no_hier_aug:
+        over["train"]["hier_aug"] = False
+    return merge(cfg, over, "command line")
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from .io import load_slice
+    from .train import train
+
+    t0 = time.time()
+    if args.resume:
+        if args.image or args.label or args.out:
+            raise InputError("--resume takes only the run folder (its config and data are stored in it)")
+        trainer = train(args.resume, None, None, progress=not args.quiet)
+        run = Path(args.resume)
+    else:
+        if not args.image or not args.out or not (args.label or args.lung):
+            raise InputError("train needs --image, --label (or --lung [--infection]) and --out, or --resume RUN")
+        cfg = build_config(args)
+        sl = load_slice(args.image, label=args.label, lung=args.lung, infection=args.infection)
+        run = Path(args.out)
+        trainer = train(run, sl, cfg, progress=not args.quiet)
+    print(f"trained {trainer.model.num_scales} scales {trainer.sizes[0]}..{trainer.sizes[-1]} in "
+          f"{time.time() - t0:.0f} s; run folder: {run}")
+    return 0
+
+
+def cmd_sample(args: argparse.Namespace) -> int:
+    from .sample import sample_run
+
+    t0 = time.time()
+    files = sample_run(args.run, args.n, args.out, args.label, args.seed, args.device, args.body, args.batch,
+                       progress=not args.quiet)
+    dt = time.time() - t0
+    print(f"wrote {len(files)} samples to {args.out}/images (label maps in {args.out}/labels), "
+          f"grid: {args.out}/grid.png ({len(files) / dt:.1f} images/s)")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from .config import merge, preset
+    from .io import Slice, save_png
+    from .phantom import chest_phantom
+    from .sample import sample_run
+    from .train import CKPT, load_checkpoint, train
+
+    out = Path(args.out)
+    run = out / "run"
+    t0 = time.time()
+    data = out / "phantom"
+    img, lab = chest_phantom(256, seed=0)
+    save_png(img, data / "images" / "phantom_0.png")
+    save_png(lab, data / "labels" / "phantom_0.png")
+    img1, lab1 = chest_phantom(256, seed=1)  # another map the model never saw
+    save_png(img1, data / "images" / "phantom_1.png")
+    save_png(lab1, data / "labels" / "phantom_1.png")
+    if (run / CKPT).exists():
+        if not load_checkpoint(run).get("done"):
+            train(run, None, None, progress=not args.quiet)
+        print(f"demo: reusing the trained run in {run}")
+    else:
+        cfg = merge(preset(args.preset), {"device": args.device}, "demo")
+        print(f"demo: training on a procedurally drawn chest-CT phantom ({data}/images/phantom_0.png), "
+              f"preset {args.preset}")
+        train(run, Slice(img, lab, None, "png"), cfg, progress=not args.quiet)
+    samples = out / "samples"
+    sample_run(run, 6, samples, [str(data / "labels" / "phantom_0.png"), str(data / "labels" / "phantom_1.png")],
+               seed=0, device=args.device, progress=not args.quiet)
+    print(f"demo done in {time.time() - t0:.0f} s")
+    print(f"  training curves : {run}/curves.png")
+    print(f"  per-stage grids : {run}/samples/")
+    print(f"  samples         : {samples}/images  (label maps in {samples}/labels)")
+    print(f"  grid            : {samples}/grid.png  (row 1: training map, row 2: an unseen map)")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        return {"train": cmd_train, "sample": cmd_sample, "demo": cmd_demo}[args.command](args)
+    except InputError as e:
+        print(f"cosingan: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("cosingan: interrupted (a run folder resumes with `cosingan train --resume RUN`)", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

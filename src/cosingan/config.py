@@ -1,0 +1,156 @@
+"""Frozen configuration dataclasses, presets and their JSON form.
+
+One `Config` describes a run completely; it is written to `RUN/config.json` and stored inside the
+checkpoint so a resumed run, or a sampler, rebuilds exactly the same model.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from .errors import InputError
+
+#: bump when the checkpoint layout or the meaning of a config field changes
+FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    max_size: int = 256  # long side of the finest scale (px)
+    min_size: int = 25  # short side of the coarsest scale (px), SinGAN's default
+    scale_factor: float = 0.75  # target ratio between neighbouring scales; adjusted to land exactly
+    channels: int = 32  # conv channels in every G and D block
+    num_layers: int = 5  # conv blocks per G/D (receptive field 2*num_layers+1 px)
+    body_channel: bool = True  # condition = air/body/lung/infection instead of background/lung/infection
+    # --- the three CoSinGAN parts, each switchable ---
+    two_stage: bool = True  # per scale: structure G + lung-masked refinement G with a lung critic
+    refine_layers: int = 3  # conv blocks of the refinement generator
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    iters: int = 400  # iterations per stage (one new scale per stage)
+    train_depth: int = 3  # ConSinGAN: how many of the newest scales train together
+    lr_g: float = 5e-4
+    lr_d: float = 5e-4
+    lr_scale: float = 0.1  # lr multiplier per scale of distance below the newest (ConSinGAN)
+    betas: tuple[float, float] = (0.5, 0.999)
+    lr_decay_at: float = 0.8  # fraction of a stage after which lr is multiplied by 0.1
+    d_steps: int = 3
+    g_steps: int = 1
+    gp_weight: float = 0.1
+    rec_weight: float = 10.0
+    noise_amp: float = 0.1  # noise amplitude = noise_amp * RMSE(real, upsampled reconstruction)
+    d_crop: int = 0  # >0: critics see a random crop of at most this side (patch critics: unbiased)
+    # mixed reconstruction loss (off: SinGAN's chained MSE only)
+    mixed_rec: bool = True
+    rec_teacher_weight: float = 0.5  # share of the teacher-forced term (from the real coarser image)
+    rec_ssim_weight: float = 0.5  # weight of (1 - SSIM) added to the pixel terms
+    # hierarchical data augmentation (off: the single training pair only)
+    hier_aug: bool = True
+    aug_bank: int = 24  # jointly deformed copies of the training pair, made once per run
+    aug_p_coarse: float = 0.8  # probability of training on a deformed copy at the coarsest stage
+    aug_p_fine: float = 0.2  # ... and at the finest stage (interpolated in between)
+    ckpt_every: int = 100  # iterations between mid-stage checkpoints (stage ends always save)
+    sample_every_stage: bool = True  # write samples_stageNN.png at each stage end
+
+
+@dataclass(frozen=True)
+class Config:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    seed: int = 0
+    device: str = "cpu"
+    preset: str = "custom"
+
+
+PRESETS: dict[str, Config] = {
+    # seconds on a CPU: for tests
+    "tiny": Config(
+        model=ModelConfig(max_size=32, min_size=12, scale_factor=0.7, channels=8, num_layers=3,
+                          refine_layers=2),
+        train=TrainConfig(iters=6, d_steps=1, aug_bank=4, ckpt_every=3),
+        preset="tiny",
+    ),
+    # a full 256 px model in minutes on a 2-core laptop CPU
+    "cpu": Config(
+        model=ModelConfig(max_size=256, min_size=25, scale_factor=0.62, channels=32, num_layers=3,
+                          refine_layers=2),
+        train=TrainConfig(iters=300, d_steps=2, d_crop=96, aug_bank=24),
+        preset="cpu",
+    ),
+    # 512 x 512 as in the paper, for GPUs
+    "paper": Config(
+        model=ModelConfig(max_size=512, min_size=25, scale_factor=0.75, channels=64, num_layers=5,
+                          refine_layers=3),
+        train=TrainConfig(iters=1500, d_steps=3, d_crop=0, aug_bank=48),
+        preset="paper",
+    ),
+}
+
+
+def _from_dict(cls, data: dict[str, Any], where: str):
+    known = {f.name: f for f in fields(cls)}
+    unknown = set(data) - set(known)
+    if unknown:
+        raise InputError(f"{where}: unknown config key(s) {sorted(unknown)}")
+    kwargs = {}
+    for name, value in data.items():
+        if name in ("model", "train"):
+            sub = ModelConfig if name == "model" else TrainConfig
+            kwargs[name] = _from_dict(sub, value, f"{where} [{name}]")
+        elif isinstance(value, list):
+            kwargs[name] = tuple(value)
+        else:
+            kwargs[name] = value
+    return cls(**kwargs)
+
+
+def config_from_dict(data: dict[str, Any], where: str = "config") -> Config:
+    data = {k: v for k, v in data.items() if k not in ("format_version", "versions")}
+    return _from_dict(Config, data, where)
+
+
+def config_to_dict(cfg: Config) -> dict[str, Any]:
+    return dataclasses.asdict(cfg)
+
+
+def merge(base: Config, overrides: dict[str, Any], where: str) -> Config:
+    """Apply a (possibly partial) nested dict of overrides, e.g. from `--config FILE`."""
+    merged = config_to_dict(base)
+    for key, value in overrides.items():
+        if key in ("model", "train") and isinstance(value, dict):
+            unknown = set(value) - set(merged[key])
+            if unknown:
+                raise InputError(f"{where}: unknown {key} config key(s) {sorted(unknown)}")
+            merged[key].update(value)
+        else:
+            merged[key] = value
+    return config_from_dict(merged, where)
+
+
+def load_config_file(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise InputError(f"{path}: config file not found") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise InputError(f"{path}: not valid JSON ({e})") from None
+    if not isinstance(data, dict):
+        raise InputError(f"{path}: a config file must hold a JSON object")
+    return data
+
+
+def preset(name: str) -> Config:
+    if name not in PRESETS:
+        raise InputError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}")
+    return PRESETS[name]
+
+
+__all__ = ["Config", "ModelConfig", "TrainConfig", "PRESETS", "FORMAT_VERSION", "preset", "merge",
+           "config_from_dict", "config_to_dict", "load_config_file", "replace"]

@@ -1,0 +1,127 @@
+"""The CoSinGAN pyramid: one nn.Module holding every scale's generator and critics.
+
+Noise amplitudes, scale sizes and the fixed reconstruction noise are buffers, so `state_dict()` is the
+whole model and nothing lives in parallel lists.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .conditions import lung_weight, num_channels
+from .config import ModelConfig
+from .pyramid import upsample
+
+
+def conv_net(in_ch: int, ch: int, layers: int, out_ch: int) -> nn.Sequential:
+    """`layers` 3x3 convs (zero padding keeps the size: fully convolutional), LeakyReLU between.
+    No normalisation: batch statistics of a single image are meaningless (as in ConSinGAN)."""
+    mods: list[nn.Module] = []
+    c = in_ch
+    for _ in range(layers - 1):
+        mods += [nn.Conv2d(c, ch, 3, padding=1), nn.LeakyReLU(0.2, inplace=True)]
+        c = ch
+    mods.append(nn.Conv2d(c, out_ch, 3, padding=1))
+    return nn.Sequential(*mods)
+
+
+class ScaleGenerator(nn.Module):
+    """One scale. Stage 1 (`structure`) draws the whole slice as a residual on the upsampled coarser
+    output; stage 2 (`refine`, optional) adds lung texture and lesions only inside the lung mask."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        c = num_channels(cfg.body_channel)
+        self.structure = conv_net(2 + c, cfg.channels, cfg.num_layers, 1)
+        self.refine = conv_net(2 + c, cfg.channels, cfg.refine_layers, 1) if cfg.two_stage else None
+
+    def forward(self, prev: torch.Tensor, cond: torch.Tensor, noise: torch.Tensor, amp: torch.Tensor
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+        z = noise * amp
+        x1 = prev + torch.tanh(self.structure(torch.cat([prev, z[:, :1], cond], 1)))
+        if self.refine is None:
+            return x1, x1
+        # a slightly dilated lung mask lets the refinement blend across the lung border
+        m = F.max_pool2d(lung_weight(cond), 3, stride=1, padding=1)
+        x2 = x1 + m * torch.tanh(self.refine(torch.cat([x1, z[:, 1:2], cond], 1)))
+        return x1, x2
+
+
+class Critic(nn.Module):
+    """Conditional patch critic (WGAN): a score map, one score per receptive-field patch."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.net = conv_net(1 + num_channels(cfg.body_channel), cfg.channels, cfg.num_layers, 1)
+
+    def forward(self, x: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        return self.net(torch.cat([x, cond], 1))
+
+
+class CoSinGAN(nn.Module):
+    def __init__(self, cfg: ModelConfig, sizes: list[tuple[int, int]]):
+        super().__init__()
+        self.cfg = cfg
+        n = len(sizes)
+        self.gens = nn.ModuleList(ScaleGenerator(cfg) for _ in range(n))
+        self.critics = nn.ModuleList(Critic(cfg) for _ in range(n))
+        # stage 2's own critic judges the lung region only
+        self.lung_critics = nn.ModuleList(Critic(cfg) for _ in range(n)) if cfg.two_stage else None
+        self.register_buffer("sizes", torch.tensor(sizes, dtype=torch.long))
+        self.register_buffer("noise_amp", torch.zeros(n))
+        self.register_buffer("rec_noise", torch.zeros(1, 2, *sizes[0]))
+        self.register_buffer("trained", torch.zeros((), dtype=torch.long))  # finished scales
+
+    @property
+    def num_scales(self) -> int:
+        return len(self.gens)
+
+    def size_list(self) -> list[tuple[int, int]]:
+        return [(int(h), int(w)) for h, w in self.sizes.tolist()]
+
+    def forward(self, conds: list[torch.Tensor], noises: list[torch.Tensor], start: int = 0,
+                stop: int | None = None, x: torch.Tensor | None = None,
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Run scales start..stop-1. `x` is the output of scale start-1 (None at the coarsest).
+        Returns (stage-1 output, final output) of the last scale run."""
+        stop = self.num_scales if stop is None else stop
+        x1 = x
+        for i in range(start, stop):
+            cond = conds[i]
+            prev = torch.zeros_like(cond[:, :1]) if x is None else upsample(x, cond.shape[-2:])
+            x1, x = self.gens[i](prev, cond, noises[i], self.noise_amp[i])
+        return x1, x
+
+    @property
+    def margin(self) -> int:
+        """Receptive-field radius of one scale's generator (3x3 convs, +1 for the mask dilation)."""
+        return self.cfg.num_layers + (self.cfg.refine_layers + 1 if self.cfg.two_stage else 0)
+
+    def scale_window(self, i: int, x: torch.Tensor | None, cond: torch.Tensor, noise: torch.Tensor,
+                     win: tuple[slice, slice]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Scale i's output on the window `win` only, exactly equal to cropping the full output: the
+        generator runs on the window grown by its receptive field (clipped at the image border,
+        where zero padding then matches the full-image computation), and the rim is cut off."""
+        h, w = cond.shape[-2:]
+        m = self.margin
+        t0, t1 = win[0].start or 0, win[0].stop or h
+        l0, l1 = win[1].start or 0, win[1].stop or w
+        a0, a1, b0, b1 = max(0, t0 - m), min(h, t1 + m), max(0, l0 - m), min(w, l1 + m)
+        prev = torch.zeros_like(cond[:, :1]) if x is None else upsample(x, (h, w))
+        big = (slice(a0, a1), slice(b0, b1))
+        x1, x2 = self.gens[i](prev[..., big[0], big[1]], cond[..., big[0], big[1]],
+                              noise[..., big[0], big[1]], self.noise_amp[i])
+        inner = (slice(t0 - a0, t1 - a0), slice(l0 - b0, l1 - b0))
+        return x1[..., inner[0], inner[1]], x2[..., inner[0], inner[1]]
+
+    def draw_noise(self, conds: list[torch.Tensor], generator: torch.Generator | None = None
+                   ) -> list[torch.Tensor]:
+        dev = generator.device if generator is not None else conds[0].device
+        return [torch.randn(c.shape[0], 2, *c.shape[-2:], generator=generator, device=dev).to(c.device)
+                for c in conds]
+
+    def rec_noises(self, conds: list[torch.Tensor]) -> list[torch.Tensor]:
+        """Reconstruction noise: the fixed noise at the coarsest scale, zero above (SinGAN)."""
+        return [self.rec_noise] + [torch.zeros(1, 2, *c.shape[-2:], device=c.device) for c in conds[1:]]

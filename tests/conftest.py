@@ -1,0 +1,48 @@
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cosingan.config import PRESETS, merge
+from cosingan.io import save_png
+from cosingan.phantom import chest_phantom
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+COVID = SHARED / "medseg_covid_slices" / "train"
+
+
+def require_shared_data() -> Path:
+    """Integration tests need ../shared/data: skipped without it, but a failure in CI (CI=true)."""
+    if not (COVID / "images").is_dir():
+        msg = f"real dev data not found at {COVID}"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(msg + " (required in CI)")
+        pytest.skip(msg)
+    return COVID
+
+
+@pytest.fixture
+def tiny_cfg():
+    return PRESETS["tiny"]
+
+
+def tiny(**over):
+    """The tiny preset with nested overrides, e.g. tiny(model={"two_stage": False})."""
+    return merge(PRESETS["tiny"], over, "test")
+
+
+@pytest.fixture
+def phantom_files(tmp_path: Path) -> tuple[Path, Path]:
+    img, lab = chest_phantom(48, seed=0)
+    ip, lp = tmp_path / "data" / "images" / "ph.png", tmp_path / "data" / "labels" / "ph.png"
+    save_png(img, ip)
+    save_png(lab, lp)
+    return ip, lp
+
+
+@pytest.fixture
+def phantom_pair() -> tuple[np.ndarray, np.ndarray]:
+    return chest_phantom(48, seed=0)

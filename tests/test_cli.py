@@ -1,0 +1,80 @@
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from cosingan.cli import main
+from cosingan.io import save_png
+from cosingan.phantom import chest_phantom
+
+
+def test_cli_train_sample_and_resume(tmp_path, phantom_files, capsys):
+    ip, lp = phantom_files
+    run = tmp_path / "run"
+    assert main(["train", "--image", str(ip), "--label", str(lp), "--out", str(run), "--preset", "tiny",
+                 "--seed", "3", "--quiet"]) == 0
+    assert "run folder" in capsys.readouterr().out
+    # resuming a finished run is a no-op that still succeeds
+    assert main(["train", "--resume", str(run), "--quiet"]) == 0
+    out = tmp_path / "samples"
+    assert main(["sample", str(run), "--n", "2", "--out", str(out), "--quiet"]) == 0
+    imgs = sorted((out / "images").glob("*.png"))
+    labs = sorted((out / "labels").glob("*.png"))
+    assert [p.name for p in imgs] == [p.name for p in labs] == ["train_0000.png", "train_0001.png"]
+    train_label = np.asarray(Image.open(run / "train_label.png")) // 127
+    assert np.array_equal(np.asarray(Image.open(labs[0])), train_label)
+    assert Image.open(imgs[0]).mode == "L" and Image.open(out / "grid.png").size[0] > 0
+
+
+def test_cli_sample_with_another_label_map_of_another_size(tmp_path, phantom_files):
+    ip, lp = phantom_files
+    run = tmp_path / "run"
+    assert main(["train", "--image", str(ip), "--label", str(lp), "--out", str(run), "--preset", "tiny", "--quiet"]) == 0
+    _, other = chest_phantom(64, seed=7)
+    other = np.ascontiguousarray(other[:, 8:])  # 64 x 56: another shape, another map
+    save_png(other, tmp_path / "other.png")
+    out = tmp_path / "s"
+    assert main(["sample", str(run), "--n", "3", "--out", str(out), "--label", str(tmp_path / "other.png"),
+                 "--body", "label", "--quiet"]) == 0
+    img = np.asarray(Image.open(out / "images" / "other_0000.png"))
+    lab = np.asarray(Image.open(out / "labels" / "other_0000.png"))
+    assert img.shape == lab.shape == (32, 28)  # long side at the model's finest size, aspect kept
+    small = np.asarray(Image.fromarray(other).resize((28, 32), Image.NEAREST))
+    assert (lab == small).mean() > 0.95  # the map written is the (resized) map that was used
+
+
+def _write(tmp_path, name, arr):
+    save_png(arr, tmp_path / name)
+    return str(tmp_path / name)
+
+
+@pytest.mark.parametrize("case", ["size_mismatch", "bad_labels", "missing_image", "no_label"])
+def test_cli_bad_input_exits_2_with_one_line(tmp_path, phantom_files, capsys, case):
+    ip, lp = phantom_files
+    label = str(lp)
+    image = str(ip)
+    if case == "size_mismatch":
+        label = _write(tmp_path, "small.png", np.ones((20, 20), np.uint8))
+    elif case == "bad_labels":
+        label = _write(tmp_path, "bad.png", np.full((48, 48), 5, np.uint8))
+    elif case == "missing_image":
+        image = str(tmp_path / "nothing.png")
+    args = ["train", "--image", image, "--out", str(tmp_path / "run"), "--preset", "tiny", "--quiet"]
+    if case != "no_label":
+        args += ["--label", label]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("cosingan: error: ") and len(err.splitlines()) == 1
+    assert not (tmp_path / "run").exists()  # nothing half-written
+
+
+def test_console_script_reports_errors_without_traceback(tmp_path):
+    exe = [sys.executable, "-m", "cosingan.cli"]
+    r = subprocess.run(exe + ["sample", str(tmp_path / "no_run"), "--out", str(tmp_path / "o")],
+                       capture_output=True, text=True)
+    assert r.returncode == 2
+    assert "Traceback" not in r.stderr and "no checkpoint" in r.stderr

@@ -1,0 +1,83 @@
+from __future__ import annotations
+
+import io
+
+import pytest
+import torch
+
+from cosingan.conditions import one_hot
+from cosingan.config import ModelConfig
+from cosingan.model import CoSinGAN
+from cosingan.pyramid import condition_pyramid, scale_sizes
+
+SIZES = scale_sizes(40, 32, 12, 40, 0.7)
+
+
+def _conds(batch=2, body=True):
+    lab = torch.zeros(batch, 40, 32, dtype=torch.long)
+    lab[:, 5:35, 4:14] = 2
+    lab[:, 5:35, 18:28] = 2
+    lab[:, 20:30, 6:12] = 3
+    lab[:, :, :2] = 0
+    lab[lab == 0] = 1
+    lab[:, :3] = 0
+    return condition_pyramid(one_hot(lab, body), SIZES)
+
+
+@pytest.mark.parametrize("two_stage", [True, False])
+@pytest.mark.parametrize("body", [True, False])
+def test_forward_shapes_per_scale(two_stage, body):
+    cfg = ModelConfig(channels=8, num_layers=3, refine_layers=2, two_stage=two_stage, body_channel=body)
+    m = CoSinGAN(cfg, SIZES)
+    m.noise_amp.fill_(0.1)
+    conds = _conds(2, body)
+    noises = m.draw_noise(conds)
+    assert [tuple(z.shape) for z in noises] == [(2, 2, *s) for s in SIZES]
+    x = None
+    for i, s in enumerate(SIZES):  # scale by scale equals all at once
+        x1, x = m(conds, noises, i, i + 1, x=x)
+        assert x.shape == (2, 1, *s) and x1.shape == (2, 1, *s)
+    assert torch.allclose(x, m(conds, noises)[1])
+    assert (m.lung_critics is not None) == two_stage
+    assert (m.gens[0].refine is not None) == two_stage
+    assert m.critics[0](x, conds[-1]).shape == (2, 1, *SIZES[-1])
+
+
+def test_refinement_only_touches_the_lung_region():
+    cfg = ModelConfig(channels=8, num_layers=3, refine_layers=2, two_stage=True)
+    m = CoSinGAN(cfg, SIZES)
+    m.noise_amp.fill_(0.5)
+    conds = _conds(1)
+    x1, x2 = m(conds, m.draw_noise(conds))
+    lung = conds[-1][:, 2:].sum(1, keepdim=True)
+    near_lung = torch.nn.functional.max_pool2d(lung, 3, stride=1, padding=1) > 0
+    assert torch.equal(x1[~near_lung], x2[~near_lung])  # outside the (dilated) lung: stage 1 untouched
+    assert not torch.equal(x1[near_lung], x2[near_lung])
+
+
+def test_state_dict_round_trip_holds_buffers_and_loads_weights_only(tmp_path):
+    cfg = ModelConfig(channels=8, num_layers=3, refine_layers=2)
+    m = CoSinGAN(cfg, SIZES)
+    m.noise_amp.copy_(torch.linspace(1, 0.1, len(SIZES)))
+    m.rec_noise.normal_()
+    sd = m.state_dict()
+    assert {"noise_amp", "rec_noise", "sizes", "trained"} <= set(sd)
+    buf = io.BytesIO()
+    torch.save(sd, buf)
+    buf.seek(0)
+    m2 = CoSinGAN(cfg, SIZES)
+    m2.load_state_dict(torch.load(buf, weights_only=True))
+    for k, v in m.state_dict().items():
+        assert torch.equal(v, m2.state_dict()[k]), k
+    conds = _conds(1)
+    z = m.draw_noise(conds, torch.Generator().manual_seed(3))
+    assert torch.equal(m(conds, z)[1], m2(conds, z)[1])
+
+
+def test_model_runs_on_other_condition_sizes():
+    cfg = ModelConfig(channels=8, num_layers=3, refine_layers=2)
+    m = CoSinGAN(cfg, SIZES)
+    other = scale_sizes(64, 64, 12, 64, 0.7)[: len(SIZES)]
+    lab = torch.randint(0, 4, (1, 64, 64))
+    conds = condition_pyramid(one_hot(lab, True), other)
+    assert m(conds, m.draw_noise(conds))[1].shape[-2:] == other[-1]
