@@ -35,7 +35,7 @@ def condition_from_label(model: CoSinGAN, label: np.ndarray, body: np.ndarray | 
     label4 = to_label4(label, body)
     sizes = sizes_like(model.size_list(), *label.shape)
     t = torch.from_numpy(label4)[None, None].float()
-    lab = torch.nn.functional.interpolate(t, size=sizes[-1], mode="nearest")[0, 0].to(torch.uint8).numpy()
+    lab = torch.nn.functional.interpolate(t, size=sizes[-1], mode="nearest-exact")[0, 0].to(torch.uint8).numpy()
     return Condition(name, lab)
 
 

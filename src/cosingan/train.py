@@ -47,7 +47,7 @@ def prepare_pair(sl: Slice, max_size: int) -> tuple[np.ndarray, np.ndarray]:
     h, w = finest_size(*sl.image.shape, max_size)
     img = resize_image(torch.from_numpy(sl.image)[None, None], (h, w))[0, 0].numpy()
     lab = torch.nn.functional.interpolate(torch.from_numpy(label4)[None, None].float(), size=(h, w),
-                                          mode="nearest")[0, 0].to(torch.uint8).numpy()
+                                          mode="nearest-exact")[0, 0].to(torch.uint8).numpy()
     return img, lab
 
 
