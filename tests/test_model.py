@@ -81,3 +81,30 @@ def test_model_runs_on_other_condition_sizes():
     lab = torch.randint(0, 4, (1, 64, 64))
     conds = condition_pyramid(one_hot(lab, True), other)
     assert m(conds, m.draw_noise(conds))[1].shape[-2:] == other[-1]
+
+
+@pytest.mark.parametrize("win", [(slice(3, 20), slice(5, 17)), (slice(0, 12), slice(0, 10)),
+                                 (slice(25, 40), slice(20, 32)), (slice(None), slice(None))])
+@pytest.mark.parametrize("two_stage", [True, False])
+def test_windowed_scale_equals_cropped_full_output(win, two_stage):
+    cfg = ModelConfig(channels=8, num_layers=3, refine_layers=2, two_stage=two_stage)
+    m = CoSinGAN(cfg, SIZES)
+    m.noise_amp.fill_(0.3)
+    conds = _conds(2)
+    noises = m.draw_noise(conds, torch.Generator().manual_seed(0))
+    i = len(SIZES) - 1
+    prev = m(conds, noises, 0, i)[1]
+    full1, full2 = m(conds, noises, i, i + 1, x=prev)
+    w1, w2 = m.scale_window(i, prev, conds[i], noises[i], win)
+    torch.testing.assert_close(w1, full1[..., win[0], win[1]], rtol=0, atol=1e-6)
+    torch.testing.assert_close(w2, full2[..., win[0], win[1]], rtol=0, atol=1e-6)
+
+
+def test_coarse_scales_can_be_deeper():
+    cfg = ModelConfig(channels=8, num_layers=3, refine_layers=2, coarse_layers=5, coarse_max=20)
+    m = CoSinGAN(cfg, SIZES)
+    assert m.layers == [5 if min(s) <= 20 else 3 for s in SIZES] and 5 in m.layers and 3 in m.layers
+    convs = [sum(isinstance(x, torch.nn.Conv2d) for x in g.structure) for g in m.gens]
+    assert convs == m.layers
+    conds = _conds(1)
+    assert m(conds, m.draw_noise(conds))[1].shape[-2:] == SIZES[-1]

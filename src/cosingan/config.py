@@ -25,6 +25,10 @@ class ModelConfig:
     scale_factor: float = 0.75  # target ratio between neighbouring scales; adjusted to land exactly
     channels: int = 32  # conv channels in every G and D block
     num_layers: int = 5  # conv blocks per G/D (receptive field 2*num_layers+1 px)
+    # deeper nets where they are cheap: scales whose short side is <= coarse_max px get coarse_layers
+    # (a wider receptive field for global layout); 0 = num_layers everywhere
+    coarse_layers: int = 0
+    coarse_max: int = 64
     body_channel: bool = True  # condition = air/body/lung/infection instead of background/lung/infection
     # --- the three CoSinGAN parts, each switchable ---
     two_stage: bool = True  # per scale: structure G + lung-masked refinement G with a lung critic

@@ -31,10 +31,10 @@ class ScaleGenerator(nn.Module):
     """One scale. Stage 1 (`structure`) draws the whole slice as a residual on the upsampled coarser
     output; stage 2 (`refine`, optional) adds lung texture and lesions only inside the lung mask."""
 
-    def __init__(self, cfg: ModelConfig):
+    def __init__(self, cfg: ModelConfig, layers: int):
         super().__init__()
         c = num_channels(cfg.body_channel)
-        self.structure = conv_net(2 + c, cfg.channels, cfg.num_layers, 1)
+        self.structure = conv_net(2 + c, cfg.channels, layers, 1)
         self.refine = conv_net(2 + c, cfg.channels, cfg.refine_layers, 1) if cfg.two_stage else None
 
     def forward(self, prev: torch.Tensor, cond: torch.Tensor, noise: torch.Tensor, amp: torch.Tensor
@@ -52,9 +52,9 @@ class ScaleGenerator(nn.Module):
 class Critic(nn.Module):
     """Conditional patch critic (WGAN): a score map, one score per receptive-field patch."""
 
-    def __init__(self, cfg: ModelConfig):
+    def __init__(self, cfg: ModelConfig, layers: int):
         super().__init__()
-        self.net = conv_net(1 + num_channels(cfg.body_channel), cfg.channels, cfg.num_layers, 1)
+        self.net = conv_net(1 + num_channels(cfg.body_channel), cfg.channels, layers, 1)
 
     def forward(self, x: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
         return self.net(torch.cat([x, cond], 1))
@@ -65,10 +65,12 @@ class CoSinGAN(nn.Module):
         super().__init__()
         self.cfg = cfg
         n = len(sizes)
-        self.gens = nn.ModuleList(ScaleGenerator(cfg) for _ in range(n))
-        self.critics = nn.ModuleList(Critic(cfg) for _ in range(n))
+        self.layers = [cfg.coarse_layers if cfg.coarse_layers and min(s) <= cfg.coarse_max else cfg.num_layers
+                       for s in sizes]
+        self.gens = nn.ModuleList(ScaleGenerator(cfg, k) for k in self.layers)
+        self.critics = nn.ModuleList(Critic(cfg, k) for k in self.layers)
         # stage 2's own critic judges the lung region only
-        self.lung_critics = nn.ModuleList(Critic(cfg) for _ in range(n)) if cfg.two_stage else None
+        self.lung_critics = nn.ModuleList(Critic(cfg, k) for k in self.layers) if cfg.two_stage else None
         self.register_buffer("sizes", torch.tensor(sizes, dtype=torch.long))
         self.register_buffer("noise_amp", torch.zeros(n))
         self.register_buffer("rec_noise", torch.zeros(1, 2, *sizes[0]))
@@ -94,10 +96,9 @@ class CoSinGAN(nn.Module):
             x1, x = self.gens[i](prev, cond, noises[i], self.noise_amp[i])
         return x1, x
 
-    @property
-    def margin(self) -> int:
-        """Receptive-field radius of one scale's generator (3x3 convs, +1 for the mask dilation)."""
-        return self.cfg.num_layers + (self.cfg.refine_layers + 1 if self.cfg.two_stage else 0)
+    def margin(self, i: int) -> int:
+        """Receptive-field radius of scale i's generator (3x3 convs, +1 for the mask dilation)."""
+        return self.layers[i] + (self.cfg.refine_layers + 1 if self.cfg.two_stage else 0)
 
     def scale_window(self, i: int, x: torch.Tensor | None, cond: torch.Tensor, noise: torch.Tensor,
                      win: tuple[slice, slice]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -105,7 +106,7 @@ class CoSinGAN(nn.Module):
         generator runs on the window grown by its receptive field (clipped at the image border,
         where zero padding then matches the full-image computation), and the rim is cut off."""
         h, w = cond.shape[-2:]
-        m = self.margin
+        m = self.margin(i)
         t0, t1 = win[0].start or 0, win[0].stop or h
         l0, l1 = win[1].start or 0, win[1].stop or w
         a0, a1, b0, b1 = max(0, t0 - m), min(h, t1 + m), max(0, l0 - m), min(w, l1 + m)

@@ -27,16 +27,21 @@ class Condition:
     label4: np.ndarray  # air/body/lung/infection map at the size the model generates
 
 
+def resize_label4(model: CoSinGAN, label4: np.ndarray) -> np.ndarray:
+    """A 4-class map resized (nearest) so its long side is the model's finest long side."""
+    size = sizes_like(model.size_list(), *label4.shape)[-1]
+    if tuple(size) == label4.shape:
+        return label4
+    t = torch.from_numpy(label4)[None, None].float()
+    return torch.nn.functional.interpolate(t, size=size, mode="nearest-exact")[0, 0].to(torch.uint8).numpy()
+
+
 def condition_from_label(model: CoSinGAN, label: np.ndarray, body: np.ndarray | None, name: str) -> Condition:
     """Resize a 0/1/2 label map (and body mask; estimated from the lungs when None) to the model's
     pixel scale and build its 4-class map."""
     if body is None:
         body = body_from_label(label)
-    label4 = to_label4(label, body)
-    sizes = sizes_like(model.size_list(), *label.shape)
-    t = torch.from_numpy(label4)[None, None].float()
-    lab = torch.nn.functional.interpolate(t, size=sizes[-1], mode="nearest-exact")[0, 0].to(torch.uint8).numpy()
-    return Condition(name, lab)
+    return Condition(name, resize_label4(model, to_label4(label, body)))
 
 
 def sample_seed(seed: int, cond_index: int, sample_index: int) -> int:

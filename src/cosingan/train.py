@@ -260,11 +260,12 @@ class Trainer:
                 m.rec_noise.copy_(torch.randn(m.rec_noise.shape, device=self.device))
                 m.noise_amp[0] = 1.0
             else:
-                # ConSinGAN: a new scale starts from its coarser neighbour's weights
-                m.gens[s].load_state_dict(m.gens[s - 1].state_dict())
-                m.critics[s].load_state_dict(m.critics[s - 1].state_dict())
-                if m.lung_critics is not None:
-                    m.lung_critics[s].load_state_dict(m.lung_critics[s - 1].state_dict())
+                # ConSinGAN: a new scale starts from its coarser neighbour's weights (same depth only)
+                if m.layers[s] == m.layers[s - 1]:
+                    m.gens[s].load_state_dict(m.gens[s - 1].state_dict())
+                    m.critics[s].load_state_dict(m.critics[s - 1].state_dict())
+                    if m.lung_critics is not None:
+                        m.lung_critics[s].load_state_dict(m.lung_critics[s - 1].state_dict())
                 prev = upsample(self._rec_output(s), self.sizes[s])
                 rmse = torch.sqrt(torch.mean((prev - self.data.reals[s]) ** 2))
                 m.noise_amp[s] = self.tc.noise_amp * rmse

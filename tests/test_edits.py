@@ -1,0 +1,72 @@
+"""Label-map edits keep maps valid: labels in set, infection inside lung, no slivers."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from cosingan.conditions import (INFECTION, LUNG, body_from_image, check_label4, edit_map, to_label4)
+from cosingan.phantom import chest_phantom
+
+_MAPS = {}
+
+
+def _map(seed: int) -> np.ndarray:
+    if seed not in _MAPS:
+        img, lab = chest_phantom(64, seed=seed)
+        _MAPS[seed] = to_label4(lab, body_from_image(img, lab))
+    return _MAPS[seed]
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(edit=st.sampled_from(["deform", "flip", "move", "scale", "add", "remove", "merge", "negative"]),
+       map_seed=st.integers(0, 3), seed=st.integers(0, 10_000))
+def test_every_edit_keeps_the_map_valid(edit, map_seed, seed):
+    src = _map(map_seed)
+    try:
+        out = edit_map(src, edit, np.random.default_rng(seed), min_lesion=12)
+    except ValueError:
+        return  # the edit does not apply to this map (e.g. a single lesion cannot merge)
+    assert out.shape == src.shape and out.dtype == np.uint8
+    assert set(np.unique(out)) <= {0, 1, 2, 3}
+    if edit != "deform" and edit != "flip":  # lesion edits never move the lungs or the body
+        assert np.array_equal(out >= LUNG, src >= LUNG)
+        assert np.array_equal(out > 0, src > 0)
+    if edit == "negative":
+        assert not (out == INFECTION).any()
+    if edit == "remove":
+        assert (out == INFECTION).sum() < (src == INFECTION).sum()
+    reason = check_label4(out, min_lesion=12)
+    assert reason is None or reason == "lung smaller than 1% of the slice", reason
+
+
+def test_check_label4_catches_invalid_maps():
+    src = _map(0)
+    assert check_label4(src) is None
+    bad = src.copy()
+    bad[:3, :3] = INFECTION  # a lesion in the air, outside any lung
+    assert check_label4(bad) == "infection outside the lung"
+    sliver = src.copy()
+    sliver[sliver == INFECTION] = LUNG
+    ys, xs = np.nonzero(sliver == LUNG)
+    sliver[ys[len(ys) // 2], xs[len(xs) // 2]] = INFECTION
+    assert "sliver" in check_label4(sliver, min_lesion=12)
+    assert check_label4(np.zeros((32, 32), np.uint8)) == "lung smaller than 1% of the slice"
+
+
+def test_move_and_add_place_lesions_inside_the_lung():
+    src = _map(1)
+    rng = np.random.default_rng(0)
+    for edit in ("move", "add"):
+        out = edit_map(src, edit, rng)
+        assert not np.array_equal(out, src)
+        assert (out == INFECTION).sum() > 0
+        inf = out == INFECTION
+        assert (src[inf] >= LUNG).all()  # lesions only on lung pixels
+
+
+def test_unknown_edit_is_refused():
+    with pytest.raises(ValueError, match="unknown edit"):
+        edit_map(_map(0), "explode", np.random.default_rng(0))
