@@ -70,6 +70,8 @@ def test_synthesize_png_manifest_regenerates_and_resumes(two_runs, tmp_path, cap
         assert img.shape == lab.shape and set(np.unique(lab)) <= {0, 1, 2}
         if r["negative"] == "1":
             assert not (lab == 2).any()
+    grid = np.asarray(Image.open(out / "grid.png"))  # real source | condition | synthetic, 2 pairs a row
+    assert grid.shape[1] == 2 + 6 * (32 + 2) and grid.shape[0] == 2 + 3 * (32 + 2)
     # a manifest row regenerates its pair byte for byte
     syn = Synthesizer(runs, str(root / "data"), ["deform", "move"], 0.3, 4)
     img, lab, _ = syn.make(rows[3])

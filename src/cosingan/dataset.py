@@ -277,7 +277,45 @@ def synthesize(syn: Synthesizer, n: int, out: str | Path, fmt: str = "png", prog
     _write_manifest(out, rows)
     if fmt == "nnunet":
         write_nnunet_json(out, len(rows))
+    if rows:
+        write_grid(syn, [rows[k] for k in sorted(rows)[:8]], out / "grid.png")
     return {"made": made, "kept": skipped, "total": len(rows), "rejected": rejected}
+
+
+def _source_image(syn: Synthesizer, row: dict) -> np.ndarray | None:
+    """The real slice behind a condition, when there is one (a slice folder or a run's own pair)."""
+    from .io import read_image
+    from .sample import _paired_image
+
+    origin = row["condition"]
+    if origin.startswith("train:"):
+        r = syn.runs.index(origin[len("train:"):])
+        return syn.models[r][2]["data"]["image"].numpy()
+    img_path = _paired_image(Path(origin))
+    return read_image(img_path)[0] if img_path is not None else None
+
+
+def write_grid(syn: Synthesizer, rows: list[dict], path: Path) -> None:
+    """Real source slice | condition | synthetic, for a few pairs (regenerated from their rows)."""
+    import torch
+
+    from .train import label_to_uint8, tile
+
+    tiles = []
+    for row in rows:
+        img, lab, _ = syn.make(row)
+        if img is None:
+            continue
+        real = _source_image(syn, row)
+        if real is None:
+            real_t = np.full(img.shape, 255, np.uint8)
+        else:
+            t = torch.nn.functional.interpolate(torch.from_numpy(real)[None, None], size=img.shape,
+                                                mode="bilinear", antialias=True)[0, 0].numpy()
+            real_t = np.round((np.clip(t, -1, 1) + 1) * 127.5).astype(np.uint8)
+        tiles += [real_t, label_to_uint8(lab), np.round((np.clip(img, -1, 1) + 1) * 127.5).astype(np.uint8)]
+    if tiles:
+        save_png(tile(tiles, cols=6), path)
 
 
 # ------------------------------------------------------------------------------------ nnU-Net v2

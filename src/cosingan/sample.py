@@ -136,20 +136,7 @@ def sample_run(run: str | Path, n: int, out: str | Path, labels: list[str] | Non
             written.append(out / "images" / f"{name}.png")
             bar.update(1)
         shown = [label_to_uint8(lab)] + [np.round((im + 1) * 127.5).astype(np.uint8) for im in imgs[:6]]
-        grid_rows.append(shown + [np.full_like(shown[0], 255)] * (7 - len(shown)))
+        grid_rows.append(shown + [np.full((1, 1), 255, np.uint8)] * (7 - len(shown)))
     bar.close()
-    _save_grid(grid_rows, out / "grid.png")
+    save_png(tile([t for row in grid_rows for t in row], cols=7), out / "grid.png")
     return written
-
-
-def _save_grid(rows: list[list[np.ndarray]], path: Path) -> None:
-    """Rows of different sizes are padded to the largest tile."""
-    h = max(t.shape[0] for r in rows for t in r)
-    w = max(t.shape[1] for r in rows for t in r)
-    tiles = []
-    for r in rows:
-        for t in r:
-            pad = np.full((h, w), 255, np.uint8)
-            pad[: t.shape[0], : t.shape[1]] = t
-            tiles.append(pad)
-    save_png(tile(tiles, cols=7), path)

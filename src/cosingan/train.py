@@ -13,6 +13,7 @@ import math
 import platform
 import random
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -141,13 +142,15 @@ def load_model(run: str | Path, device: str = "cpu", require_finished: bool = Tr
 # --------------------------------------------------------------------------------------- pictures
 
 def tile(images: list[np.ndarray], cols: int, pad: int = 2) -> np.ndarray:
-    """uint8 grid of equally sized uint8 tiles."""
-    h, w = images[0].shape[:2]
+    """uint8 grid of uint8 tiles; smaller tiles sit top-left in a white cell of the largest size."""
+    h = max(im.shape[0] for im in images)
+    w = max(im.shape[1] for im in images)
     rows = math.ceil(len(images) / cols)
     out = np.full((rows * (h + pad) + pad, cols * (w + pad) + pad), 255, np.uint8)
     for k, im in enumerate(images):
         r, c = divmod(k, cols)
-        out[pad + r * (h + pad): pad + r * (h + pad) + h, pad + c * (w + pad): pad + c * (w + pad) + w] = im
+        y, x = pad + r * (h + pad), pad + c * (w + pad)
+        out[y: y + im.shape[0], x: x + im.shape[1]] = im
     return out
 
 
@@ -209,6 +212,7 @@ class Trainer:
         self.stage, self.iter, self.log, self.stage_ends = 0, 0, [], []
         self.opt_g = self.opt_d = None
         self.source: dict = {"kind": "png", "spacing": None}  # how the input came (outputs match it)
+        self._curves_at = time.monotonic()
 
     # -- state
     def checkpoint(self, done: bool = False) -> dict:
@@ -411,8 +415,11 @@ class Trainer:
             self.stage_ends.append(len(self.log))
             if tc.sample_every_stage:
                 self.stage_samples()
-            write_curves(self.run, self.log, self.stage_ends)
             self.stage, self.iter = self.stage + 1, 0
+            # plotting costs ~1 s: at most once a minute, and always at the end
+            if self.stage == m.num_scales or time.monotonic() - self._curves_at > 60:
+                write_curves(self.run, self.log, self.stage_ends)
+                self._curves_at = time.monotonic()
             self.opt_g = self.opt_d = None
             m.trained.fill_(self.stage)
             finished = self.stage == m.num_scales
