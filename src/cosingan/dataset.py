@@ -68,6 +68,8 @@ def make_condition(src: Source, edits: list[str], seed: int, negative: bool, min
     reason). Deterministic for (source, edits, seed, negative)."""
     rng = np.random.default_rng(seed)
     rejects: dict[str, int] = {}
+    if negative:  # lesion edits are moot when all infection goes: keep only whole-map edits
+        edits = [e for e in edits if e in ("deform", "flip")]
     for _ in range(tries):
         chain: list[str] = []
         if edits:
@@ -277,8 +279,10 @@ def synthesize(syn: Synthesizer, n: int, out: str | Path, fmt: str = "png", prog
     _write_manifest(out, rows)
     if fmt == "nnunet":
         write_nnunet_json(out, len(rows))
-    if rows:
-        write_grid(syn, [rows[k] for k in sorted(rows)[:8]], out / "grid.png")
+    if rows:  # 8 pairs spread over the dataset
+        names = sorted(rows)
+        pick = sorted({names[int(k)] for k in np.linspace(0, len(names) - 1, min(8, len(names)))})
+        write_grid(syn, [rows[k] for k in pick], out / "grid.png")
     return {"made": made, "kept": skipped, "total": len(rows), "rejected": rejected}
 
 
@@ -291,7 +295,14 @@ def _source_image(syn: Synthesizer, row: dict) -> np.ndarray | None:
     if origin.startswith("train:"):
         r = syn.runs.index(origin[len("train:"):])
         return syn.models[r][2]["data"]["image"].numpy()
-    img_path = _paired_image(Path(origin))
+    origin = Path(origin)
+    masks_csv = origin.parent.parent / "masks.csv"
+    if origin.parent.name == "labels" and masks_csv.exists():  # an edited map: show its real source
+        with open(masks_csv, newline="") as f:
+            src = {r["name"]: r["source"] for r in csv.DictReader(f)}.get(origin.stem)
+        if src:
+            origin = Path(src)
+    img_path = _paired_image(origin)
     return read_image(img_path)[0] if img_path is not None else None
 
 
