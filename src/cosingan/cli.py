@@ -103,6 +103,25 @@ def _add_seg(sub) -> None:
     e.add_argument("--out", required=True, help="report folder: cases.csv, summary.json, cases.png")
 
 
+def _add_experiment(sub) -> None:
+    p = sub.add_parser("experiment", help="the few-shot experiment (synthetic vs k real vs all real)")
+    ss = p.add_subparsers(dest="exp_command", required=True)
+    f = ss.add_parser("few-shot", help="one command: GANs, conditions, synthetic data, U-Nets, report")
+    f.add_argument("--data", required=True, help="slice folder: the training pool (and test, without --test)")
+    f.add_argument("--test", help="slice folder of test slices (default: split --data, seeded)")
+    f.add_argument("--k", nargs="+", type=int, default=[1, 2], help="numbers of real slices (default 1 2)")
+    f.add_argument("--out", required=True, help="experiment folder (report.md, report.html, results.json)")
+    f.add_argument("--preset", default="cpu", help="CoSinGAN preset (default cpu)")
+    f.add_argument("--repeats", type=int, default=1)
+    f.add_argument("--regimes", nargs="+", default=["kmaps", "allmaps"], choices=["kmaps", "allmaps"],
+                   help="conditions for the synthetic arm: the k maps only, and/or all training-pool maps")
+    f.add_argument("--n-synth", type=int, default=300, help="synthetic pairs per dataset")
+    f.add_argument("--seg-steps", type=int, default=1200, help="U-Net budget for every arm")
+    f.add_argument("--seg-size", type=int, default=128)
+    f.add_argument("--seed", type=int, default=0)
+    f.add_argument("--quiet", action="store_true")
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="cosingan", description=__doc__)
     from . import __version__
@@ -115,6 +134,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     _add_masks(sub)
     _add_synthesize(sub)
     _add_seg(sub)
+    _add_experiment(sub)
     return parser.parse_args(argv)
 
 
@@ -271,11 +291,31 @@ def cmd_seg(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_experiment(args: argparse.Namespace) -> int:
+    from .config import preset
+    from .experiment import ARM_NAMES, ExperimentConfig, run_few_shot
+
+    preset(args.preset)  # a clear error before any work
+    if min(args.k) < 1 or args.repeats < 1 or args.n_synth < 1 or args.seg_steps < 1:
+        raise InputError("--k, --repeats, --n-synth and --seg-steps must be at least 1")
+    cfg = ExperimentConfig(ks=tuple(args.k), repeats=args.repeats, preset=args.preset,
+                           regimes=tuple(args.regimes), n_synth=args.n_synth, seg_steps=args.seg_steps,
+                           seg_size=args.seg_size, seed=args.seed)
+    t0 = time.time()
+    rec = run_few_shot(args.data, args.out, cfg, args.test, progress=not args.quiet,
+                       log=(lambda *a: None) if args.quiet else print)
+    for r in rec["table"]:
+        print(f"k={r['k'] or 'all':>3} {ARM_NAMES[r['arm']]:26s} {r['regime'] or '':8s} lung DSC {r['lung_dsc']:.3f} "
+              f"NSD {r['lung_nsd']:.3f} | infection DSC {r['infection_dsc']:.3f} NSD {r['infection_nsd']:.3f}")
+    print(f"report: {args.out}/report.md, {args.out}/report.html ({time.time() - t0:.0f} s)")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         commands = {"train": cmd_train, "sample": cmd_sample, "demo": cmd_demo, "masks": cmd_masks,
-                    "synthesize": cmd_synthesize, "seg": cmd_seg}
+                    "synthesize": cmd_synthesize, "seg": cmd_seg, "experiment": cmd_experiment}
         return commands[args.command](args)
     except InputError as e:
         print(f"cosingan: error: {e}", file=sys.stderr)

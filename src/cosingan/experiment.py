@@ -1,0 +1,223 @@
+"""The few-shot experiment: synthetic-from-k-slices vs k real slices + strong augmentation vs all real.
+
+For each k and repeat: choose k training slices from the training pool (seeded, recorded), train one
+CoSinGAN per slice, make conditions, synthesize a dataset, then train the same U-Net with the same
+budget on (A) synthetic, (B) the k real slices with strong augmentation, (C) all real training slices,
+and evaluate all on the test slices. Everything lands in one folder and every step is resumable:
+finished generators, datasets, models and evaluations are reused.
+
+Condition regimes for (A): `kmaps` (only the k slices' own maps, deformed and edited) and `allmaps`
+(every training-pool map, with the k images' generators).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .errors import InputError
+from .io import atomic_path, list_slice_folder
+
+
+@dataclass(frozen=True)
+class ExperimentConfig:
+    ks: tuple[int, ...] = (1, 2)
+    repeats: int = 1
+    preset: str = "cpu"
+    regimes: tuple[str, ...] = ("kmaps", "allmaps")
+    n_synth: int = 300
+    seg_steps: int = 1200
+    seg_size: int = 128
+    test_fraction: float = 0.5  # used only without --test
+    negatives: float = 0.1
+    edits: tuple[str, ...] = ("deform", "flip", "move", "scale", "add", "remove", "merge")
+    seed: int = 0
+
+
+def _link_folder(pairs: list[tuple[Path, Path]], out: Path) -> Path:
+    """A slice folder of symlinks (no copies of the data)."""
+    for sub in ("images", "labels"):
+        (out / sub).mkdir(parents=True, exist_ok=True)
+    for ip, lp in pairs:
+        for src, sub in ((ip, "images"), (lp, "labels")):
+            dst = out / sub / src.name
+            if not dst.exists():
+                dst.symlink_to(src.resolve())
+    return out
+
+
+def split(data: Path, test: Path | None, cfg: ExperimentConfig) -> tuple[list, list]:
+    """(train pool, test) pairs. Without a test folder the data is split (seeded)."""
+    pool = list_slice_folder(data)
+    if test is not None:
+        tests = list_slice_folder(test)
+        overlap = {p[0].resolve() for p in pool} & {p[0].resolve() for p in tests}
+        if overlap:
+            raise InputError(f"{test}: {len(overlap)} test slice(s) are also in --data {data}")
+        return pool, tests
+    rng = np.random.default_rng(cfg.seed)
+    order = rng.permutation(len(pool))
+    n_test = max(1, int(round(len(pool) * cfg.test_fraction)))
+    if len(pool) - n_test < max(cfg.ks):
+        raise InputError(f"{data}: {len(pool)} slices are too few for k={max(cfg.ks)} plus a test split")
+    return [pool[i] for i in sorted(order[n_test:])], [pool[i] for i in sorted(order[:n_test])]
+
+
+def run_few_shot(data: str | Path, out: str | Path, cfg: ExperimentConfig, test: str | Path | None = None,
+                 progress: bool = True, log=print) -> dict:
+    from . import seg
+    from .config import preset
+    from .dataset import Synthesizer, sources_from_folder, synthesize, write_masks
+    from .io import load_slice
+    from .train import CKPT, load_checkpoint, train
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    pool, tests = split(Path(data), Path(test) if test else None, cfg)
+    test_dir = _link_folder(tests, out / "data" / "test")
+    pool_dir = _link_folder(pool, out / "data" / "pool")
+    timings: dict[str, float] = {}
+    results: list[dict] = []
+    record = {"config": asdict(cfg), "data": str(data), "test": str(test) if test else None,
+              "pool": [p[0].name for p in pool], "test_slices": [p[0].name for p in tests], "runs": []}
+
+    def timed(key: str, fn):
+        t = time.time()
+        r = fn()
+        timings[key] = timings.get(key, 0.0) + time.time() - t
+        return r
+
+    def seg_arm(name: str, folder: Path, aug: str, seed: int) -> dict:
+        model_dir = out / "seg" / name
+        if not (model_dir / "model.pt").exists() or not (model_dir / "train.json").exists():
+            scfg = seg.SegConfig(size=cfg.seg_size, steps=cfg.seg_steps, aug=aug, seed=seed)
+            timed("seg_train", lambda: seg.train_seg(seg.load_folders([folder]), scfg, model_dir, progress))
+        net, scfg = seg.load_seg(model_dir)
+        summary = timed("seg_eval", lambda: seg.evaluate(net, scfg, seg.load_folders([test_dir]),
+                                                          out / "eval" / name))
+        return summary["mean"]
+
+    for r in range(cfg.repeats):
+        rseed = cfg.seed * 1000 + r
+        log(f"repeat {r + 1}/{cfg.repeats}: arm C (all {len(pool)} real training slices)")
+        c_scores = seg_arm(f"r{r}_C_allreal", pool_dir, "standard", rseed)
+        results.append({"repeat": r, "k": None, "arm": "C", "regime": "", **c_scores})
+        for k in cfg.ks:
+            rng = np.random.default_rng([cfg.seed, r, k])
+            chosen = [pool[i] for i in sorted(rng.choice(len(pool), size=k, replace=False))]
+            names = [p[0].name for p in chosen]
+            record["runs"].append({"repeat": r, "k": k, "slices": names})
+            assert not {p[0].name for p in chosen} & {p[0].name for p in tests}  # never a test slice
+            kdir = _link_folder(chosen, out / "data" / f"r{r}_k{k}")
+            log(f"repeat {r + 1}, k={k}: {', '.join(names)}")
+            runs = []
+            for ip, lp in chosen:
+                run = out / "gan" / f"{ip.stem}_s{rseed}"
+                if (run / CKPT).exists():
+                    if not load_checkpoint(run).get("done"):
+                        timed("gan_train", lambda: train(run, None, None, progress=progress))
+                else:
+                    c = preset(cfg.preset)
+                    from dataclasses import replace
+
+                    c = replace(c, seed=rseed)
+                    sl = load_slice(ip, lp)
+                    timed("gan_train", lambda: train(run, sl, c, progress=progress))
+                runs.append(str(run))
+            b_scores = seg_arm(f"r{r}_k{k}_B_real_strongaug", kdir, "strong", rseed)
+            results.append({"repeat": r, "k": k, "arm": "B", "regime": "", **b_scores})
+            for regime in cfg.regimes:
+                cond_src = kdir if regime == "kmaps" else pool_dir
+                masks = out / "conditions" / f"r{r}_k{k}_{regime}"
+                if not (masks / "masks.csv").exists():
+                    timed("masks", lambda: write_masks(sources_from_folder(cond_src), masks, cfg.n_synth,
+                                                       list(cfg.edits), cfg.negatives, rseed, progress))
+                syn_dir = out / "synthetic" / f"r{r}_k{k}_{regime}"
+                syn = Synthesizer(runs, str(masks), [], 0.0, rseed)
+                timed("synthesize", lambda: synthesize(syn, cfg.n_synth, syn_dir, "png", progress))
+                a_scores = seg_arm(f"r{r}_k{k}_A_synthetic_{regime}", syn_dir, "standard", rseed)
+                results.append({"repeat": r, "k": k, "arm": "A", "regime": regime, **a_scores})
+    record["results"] = results
+    record["timings_s"] = timings
+    record["table"] = table(results)
+    with atomic_path(out / "results.json") as tmp:
+        tmp.write_text(json.dumps(record, indent=2))
+    write_report(out, record)
+    return record
+
+
+ARM_NAMES = {"A": "A: synthetic (CoSinGAN)", "B": "B: k real + strong aug", "C": "C: all real"}
+METRICS = ("lung_dsc", "lung_nsd", "infection_dsc", "infection_nsd")
+
+
+def table(results: list[dict]) -> list[dict]:
+    """Mean and std over repeats per (k, arm, regime)."""
+    groups: dict[tuple, list[dict]] = {}
+    for r in results:
+        groups.setdefault((r["k"] if r["k"] is not None else 0, r["arm"], r["regime"]), []).append(r)
+    rows = []
+    for (k, arm, regime), rs in sorted(groups.items(), key=lambda kv: (kv[0][0], kv[0][1], kv[0][2])):
+        row = {"k": k or None, "arm": arm, "regime": regime, "n": len(rs)}
+        for m in METRICS:
+            v = [x[m] for x in rs]
+            row[m] = float(np.mean(v))
+            row[m + "_std"] = float(np.std(v))
+        rows.append(row)
+    return rows
+
+
+def write_report(out: Path, record: dict) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = record["table"]
+    lines = ["# Few-shot experiment", "",
+             f"Training pool: {len(record['pool'])} slices; test: {len(record['test_slices'])} slices; "
+             f"repeats: {record['config']['repeats']}; preset: {record['config']['preset']}; "
+             f"U-Net budget: {record['config']['seg_steps']} steps at {record['config']['seg_size']} px.", "",
+             "| k | arm | conditions | lung DSC | lung NSD | infection DSC | infection NSD |",
+             "| --- | --- | --- | --- | --- | --- | --- |"]
+    for r in rows:
+        cells = [f"{r[m]:.3f} ± {r[m + '_std']:.3f}" for m in METRICS]
+        lines.append(f"| {r['k'] or 'all'} | {ARM_NAMES[r['arm']]} | {r['regime'] or '-'} | " + " | ".join(cells) + " |")
+    lines += ["", "Timings (s): " + ", ".join(f"{k} {v:.0f}" for k, v in record["timings_s"].items()), "",
+              "Chosen slices: " + "; ".join(f"repeat {x['repeat']} k={x['k']}: {', '.join(x['slices'])}"
+                                            for x in record["runs"]), "",
+              "![infection DSC](infection_dsc.png)", ""]
+    grids = sorted((out / "synthetic").glob("*/grid.png"))
+    for g in grids:
+        lines.append(f"![{g.parent.name}]({g.relative_to(out)})")
+    with atomic_path(out / "report.md") as tmp:
+        tmp.write_text("\n".join(lines) + "\n")
+    fig, ax = plt.subplots(figsize=(7, 3))
+    labels = [f"{r['arm']}{'' if not r['regime'] else '/' + r['regime']} k={r['k'] or 'all'}" for r in rows]
+    ax.bar(range(len(rows)), [r["infection_dsc"] for r in rows], yerr=[r["infection_dsc_std"] for r in rows])
+    ax.set_xticks(range(len(rows)), labels, rotation=30, ha="right", fontsize=8)
+    ax.set_ylabel("infection DSC (test)")
+    fig.tight_layout()
+    with atomic_path(out / "infection_dsc.png") as tmp:
+        fig.savefig(tmp, format="png", dpi=90)
+    plt.close(fig)
+    import html as _html
+
+    head = "".join(f"<th>{h}</th>" for h in ("k", "arm", "conditions", "lung DSC", "lung NSD",
+                                             "infection DSC", "infection NSD"))
+    trs = "".join("<tr>" + "".join(f"<td>{_html.escape(str(c))}</td>" for c in
+                                   [r["k"] or "all", ARM_NAMES[r["arm"]], r["regime"] or "-",
+                                    *(f"{r[m]:.3f} ± {r[m + '_std']:.3f}" for m in METRICS)]) + "</tr>"
+                  for r in rows)
+    text = [line for line in lines[2:] if line and not line.startswith("|") and not line.startswith("![")]
+    imgs = ["infection_dsc.png"] + [str(g.relative_to(out)) for g in grids]
+    page = ("<!doctype html><html><head><meta charset='utf-8'><title>cosingan few-shot</title></head><body>"
+            "<h1>Few-shot experiment</h1>" + "".join(f"<p>{_html.escape(t)}</p>" for t in text)
+            + f"<table border=1 cellpadding=4><tr>{head}</tr>{trs}</table>"
+            + "".join(f"<p><img src='{_html.escape(i)}' style='max-width:100%'></p>" for i in imgs)
+            + "</body></html>\n")
+    with atomic_path(out / "report.html") as tmp:
+        tmp.write_text(page)
