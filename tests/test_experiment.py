@@ -37,7 +37,10 @@ def test_few_shot_experiment_report_and_no_leakage(tmp_path, phantom_folder, cap
     for r in rec["table"]:
         for m in ("lung_dsc", "lung_nsd", "infection_dsc", "infection_nsd"):
             assert 0.0 <= r[m] <= 1.0
+    assert {(f["k"], f["regime"]) for f in rec["fidelity"]} == {(1, "kmaps"), (1, "allmaps")}
+    assert all(0.0 <= f["infection_dsc"] <= 1.0 for f in rec["fidelity"])
     md = (out / "report.md").read_text()
+    assert "Condition fidelity" in md
     assert "| k | arm |" in md and "B: k real + strong aug" in md and "Timings" in md
     assert "<table" in (out / "report.html").read_text()
     assert (out / "infection_dsc.png").stat().st_size > 0

@@ -17,7 +17,7 @@ import numpy as np
 from .conditions import (EDITS, body_from_image, body_from_label, check_label4, edit_map, label4_to_label,
                          to_label4)
 from .errors import InputError
-from .io import atomic_path, list_slice_folder, load_slice, read_label, save_nifti, save_png
+from .io import atomic_path, list_slice_folder, load_slice, read_label, read_mask, save_nifti, save_png
 
 MANIFEST = "manifest.csv"
 FIELDS = ["name", "run", "condition", "edits", "edit_seed", "noise_seed", "negative"]
@@ -49,17 +49,11 @@ def sources_from_folder(root: str | Path) -> list[Source]:
     for lp in files:
         lab = read_label(lp)
         bp = root / "bodies" / lp.name
-        body = (read_label_mask(bp) if bp.exists() else body_from_label(lab))
+        body = read_mask(bp) if bp.exists() else body_from_label(lab)
         if body.shape != lab.shape:
             raise InputError(f"{bp}: body mask size {body.shape} does not match label map {lp} {lab.shape}")
         out.append(Source(lp.stem, to_label4(lab, body), str(lp)))
     return out
-
-
-def read_label_mask(path: Path) -> np.ndarray:
-    from .io import read_mask
-
-    return read_mask(path)
 
 
 def make_condition(src: Source, edits: list[str], seed: int, negative: bool, min_lesion: int = 12,

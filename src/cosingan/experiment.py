@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -82,6 +82,7 @@ def run_few_shot(data: str | Path, out: str | Path, cfg: ExperimentConfig, test:
     pool_dir = _link_folder(pool, out / "data" / "pool")
     timings: dict[str, float] = {}
     results: list[dict] = []
+    fidelity: list[dict] = []
     record = {"config": asdict(cfg), "data": str(data), "test": str(test) if test else None,
               "pool": [p[0].name for p in pool], "test_slices": [p[0].name for p in tests], "runs": []}
 
@@ -121,10 +122,7 @@ def run_few_shot(data: str | Path, out: str | Path, cfg: ExperimentConfig, test:
                     if not load_checkpoint(run).get("done"):
                         timed("gan_train", lambda: train(run, None, None, progress=progress))
                 else:
-                    c = preset(cfg.preset)
-                    from dataclasses import replace
-
-                    c = replace(c, seed=rseed)
+                    c = replace(preset(cfg.preset), seed=rseed)
                     sl = load_slice(ip, lp)
                     timed("gan_train", lambda: train(run, sl, c, progress=progress))
                 runs.append(str(run))
@@ -141,7 +139,13 @@ def run_few_shot(data: str | Path, out: str | Path, cfg: ExperimentConfig, test:
                 timed("synthesize", lambda: synthesize(syn, cfg.n_synth, syn_dir, "png", progress))
                 a_scores = seg_arm(f"r{r}_k{k}_A_synthetic_{regime}", syn_dir, "standard", rseed)
                 results.append({"repeat": r, "k": k, "arm": "A", "regime": regime, **a_scores})
+                # condition fidelity: the all-real U-Net (arm C) should recover the maps it is shown
+                net_c, cfg_c = seg.load_seg(out / "seg" / f"r{r}_C_allreal")
+                fid = timed("seg_eval", lambda: seg.evaluate(net_c, cfg_c, seg.load_folders([syn_dir])))
+                fidelity.append({"repeat": r, "k": k, "regime": regime,
+                                 **{m: fid["mean"][m] for m in ("lung_dsc", "infection_dsc")}})
     record["results"] = results
+    record["fidelity"] = fidelity
     record["timings_s"] = timings
     record["table"] = table(results)
     with atomic_path(out / "results.json") as tmp:
@@ -186,6 +190,12 @@ def write_report(out: Path, record: dict) -> None:
     for r in rows:
         cells = [f"{r[m]:.3f} ± {r[m + '_std']:.3f}" for m in METRICS]
         lines.append(f"| {r['k'] or 'all'} | {ARM_NAMES[r['arm']]} | {r['regime'] or '-'} | " + " | ".join(cells) + " |")
+    if record.get("fidelity"):
+        lines += ["", "Condition fidelity: DSC of the all-real U-Net (arm C) on synthetic images against "
+                  "the label maps they were generated from.", "",
+                  "| repeat | k | conditions | lung DSC | infection DSC |", "| --- | --- | --- | --- | --- |"]
+        lines += [f"| {f['repeat']} | {f['k']} | {f['regime']} | {f['lung_dsc']:.3f} | {f['infection_dsc']:.3f} |"
+                  for f in record["fidelity"]]
     lines += ["", "Timings (s): " + ", ".join(f"{k} {v:.0f}" for k, v in record["timings_s"].items()), "",
               "Chosen slices: " + "; ".join(f"repeat {x['repeat']} k={x['k']}: {', '.join(x['slices'])}"
                                             for x in record["runs"]), "",
@@ -217,6 +227,11 @@ def write_report(out: Path, record: dict) -> None:
     page = ("<!doctype html><html><head><meta charset='utf-8'><title>cosingan few-shot</title></head><body>"
             "<h1>Few-shot experiment</h1>" + "".join(f"<p>{_html.escape(t)}</p>" for t in text)
             + f"<table border=1 cellpadding=4><tr>{head}</tr>{trs}</table>"
+            + ("<h2>Condition fidelity</h2><table border=1 cellpadding=4><tr><th>repeat</th><th>k</th>"
+               "<th>conditions</th><th>lung DSC</th><th>infection DSC</th></tr>"
+               + "".join(f"<tr><td>{f['repeat']}</td><td>{f['k']}</td><td>{f['regime']}</td>"
+                         f"<td>{f['lung_dsc']:.3f}</td><td>{f['infection_dsc']:.3f}</td></tr>"
+                         for f in record.get("fidelity", [])) + "</table>" if record.get("fidelity") else "")
             + "".join(f"<p><img src='{_html.escape(i)}' style='max-width:100%'></p>" for i in imgs)
             + "</body></html>\n")
     with atomic_path(out / "report.html") as tmp:

@@ -14,14 +14,14 @@ from __future__ import annotations
 import csv
 import json
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from .errors import InputError
-from .io import Slice, atomic_path, read_slice_folder, save_png
+from .io import Slice, atomic_path, read_slice_folder
 
 REGIONS = ("lung", "infection")
 TOLERANCE_MM = {"lung": 1.0, "infection": 3.0}
