@@ -103,6 +103,24 @@ def _add_seg(sub) -> None:
     e.add_argument("--out", required=True, help="report folder: cases.csv, summary.json, cases.png")
 
 
+def _add_cls(sub) -> None:
+    p = sub.add_parser("cls", help="infection detection (MONAI classifier on body-cropped slices): train, eval")
+    ss = p.add_subparsers(dest="cls_command", required=True)
+    for name, helptext in (("train", "train on labelled slice folders (+ unlabelled negatives)"),
+                           ("eval", "AUC, accuracy, sensitivity, specificity, ROC plot")):
+        c = ss.add_parser(name, help=helptext)
+        c.add_argument("--data", nargs="+", default=[], help="slice folders: target = infection in the label map")
+        c.add_argument("--negatives", nargs="+", default=[], help="folders of infection-free images (no labels)")
+        c.add_argument("--out", required=True)
+        if name == "train":
+            c.add_argument("--steps", type=int, default=600)
+            c.add_argument("--size", type=int, default=128)
+            c.add_argument("--seed", type=int, default=0)
+            c.add_argument("--quiet", action="store_true")
+        else:
+            c.add_argument("--model", required=True)
+
+
 def _add_experiment(sub) -> None:
     p = sub.add_parser("experiment", help="the few-shot experiment (synthetic vs k real vs all real)")
     ss = p.add_subparsers(dest="exp_command", required=True)
@@ -135,6 +153,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     _add_synthesize(sub)
     _add_seg(sub)
     _add_experiment(sub)
+    _add_cls(sub)
     return parser.parse_args(argv)
 
 
@@ -291,6 +310,30 @@ def cmd_seg(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_cls(args: argparse.Namespace) -> int:
+    from . import cls
+
+    images, targets = cls.load_labelled(args.data) if args.data else ([], [])
+    negatives = cls.load_images(args.negatives) if args.negatives else []
+    if not images and not negatives:
+        raise InputError("give --data and/or --negatives")
+    if args.cls_command == "train":
+        if args.steps < 1:
+            raise InputError("--steps must be at least 1")
+        cfg = cls.ClsConfig(size=args.size, steps=args.steps, seed=args.seed)
+        meta = cls.train_cls(images + negatives, targets + [0] * len(negatives), cfg, args.out, not args.quiet)
+        print(f"trained on {meta['n']} slices ({meta['positives']} with infection) in {meta['seconds']:.0f} s "
+              f"-> {args.out}/model.pt")
+        return 0
+    net, cfg = cls.load_cls(args.model)
+    pos = [im for im, t in zip(images, targets) if t]
+    neg = [im for im, t in zip(images, targets) if not t] + negatives
+    m = cls.evaluate_cls(net, cfg, pos, neg, args.out)
+    print(f"{m['positives']} positives, {m['negatives']} negatives: AUC {m['auc']:.3f}, accuracy {m['accuracy']:.3f}, "
+          f"sensitivity {m['sensitivity']:.3f}, specificity {m['specificity']:.3f} -> {args.out}")
+    return 0
+
+
 def cmd_experiment(args: argparse.Namespace) -> int:
     from .config import preset
     from .experiment import ARM_NAMES, ExperimentConfig, run_few_shot
@@ -315,7 +358,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         commands = {"train": cmd_train, "sample": cmd_sample, "demo": cmd_demo, "masks": cmd_masks,
-                    "synthesize": cmd_synthesize, "seg": cmd_seg, "experiment": cmd_experiment}
+                    "synthesize": cmd_synthesize, "seg": cmd_seg, "experiment": cmd_experiment,
+                    "cls": cmd_cls}
         return commands[args.command](args)
     except InputError as e:
         print(f"cosingan: error: {e}", file=sys.stderr)

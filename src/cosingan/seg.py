@@ -186,7 +186,7 @@ def train_seg(train_slices: list[Slice], cfg: SegConfig, out: str | Path, progre
                 scores = [score_case(predict(net, s, cfg.size), s.label, s.spacing) for s in val]
                 v = float(np.mean([(c["lung_dsc"] + c["infection_dsc"]) / 2 for c in scores]))
             else:
-                v = -float(loss.detach())  # no validation slices: keep the last
+                v = float(step)  # no validation slices: keep the last
             log.append({"step": step + 1, "loss": float(loss.detach()), "val": v})
             if v >= best:
                 best, best_step = v, step + 1

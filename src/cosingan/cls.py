@@ -1,0 +1,196 @@
+"""Infection detection: "infection present" on a slice, with a small MONAI classifier.
+
+Shortcut guard: COVID slices and normal slices often come framed differently (the dev set's COVID
+slices are cropped to the body, MosMed normals are full field of view), and a classifier would learn
+the framing. Every slice is therefore cropped to its body's bounding box (tissue threshold, largest
+component) before it is resized, for training and evaluation alike.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .conditions import _largest_component
+from .errors import InputError
+from .io import SLICE_EXT, _suffix, atomic_path, list_slice_folder, read_image, read_label
+
+
+@dataclass(frozen=True)
+class ClsConfig:
+    size: int = 128
+    channels: tuple[int, ...] = (16, 32, 64, 128)
+    steps: int = 600
+    batch: int = 16
+    lr: float = 1e-3
+    seed: int = 0
+
+
+def body_crop(image: np.ndarray, threshold: float = -0.4, margin: int = 2) -> np.ndarray:
+    """The image cropped to the bounding box of its body (largest bright component)."""
+    from scipy import ndimage
+
+    mask = ndimage.binary_opening(image > threshold, iterations=2)
+    if not mask.any():
+        return image
+    mask = _largest_component(mask)
+    rows, cols = np.nonzero(mask)
+    r0, r1 = max(0, rows.min() - margin), min(image.shape[0], rows.max() + 1 + margin)
+    c0, c1 = max(0, cols.min() - margin), min(image.shape[1], cols.max() + 1 + margin)
+    return image[r0:r1, c0:c1]
+
+
+def to_input(image: np.ndarray, size: int) -> torch.Tensor:
+    """Body crop, resized to size x size (the aspect is not kept: every input fills the frame)."""
+    crop = body_crop(image)
+    t = torch.from_numpy(np.ascontiguousarray(crop))[None, None].float()
+    t = torch.nn.functional.interpolate(t, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+    return ((t[0] + 1) / 2).clamp(0, 1)  # (1, size, size) in [0, 1]
+
+
+def load_labelled(dirs: list[str | Path]) -> tuple[list[np.ndarray], list[int]]:
+    """Slice folders with label maps: target = infection present in the map."""
+    images, targets = [], []
+    for d in dirs:
+        for ip, lp in list_slice_folder(d):
+            images.append(read_image(ip)[0])
+            targets.append(int((read_label(lp) == 2).any()))
+    return images, targets
+
+
+def load_images(dirs: list[str | Path]) -> list[np.ndarray]:
+    """Every image in the folders (or their images/ subfolder), no labels needed."""
+    out = []
+    for d in dirs:
+        d = Path(d)
+        d = d / "images" if (d / "images").is_dir() else d
+        files = sorted(p for p in d.iterdir() if _suffix(p) in SLICE_EXT)
+        if not files:
+            raise InputError(f"{d}: no images")
+        out += [read_image(p)[0] for p in files]
+    return out
+
+
+def make_net(cfg: ClsConfig) -> torch.nn.Module:
+    from monai.networks.nets import Classifier
+
+    return Classifier(in_shape=(1, cfg.size, cfg.size), classes=1, channels=cfg.channels,
+                      strides=(2,) * len(cfg.channels))
+
+
+def train_cls(images: list[np.ndarray], targets: list[int], cfg: ClsConfig, out: str | Path,
+              progress: bool = True) -> dict:
+    from monai.transforms import Compose, RandAffine, RandFlip, RandGaussianNoise
+    from tqdm.auto import tqdm
+
+    if len(set(targets)) < 2:
+        raise InputError("the classifier needs both positives (infection) and negatives (no infection); "
+                         "add infection-free data (e.g. synthesize --negatives 0.3)")
+    out = Path(out)
+    torch.manual_seed(cfg.seed)
+    rng = np.random.default_rng(cfg.seed)
+    x_all = torch.stack([to_input(im, cfg.size) for im in images])
+    y_all = torch.tensor(targets, dtype=torch.float32)
+    aug = Compose([RandFlip(prob=0.5, spatial_axis=1),
+                   RandAffine(prob=0.7, rotate_range=0.2, scale_range=0.15, translate_range=(8, 8),
+                              padding_mode="zeros"),
+                   RandGaussianNoise(prob=0.3, std=0.03)])
+    aug.set_random_state(seed=cfg.seed)
+    net = make_net(cfg)
+    opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
+    # balance the classes: positives weigh negatives / positives
+    loss_fn = torch.nn.BCEWithLogitsLoss(pos_weight=torch.tensor((len(targets) - sum(targets)) / sum(targets)))
+    t0 = time.time()
+    net.train()
+    for _ in tqdm(range(cfg.steps), desc="cls train", disable=not progress, dynamic_ncols=True):
+        idx = rng.integers(len(x_all), size=cfg.batch)
+        x = torch.stack([torch.as_tensor(np.asarray(aug(x_all[i]))) for i in idx]).float()
+        loss = loss_fn(net(x)[:, 0], y_all[idx])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    with atomic_path(out / "model.pt") as tmp:
+        torch.save({"config": asdict(cfg), "state": net.state_dict()}, tmp)
+    meta = {"config": asdict(cfg), "n": len(targets), "positives": int(sum(targets)), "seconds": time.time() - t0}
+    with atomic_path(out / "train.json") as tmp:
+        tmp.write_text(json.dumps(meta, indent=2))
+    return meta
+
+
+def load_cls(path: str | Path) -> tuple[torch.nn.Module, ClsConfig]:
+    p = Path(path)
+    p = p / "model.pt" if p.is_dir() else p
+    if not p.exists():
+        raise InputError(f"{p}: no classifier model")
+    try:
+        ck = torch.load(p, map_location="cpu", weights_only=True)
+        c = dict(ck["config"])
+        c["channels"] = tuple(c["channels"])
+        cfg = ClsConfig(**c)
+        net = make_net(cfg)
+        net.load_state_dict(ck["state"])
+    except Exception as e:
+        raise InputError(f"{p}: unreadable classifier model ({type(e).__name__})") from None
+    return net, cfg
+
+
+@torch.no_grad()
+def scores(net: torch.nn.Module, cfg: ClsConfig, images: list[np.ndarray]) -> np.ndarray:
+    net.eval()
+    out = []
+    for b in range(0, len(images), 32):
+        x = torch.stack([to_input(im, cfg.size) for im in images[b: b + 32]])
+        out.append(torch.sigmoid(net(x)[:, 0]).numpy())
+    return np.concatenate(out)
+
+
+def detection_metrics(p: np.ndarray, y: np.ndarray, threshold: float = 0.5) -> dict:
+    from monai.metrics import compute_roc_auc
+
+    y = np.asarray(y).astype(int)
+    pred = p >= threshold
+    tp, tn = int((pred & (y == 1)).sum()), int((~pred & (y == 0)).sum())
+    npos, nneg = int((y == 1).sum()), int((y == 0).sum())
+    auc = float(compute_roc_auc(torch.from_numpy(p), torch.from_numpy(y))) if npos and nneg else float("nan")
+    return {"auc": auc, "accuracy": (tp + tn) / len(y), "sensitivity": tp / npos if npos else float("nan"),
+            "specificity": tn / nneg if nneg else float("nan"), "positives": npos, "negatives": nneg}
+
+
+def evaluate_cls(net, cfg: ClsConfig, positives: list[np.ndarray], negatives: list[np.ndarray],
+                 out: str | Path | None = None) -> dict:
+    p = scores(net, cfg, positives + negatives)
+    y = np.array([1] * len(positives) + [0] * len(negatives))
+    m = detection_metrics(p, y)
+    if out is not None:
+        out = Path(out)
+        with atomic_path(out / "summary.json") as tmp:
+            tmp.write_text(json.dumps(m, indent=2))
+        _roc_plot(p, y, m["auc"], out / "roc.png")
+    return m
+
+
+def _roc_plot(p: np.ndarray, y: np.ndarray, auc: float, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    order = np.argsort(-p)
+    ys = y[order]
+    tpr = np.concatenate([[0], np.cumsum(ys) / max(1, ys.sum())])
+    fpr = np.concatenate([[0], np.cumsum(1 - ys) / max(1, (1 - ys).sum())])
+    fig, ax = plt.subplots(figsize=(3.5, 3.5))
+    ax.plot(fpr, tpr, lw=1.5, label=f"AUC {auc:.3f}")
+    ax.plot([0, 1], [0, 1], ls=":", color="grey")
+    ax.set_xlabel("1 - specificity")
+    ax.set_ylabel("sensitivity")
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=90)
+    plt.close(fig)
