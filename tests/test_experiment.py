@@ -57,3 +57,19 @@ def test_few_shot_experiment_report_and_no_leakage(tmp_path, phantom_folder, cap
 def test_test_folder_overlapping_data_is_refused(tmp_path, phantom_folder):
     assert main(["experiment", "few-shot", "--data", str(phantom_folder), "--test", str(phantom_folder),
                  "--k", "1", "--out", str(tmp_path / "e"), "--preset", "tiny", "--quiet"]) == 2
+
+
+def test_ablation_switches_each_part_off(tmp_path, phantom_folder):
+    out = tmp_path / "abl"
+    assert main(["experiment", "few-shot", "--data", str(phantom_folder), "--k", "1", "--out", str(out),
+                 "--preset", "tiny", "--regimes", "allmaps", "--ablation", "--n-synth", "3", "--seg-steps", "1",
+                 "--seg-size", "32", "--quiet"]) == 0
+    rec = json.loads((out / "results.json").read_text())
+    regimes = {r["regime"] for r in rec["table"] if r["arm"] == "A"}
+    assert regimes == {"allmaps", "allmaps, no two-stage", "allmaps, no mixed-rec", "allmaps, no hier-aug"}
+    cfgs = {p.name.split("_no-")[-1] if "_no-" in p.name else "full": json.loads((p / "config.json").read_text())
+            for p in (out / "gan").iterdir()}
+    assert cfgs["full"]["model"]["two_stage"] and cfgs["full"]["train"]["mixed_rec"] and cfgs["full"]["train"]["hier_aug"]
+    assert not cfgs["two-stage"]["model"]["two_stage"]
+    assert not cfgs["mixed-rec"]["train"]["mixed_rec"]
+    assert not cfgs["hier-aug"]["train"]["hier_aug"]

@@ -136,6 +136,8 @@ def _add_experiment(sub) -> None:
     f.add_argument("--n-synth", type=int, default=300, help="synthetic pairs per dataset")
     f.add_argument("--seg-steps", type=int, default=1200, help="U-Net budget for every arm")
     f.add_argument("--seg-size", type=int, default=128)
+    f.add_argument("--ablation", action="store_true", help="also generators with each CoSinGAN part off "
+                   "(two-stage, mixed reconstruction, hierarchical augmentation), on the first regime")
     f.add_argument("--seed", type=int, default=0)
     f.add_argument("--quiet", action="store_true")
 
@@ -343,12 +345,12 @@ def cmd_experiment(args: argparse.Namespace) -> int:
         raise InputError("--k, --repeats, --n-synth and --seg-steps must be at least 1")
     cfg = ExperimentConfig(ks=tuple(args.k), repeats=args.repeats, preset=args.preset,
                            regimes=tuple(args.regimes), n_synth=args.n_synth, seg_steps=args.seg_steps,
-                           seg_size=args.seg_size, seed=args.seed)
+                           seg_size=args.seg_size, seed=args.seed, ablation=args.ablation)
     t0 = time.time()
     rec = run_few_shot(args.data, args.out, cfg, args.test, progress=not args.quiet,
                        log=(lambda *a: None) if args.quiet else print)
     for r in rec["table"]:
-        print(f"k={r['k'] or 'all':>3} {ARM_NAMES[r['arm']]:26s} {r['regime'] or '':8s} lung DSC {r['lung_dsc']:.3f} "
+        print(f"k={r['k'] or 'all':>3} {ARM_NAMES[r['arm']]:26s} {r['regime'] or '':22s} lung DSC {r['lung_dsc']:.3f} "
               f"NSD {r['lung_nsd']:.3f} | infection DSC {r['infection_dsc']:.3f} NSD {r['infection_nsd']:.3f}")
     print(f"report: {args.out}/report.md, {args.out}/report.html ({time.time() - t0:.0f} s)")
     return 0

@@ -36,6 +36,12 @@ class ExperimentConfig:
     negatives: float = 0.1
     edits: tuple[str, ...] = ("deform", "flip", "move", "scale", "add", "remove", "merge")
     seed: int = 0
+    ablation: bool = False  # also train generators with each CoSinGAN part off (first regime only)
+
+
+# the three CoSinGAN parts, each switched off in turn by the ablation
+ABLATIONS = {"two-stage": {"model": {"two_stage": False}}, "mixed-rec": {"train": {"mixed_rec": False}},
+             "hier-aug": {"train": {"hier_aug": False}}}
 
 
 def _link_folder(pairs: list[tuple[Path, Path]], out: Path) -> Path:
@@ -70,7 +76,7 @@ def split(data: Path, test: Path | None, cfg: ExperimentConfig) -> tuple[list, l
 def run_few_shot(data: str | Path, out: str | Path, cfg: ExperimentConfig, test: str | Path | None = None,
                  progress: bool = True, log=print) -> dict:
     from . import seg
-    from .config import preset
+    from .config import merge, preset
     from .dataset import Synthesizer, sources_from_folder, synthesize, write_masks
     from .io import load_slice
     from .train import CKPT, load_checkpoint, train
@@ -115,17 +121,22 @@ def run_few_shot(data: str | Path, out: str | Path, cfg: ExperimentConfig, test:
             assert not {p[0].name for p in chosen} & {p[0].name for p in tests}  # never a test slice
             kdir = _link_folder(chosen, out / "data" / f"r{r}_k{k}")
             log(f"repeat {r + 1}, k={k}: {', '.join(names)}")
-            runs = []
-            for ip, lp in chosen:
-                run = out / "gan" / f"{ip.stem}_s{rseed}"
-                if (run / CKPT).exists():
-                    if not load_checkpoint(run).get("done"):
-                        timed("gan_train", lambda: train(run, None, None, progress=progress))
-                else:
-                    c = replace(preset(cfg.preset), seed=rseed)
-                    sl = load_slice(ip, lp)
-                    timed("gan_train", lambda: train(run, sl, c, progress=progress))
-                runs.append(str(run))
+            def gans(variant: str, overrides: dict) -> list[str]:
+                """One generator per chosen slice (reused when already trained)."""
+                paths = []
+                for ip, lp in chosen:
+                    run = out / "gan" / f"{ip.stem}_s{rseed}{variant}"
+                    if (run / CKPT).exists():
+                        if not load_checkpoint(run).get("done"):
+                            timed("gan_train", lambda: train(run, None, None, progress=progress))
+                    else:
+                        c = merge(replace(preset(cfg.preset), seed=rseed), overrides, "ablation")
+                        sl = load_slice(ip, lp)
+                        timed("gan_train", lambda: train(run, sl, c, progress=progress))
+                    paths.append(str(run))
+                return paths
+
+            runs = gans("", {})
             b_scores = seg_arm(f"r{r}_k{k}_B_real_strongaug", kdir, "strong", rseed)
             results.append({"repeat": r, "k": k, "arm": "B", "regime": "", **b_scores})
             for regime in cfg.regimes:
@@ -144,6 +155,16 @@ def run_few_shot(data: str | Path, out: str | Path, cfg: ExperimentConfig, test:
                 fid = timed("seg_eval", lambda: seg.evaluate(net_c, cfg_c, seg.load_folders([syn_dir])))
                 fidelity.append({"repeat": r, "k": k, "regime": regime,
                                  **{m: fid["mean"][m] for m in ("lung_dsc", "infection_dsc")}})
+                if not cfg.ablation or regime != cfg.regimes[0]:
+                    continue
+                # ablation: the same conditions and budget, generators with one CoSinGAN part off
+                for part, over in ABLATIONS.items():
+                    log(f"repeat {r + 1}, k={k}: ablation without {part}")
+                    syn_dir = out / "synthetic" / f"r{r}_k{k}_{regime}_no-{part}"
+                    syn = Synthesizer(gans(f"_no-{part}", over), str(masks), [], 0.0, rseed)
+                    timed("synthesize", lambda: synthesize(syn, cfg.n_synth, syn_dir, "png", progress))
+                    scores = seg_arm(f"r{r}_k{k}_A_synthetic_{regime}_no-{part}", syn_dir, "standard", rseed)
+                    results.append({"repeat": r, "k": k, "arm": "A", "regime": f"{regime}, no {part}", **scores})
     record["results"] = results
     record["fidelity"] = fidelity
     record["timings_s"] = timings
