@@ -18,7 +18,7 @@ import torch
 
 from .conditions import _largest_component
 from .errors import InputError
-from .io import SLICE_EXT, _suffix, atomic_path, list_slice_folder, read_image, read_label
+from .io import SLICE_EXT, _suffix, atomic_path, list_slice_folder, load_net, read_image, read_label, save_net
 
 
 @dataclass(frozen=True)
@@ -114,8 +114,7 @@ def train_cls(images: list[np.ndarray], targets: list[int], cfg: ClsConfig, out:
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-    with atomic_path(out / "model.pt") as tmp:
-        torch.save({"config": asdict(cfg), "state": net.state_dict()}, tmp)
+    save_net(net, cfg, out)
     meta = {"config": asdict(cfg), "n": len(targets), "positives": int(sum(targets)), "seconds": time.time() - t0}
     with atomic_path(out / "train.json") as tmp:
         tmp.write_text(json.dumps(meta, indent=2))
@@ -123,20 +122,7 @@ def train_cls(images: list[np.ndarray], targets: list[int], cfg: ClsConfig, out:
 
 
 def load_cls(path: str | Path) -> tuple[torch.nn.Module, ClsConfig]:
-    p = Path(path)
-    p = p / "model.pt" if p.is_dir() else p
-    if not p.exists():
-        raise InputError(f"{p}: no classifier model")
-    try:
-        ck = torch.load(p, map_location="cpu", weights_only=True)
-        c = dict(ck["config"])
-        c["channels"] = tuple(c["channels"])
-        cfg = ClsConfig(**c)
-        net = make_net(cfg)
-        net.load_state_dict(ck["state"])
-    except Exception as e:
-        raise InputError(f"{p}: unreadable classifier model ({type(e).__name__})") from None
-    return net, cfg
+    return load_net(path, ClsConfig, make_net, "classifier")
 
 
 @torch.no_grad()

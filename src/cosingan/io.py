@@ -437,3 +437,33 @@ def select_slices(vol: Volume, infection: str = "any", min_lung_fraction: float 
         out.append(Slice(vol.image[z].copy(), lab.copy(), (vol.spacing[0], vol.spacing[1]), "nifti", None,
                          f"{vol.image_path}#z={z}", f"{vol.label_path}#z={z}"))
     return out
+
+
+# ------------------------------------------------------------------------ small network checkpoints
+
+def save_net(net, cfg, out: Path) -> None:
+    """OUT/model.pt = {"config": the config dataclass as a dict, "state": weights}; atomic."""
+    import dataclasses
+
+    import torch
+
+    with atomic_path(Path(out) / "model.pt") as tmp:
+        torch.save({"config": dataclasses.asdict(cfg), "state": net.state_dict()}, tmp)
+
+
+def load_net(path: str | Path, config_cls, make_net, what: str):
+    """(network, config) from a folder or file written by `save_net`; lists in the config become tuples."""
+    import torch
+
+    p = Path(path)
+    p = p / "model.pt" if p.is_dir() else p
+    if not p.exists():
+        raise InputError(f"{p}: no {what} model")
+    try:
+        ck = torch.load(p, map_location="cpu", weights_only=True)
+        cfg = config_cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in ck["config"].items()})
+        net = make_net(cfg)
+        net.load_state_dict(ck["state"])
+    except Exception as e:
+        raise InputError(f"{p}: unreadable {what} model ({type(e).__name__})") from None
+    return net, cfg

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from .errors import InputError
-from .io import Slice, atomic_path, read_slice_folder
+from .io import Slice, atomic_path, load_net, read_slice_folder, save_net
 
 REGIONS = ("lung", "infection")
 TOLERANCE_MM = {"lung": 1.0, "infection": 3.0}
@@ -199,27 +199,11 @@ def train_seg(train_slices: list[Slice], cfg: SegConfig, out: str | Path, progre
 
 
 def save_seg(net: torch.nn.Module, cfg: SegConfig, out: Path) -> None:
-    with atomic_path(out / "model.pt") as tmp:
-        torch.save({"config": asdict(cfg), "state": net.state_dict()}, tmp)
+    save_net(net, cfg, out)
 
 
 def load_seg(path: str | Path) -> tuple[torch.nn.Module, SegConfig]:
-    p = Path(path)
-    p = p / "model.pt" if p.is_dir() else p
-    if not p.exists():
-        raise InputError(f"{p}: no segmentation model")
-    try:
-        ck = torch.load(p, map_location="cpu", weights_only=True)
-        c = dict(ck["config"])
-        c["features"] = tuple(c["features"])
-        cfg = SegConfig(**c)
-        net = make_net(cfg)
-        net.load_state_dict(ck["state"])
-    except InputError:
-        raise
-    except Exception as e:
-        raise InputError(f"{p}: unreadable segmentation model ({type(e).__name__})") from None
-    return net, cfg
+    return load_net(path, SegConfig, make_net, "segmentation")
 
 
 # -------------------------------------------------------------------------------------- evaluation
