@@ -448,6 +448,8 @@ def train(run: str | Path, sl: Slice | None, cfg: Config, stop_after: int | None
     """Start a new run from a slice (sl) or, with sl=None, resume the run folder."""
     run = Path(run)
     if sl is None:
+        for stale in run.glob(".*.tmp"):  # left by a write that was killed mid-way
+            stale.unlink()
         ckpt = load_checkpoint(run)
         cfg = config_from_dict(ckpt["config"], str(run / CKPT))
         trainer = Trainer(run, cfg, ckpt["data"]["image"].numpy(), ckpt["data"]["label4"].numpy())
