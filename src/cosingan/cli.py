@@ -254,6 +254,10 @@ def _edit_list(text: str) -> list[str]:
     return [e.strip() for e in text.split(",") if e.strip()]
 
 
+def _rejections(counts: dict[str, int]) -> str:
+    return ", ".join(f"{v} {k}" for k, v in sorted(counts.items(), key=lambda kv: -kv[1])) or "none"
+
+
 def cmd_masks(args: argparse.Namespace) -> int:
     from .dataset import sources_from_folder, write_masks
 
@@ -263,9 +267,8 @@ def cmd_masks(args: argparse.Namespace) -> int:
     t0 = time.time()
     rep = write_masks(sources, Path(args.out), args.n, _edit_list(args.edits), args.negatives, args.seed,
                       progress=not args.quiet)
-    rej = ", ".join(f"{v} {k}" for k, v in sorted(rep["rejected"].items(), key=lambda kv: -kv[1])) or "none"
     print(f"made {rep['made']} of {rep['asked']} maps from {len(sources)} sources in {time.time() - t0:.0f} s "
-          f"-> {args.out}/labels; rejected attempts: {rej}")
+          f"-> {args.out}/labels; rejected attempts: {_rejections(rep['rejected'])}")
     return 0
 
 
@@ -277,9 +280,8 @@ def cmd_synthesize(args: argparse.Namespace) -> int:
     t0 = time.time()
     syn = Synthesizer(args.runs, args.conditions, _edit_list(args.edit), args.negatives, args.seed, args.device)
     rep = synthesize(syn, args.n, args.out, args.format, progress=not args.quiet)
-    rej = ", ".join(f"{v} {k}" for k, v in sorted(rep["rejected"].items(), key=lambda kv: -kv[1])) or "none"
     print(f"{rep['made']} new pairs, {rep['kept']} kept from before, {rep['total']} in {args.out} "
-          f"({time.time() - t0:.0f} s); rejected edit attempts: {rej}")
+          f"({time.time() - t0:.0f} s); rejected edit attempts: {_rejections(rep['rejected'])}")
     return 0
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import json
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -91,14 +92,13 @@ def write_masks(sources: list[Source], out: Path, n: int, edits: list[str], nega
     from tqdm.auto import tqdm
 
     _check_edits(edits)
-    rows, rejected, made = [], {}, 0
+    rows, rejected, made = [], Counter(), 0
     n_neg = int(round(n * negatives))
     for i in tqdm(range(n), desc="masks", disable=not progress, dynamic_ncols=True):
         src = sources[i % len(sources)]
         negative = i < n_neg
         lab4, chain, rej = make_condition(src, edits, seed * 1_000_003 + i, negative)
-        for k, v in rej.items():
-            rejected[k] = rejected.get(k, 0) + v
+        rejected.update(rej)
         if lab4 is None:
             continue
         name = f"{src.name}_m{i:05d}"
@@ -106,11 +106,7 @@ def write_masks(sources: list[Source], out: Path, n: int, edits: list[str], nega
         save_png(((lab4 > 0) * 255).astype(np.uint8), out / "bodies" / f"{name}.png")
         rows.append({"name": name, "source": src.origin, "edits": "+".join(chain), "seed": seed * 1_000_003 + i})
         made += 1
-    with atomic_path(out / "masks.csv") as tmp:
-        with open(tmp, "w", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=["name", "source", "edits", "seed"])
-            w.writeheader()
-            w.writerows(rows)
+    _write_csv(out / "masks.csv", ["name", "source", "edits", "seed"], rows)
     return {"made": made, "asked": n, "rejected": rejected}
 
 
@@ -161,13 +157,16 @@ def _read_manifest(out: Path) -> dict[str, dict]:
         return {r["name"]: r for r in csv.DictReader(f)}
 
 
-def _write_manifest(out: Path, rows: dict[str, dict]) -> None:
-    with atomic_path(out / MANIFEST) as tmp:
+def _write_csv(path: Path, fields: list[str], rows: list[dict]) -> None:
+    with atomic_path(path) as tmp:
         with open(tmp, "w", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=FIELDS)
+            w = csv.DictWriter(f, fieldnames=fields)
             w.writeheader()
-            for k in sorted(rows):
-                w.writerow(rows[k])
+            w.writerows(rows)
+
+
+def _write_manifest(out: Path, rows: dict[str, dict]) -> None:
+    _write_csv(out / MANIFEST, FIELDS, [rows[k] for k in sorted(rows)])
 
 
 class Synthesizer:
@@ -245,7 +244,7 @@ def synthesize(syn: Synthesizer, n: int, out: str | Path, fmt: str = "png", prog
     rows = _read_manifest(out)
     spacing = None
     made = skipped = 0
-    rejected: dict[str, int] = {}
+    rejected: Counter = Counter()
     for i in tqdm(range(n), desc="synthesize", disable=not progress, dynamic_ncols=True):
         plan = syn.plan(i)
         ip, lp = _paths(out, plan["name"], fmt)
@@ -254,8 +253,7 @@ def synthesize(syn: Synthesizer, n: int, out: str | Path, fmt: str = "png", prog
             continue
         img, lab, chain = syn.make(plan)
         if img is None:
-            for k, v in chain.items():
-                rejected[k] = rejected.get(k, 0) + v
+            rejected.update(chain)
             continue
         if fmt == "nnunet":
             r = syn.runs.index(plan["run"])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -44,6 +45,14 @@ def resize_image(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     if tuple(x.shape[-2:]) == tuple(size):
         return x
     return F.interpolate(x, size=size, mode="bicubic", align_corners=False, antialias=True).clamp(-1, 1)
+
+
+def resize_labels(label: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Nearest-neighbour resize of an integer map (pixel centres, as PIL's NEAREST)."""
+    if tuple(size) == label.shape:
+        return label
+    t = torch.from_numpy(np.ascontiguousarray(label))[None, None].float()
+    return F.interpolate(t, size=tuple(size), mode="nearest-exact")[0, 0].to(torch.uint8).numpy()
 
 
 def upsample(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:

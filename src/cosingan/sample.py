@@ -17,7 +17,7 @@ from .conditions import body_from_image, body_from_label, label4_to_label, one_h
 from .errors import InputError
 from .io import read_image, read_label, save_nifti, save_png
 from .model import CoSinGAN
-from .pyramid import condition_pyramid, sizes_like
+from .pyramid import condition_pyramid, resize_labels, sizes_like
 from .train import label_to_uint8, load_model, tile
 
 
@@ -29,11 +29,7 @@ class Condition:
 
 def resize_label4(model: CoSinGAN, label4: np.ndarray) -> np.ndarray:
     """A 4-class map resized (nearest) so its long side is the model's finest long side."""
-    size = sizes_like(model.size_list(), *label4.shape)[-1]
-    if tuple(size) == label4.shape:
-        return label4
-    t = torch.from_numpy(label4)[None, None].float()
-    return torch.nn.functional.interpolate(t, size=size, mode="nearest-exact")[0, 0].to(torch.uint8).numpy()
+    return resize_labels(label4, sizes_like(model.size_list(), *label4.shape)[-1])
 
 
 def condition_from_label(model: CoSinGAN, label: np.ndarray, body: np.ndarray | None, name: str) -> Condition:

@@ -28,7 +28,8 @@ from .errors import InputError
 from .io import Slice, atomic_path, save_png
 from .losses import MixedReconstruction, critic_loss, score
 from .model import CoSinGAN
-from .pyramid import condition_pyramid, finest_size, image_pyramid, resize_image, scale_sizes, upsample
+from .pyramid import (condition_pyramid, finest_size, image_pyramid, resize_image, resize_labels, scale_sizes,
+                      upsample)
 
 CKPT = "checkpoint.pt"
 
@@ -47,9 +48,7 @@ def prepare_pair(sl: Slice, max_size: int) -> tuple[np.ndarray, np.ndarray]:
     label4 = to_label4(sl.label, body)
     h, w = finest_size(*sl.image.shape, max_size)
     img = resize_image(torch.from_numpy(sl.image)[None, None], (h, w))[0, 0].numpy()
-    lab = torch.nn.functional.interpolate(torch.from_numpy(label4)[None, None].float(), size=(h, w),
-                                          mode="nearest-exact")[0, 0].to(torch.uint8).numpy()
-    return img, lab
+    return img, resize_labels(label4, (h, w))
 
 
 def build_pyramids(image: np.ndarray, label4: np.ndarray, sizes, body_channel: bool, device) -> Pyramids:
