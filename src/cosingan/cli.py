@@ -115,6 +115,7 @@ def _add_cls(sub) -> None:
         if name == "train":
             c.add_argument("--steps", type=int, default=600)
             c.add_argument("--size", type=int, default=128)
+            c.add_argument("--aug", default="standard", choices=["standard", "strong"])
             c.add_argument("--seed", type=int, default=0)
             c.add_argument("--quiet", action="store_true")
         else:
@@ -127,6 +128,8 @@ def _add_experiment(sub) -> None:
     f = ss.add_parser("few-shot", help="one command: GANs, conditions, synthetic data, U-Nets, report")
     f.add_argument("--data", required=True, help="slice folder: the training pool (and test, without --test)")
     f.add_argument("--test", help="slice folder of test slices (default: split --data, seeded)")
+    f.add_argument("--normals", help="folder of infection-free images (e.g. MosMed CT-0) for the detection "
+                   "arms: split in half, seeded, into training negatives and test negatives")
     f.add_argument("--k", nargs="+", type=int, default=[1, 2], help="numbers of real slices (default 1 2)")
     f.add_argument("--out", required=True, help="experiment folder (report.md, report.html, results.json)")
     f.add_argument("--preset", default="cpu", help="CoSinGAN preset (default cpu)")
@@ -136,6 +139,7 @@ def _add_experiment(sub) -> None:
     f.add_argument("--n-synth", type=int, default=300, help="synthetic pairs per dataset")
     f.add_argument("--seg-steps", type=int, default=1200, help="U-Net budget for every arm")
     f.add_argument("--seg-size", type=int, default=128)
+    f.add_argument("--cls-steps", type=int, default=600, help="classifier budget for every arm")
     f.add_argument("--ablation", action="store_true", help="also generators with each CoSinGAN part off "
                    "(two-stage, mixed reconstruction, hierarchical augmentation), on the first regime")
     f.add_argument("--seed", type=int, default=0)
@@ -324,7 +328,7 @@ def cmd_cls(args: argparse.Namespace) -> int:
     if args.cls_command == "train":
         if args.steps < 1:
             raise InputError("--steps must be at least 1")
-        cfg = cls.ClsConfig(size=args.size, steps=args.steps, seed=args.seed)
+        cfg = cls.ClsConfig(size=args.size, steps=args.steps, aug=args.aug, seed=args.seed)
         meta = cls.train_cls(images + negatives, targets + [0] * len(negatives), cfg, args.out, not args.quiet)
         print(f"trained on {meta['n']} slices ({meta['positives']} with infection) in {meta['seconds']:.0f} s "
               f"-> {args.out}/model.pt")
@@ -347,13 +351,15 @@ def cmd_experiment(args: argparse.Namespace) -> int:
         raise InputError("--k, --repeats, --n-synth and --seg-steps must be at least 1")
     cfg = ExperimentConfig(ks=tuple(args.k), repeats=args.repeats, preset=args.preset,
                            regimes=tuple(args.regimes), n_synth=args.n_synth, seg_steps=args.seg_steps,
-                           seg_size=args.seg_size, seed=args.seed, ablation=args.ablation)
+                           seg_size=args.seg_size, cls_steps=args.cls_steps, seed=args.seed,
+                           ablation=args.ablation)
     t0 = time.time()
-    rec = run_few_shot(args.data, args.out, cfg, args.test, progress=not args.quiet,
+    rec = run_few_shot(args.data, args.out, cfg, args.test, normals=args.normals, progress=not args.quiet,
                        log=(lambda *a: None) if args.quiet else print)
     for r in rec["table"]:
         print(f"k={r['k'] or 'all':>3} {ARM_NAMES[r['arm']]:26s} {r['regime'] or '':22s} lung DSC {r['lung_dsc']:.3f} "
-              f"NSD {r['lung_nsd']:.3f} | infection DSC {r['infection_dsc']:.3f} NSD {r['infection_nsd']:.3f}")
+              f"NSD {r['lung_nsd']:.3f} | infection DSC {r['infection_dsc']:.3f} NSD {r['infection_nsd']:.3f}"
+              + (f" | detection AUC {r['auc']:.3f}" if "auc" in r else ""))
     print(f"report: {args.out}/report.md, {args.out}/report.html ({time.time() - t0:.0f} s)")
     return 0
 

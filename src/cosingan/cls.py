@@ -28,6 +28,7 @@ class ClsConfig:
     steps: int = 600
     batch: int = 16
     lr: float = 1e-3
+    aug: str = "standard"  # standard | strong (the few-real baseline)
     seed: int = 0
 
 
@@ -76,6 +77,31 @@ def load_images(dirs: list[str | Path]) -> list[np.ndarray]:
     return out
 
 
+def augmentations(kind: str, seed: int):
+    """MONAI array transforms on (1, H, W) inputs; `strong` adds elastic, intensity, contrast and blur."""
+    from monai.transforms import (Compose, Rand2DElastic, RandAdjustContrast, RandAffine, RandFlip,
+                                  RandGaussianNoise, RandGaussianSmooth, RandScaleIntensity, RandShiftIntensity)
+
+    if kind == "standard":
+        tf = [RandFlip(prob=0.5, spatial_axis=1),
+              RandAffine(prob=0.7, rotate_range=0.2, scale_range=0.15, translate_range=(8, 8), padding_mode="zeros"),
+              RandGaussianNoise(prob=0.3, std=0.03)]
+    elif kind == "strong":
+        tf = [RandFlip(prob=0.5, spatial_axis=1),
+              RandAffine(prob=0.8, rotate_range=0.35, scale_range=0.25, shear_range=0.1, translate_range=(12, 12),
+                         padding_mode="zeros"),
+              Rand2DElastic(prob=0.5, spacing=(24, 24), magnitude_range=(1, 3), padding_mode="zeros"),
+              RandScaleIntensity(factors=0.2, prob=0.5), RandShiftIntensity(offsets=0.1, prob=0.5),
+              RandAdjustContrast(gamma=(0.7, 1.5), prob=0.5),
+              RandGaussianSmooth(sigma_x=(0.3, 1.0), sigma_y=(0.3, 1.0), prob=0.2),
+              RandGaussianNoise(prob=0.5, std=0.04)]
+    else:
+        raise InputError(f"classifier augmentation must be standard or strong, got {kind!r}")
+    c = Compose(tf)
+    c.set_random_state(seed=seed)
+    return c
+
+
 def make_net(cfg: ClsConfig) -> torch.nn.Module:
     from monai.networks.nets import Classifier
 
@@ -85,7 +111,6 @@ def make_net(cfg: ClsConfig) -> torch.nn.Module:
 
 def train_cls(images: list[np.ndarray], targets: list[int], cfg: ClsConfig, out: str | Path,
               progress: bool = True) -> dict:
-    from monai.transforms import Compose, RandAffine, RandFlip, RandGaussianNoise
     from tqdm.auto import tqdm
 
     if len(set(targets)) < 2:
@@ -96,11 +121,7 @@ def train_cls(images: list[np.ndarray], targets: list[int], cfg: ClsConfig, out:
     rng = np.random.default_rng(cfg.seed)
     x_all = torch.stack([to_input(im, cfg.size) for im in images])
     y_all = torch.tensor(targets, dtype=torch.float32)
-    aug = Compose([RandFlip(prob=0.5, spatial_axis=1),
-                   RandAffine(prob=0.7, rotate_range=0.2, scale_range=0.15, translate_range=(8, 8),
-                              padding_mode="zeros"),
-                   RandGaussianNoise(prob=0.3, std=0.03)])
-    aug.set_random_state(seed=cfg.seed)
+    aug = augmentations(cfg.aug, cfg.seed)
     net = make_net(cfg)
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
     # balance the classes: positives weigh negatives / positives

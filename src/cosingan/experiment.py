@@ -8,6 +8,11 @@ finished generators, datasets, models and evaluations are reused.
 
 Condition regimes for (A): `kmaps` (only the k slices' own maps, deformed and edited) and `allmaps`
 (every training-pool map, with the k images' generators).
+
+Detection (with `normals`, a folder of infection-free images split in half into training and test
+negatives): the same classifier and budget per arm, (A) synthetic positives and synthetic
+infection-free negatives only, (B) the k real slices + k real normals with strong augmentation,
+(C) all real training slices + all training normals; tested on the test slices + the test normals.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ class ExperimentConfig:
     n_synth: int = 300
     seg_steps: int = 1200
     seg_size: int = 128
+    cls_steps: int = 600
     test_fraction: float = 0.5  # used only without --test
     negatives: float = 0.1
     edits: tuple[str, ...] = ("deform", "flip", "move", "scale", "add", "remove", "merge")
@@ -73,12 +79,28 @@ def split(data: Path, test: Path | None, cfg: ExperimentConfig) -> tuple[list, l
     return [pool[i] for i in sorted(order[n_test:])], [pool[i] for i in sorted(order[:n_test])]
 
 
+def split_normals(normals: Path, seed: int) -> tuple[list[Path], list[Path]]:
+    """Infection-free images: (training half, test half), seeded."""
+    from .io import SLICE_EXT, _suffix
+
+    d = normals / "images" if (normals / "images").is_dir() else normals
+    if not d.is_dir():
+        raise InputError(f"{normals}: not a folder")
+    files = sorted(p for p in d.iterdir() if _suffix(p) in SLICE_EXT)
+    if len(files) < 2:
+        raise InputError(f"{normals}: needs at least 2 images to split into training and test negatives")
+    order = np.random.default_rng([seed, 7]).permutation(len(files))
+    half = len(files) // 2
+    return [files[i] for i in sorted(order[half:])], [files[i] for i in sorted(order[:half])]
+
+
 def run_few_shot(data: str | Path, out: str | Path, cfg: ExperimentConfig, test: str | Path | None = None,
-                 progress: bool = True, log=print) -> dict:
+                 normals: str | Path | None = None, progress: bool = True, log=print) -> dict:
+    from . import cls as clsmod
     from . import seg
     from .config import merge, preset
     from .dataset import Synthesizer, sources_from_folder, synthesize, write_masks
-    from .io import load_slice
+    from .io import load_slice, read_image, read_label
     from .train import CKPT, load_checkpoint, train
 
     out = Path(out)
@@ -98,6 +120,35 @@ def run_few_shot(data: str | Path, out: str | Path, cfg: ExperimentConfig, test:
         timings[key] = timings.get(key, 0.0) + time.time() - t
         return r
 
+    normal_pool, normal_test = split_normals(Path(normals), cfg.seed) if normals else ([], [])
+    record["normals"] = {"folder": str(normals) if normals else None, "pool": [p.name for p in normal_pool],
+                         "test": [p.name for p in normal_test]}
+    test_has = [bool((read_label(lp) == 2).any()) for _, lp in tests]
+    test_pos = [read_image(ip)[0] for (ip, _), h in zip(tests, test_has) if h]
+    test_neg = [read_image(ip)[0] for (ip, _), h in zip(tests, test_has) if not h]
+    test_neg += [read_image(p)[0] for p in normal_test]
+    record["detection"] = (f"{len(test_pos)} test slices with infection, {len(test_neg)} without"
+                           if test_pos and test_neg else
+                           "not run: the test set needs slices with and without infection (pass --normals DIR)")
+
+    def cls_arm(name: str, labelled: Path, negatives: list[Path], aug: str, seed: int) -> dict:
+        """Detection scores of one arm, or {} when the test set cannot measure detection."""
+        if not (test_pos and test_neg):
+            return {}
+        model_dir = out / "cls" / name
+        if not (model_dir / "model.pt").exists() or not (model_dir / "train.json").exists():
+            images, targets = clsmod.load_labelled([labelled])
+            images += [read_image(p)[0] for p in negatives]
+            targets += [0] * len(negatives)
+            if len(set(targets)) < 2:
+                log(f"{name}: no infection-free training slices, detection skipped")
+                return {}
+            ccfg = clsmod.ClsConfig(steps=cfg.cls_steps, aug=aug, seed=seed)
+            timed("cls_train", lambda: clsmod.train_cls(images, targets, ccfg, model_dir, progress))
+        net, ccfg = clsmod.load_cls(model_dir)
+        m = timed("cls_eval", lambda: clsmod.evaluate_cls(net, ccfg, test_pos, test_neg, out / "eval_cls" / name))
+        return {k: m[k] for k in DETECTION}
+
     def seg_arm(name: str, folder: Path, aug: str, seed: int) -> dict:
         model_dir = out / "seg" / name
         if not (model_dir / "model.pt").exists() or not (model_dir / "train.json").exists():
@@ -112,7 +163,8 @@ def run_few_shot(data: str | Path, out: str | Path, cfg: ExperimentConfig, test:
         rseed = cfg.seed * 1000 + r
         log(f"repeat {r + 1}/{cfg.repeats}: arm C (all {len(pool)} real training slices)")
         c_scores = seg_arm(f"r{r}_C_allreal", pool_dir, "standard", rseed)
-        results.append({"repeat": r, "k": None, "arm": "C", "regime": "", **c_scores})
+        c_det = cls_arm(f"r{r}_C_allreal", pool_dir, normal_pool, "standard", rseed)
+        results.append({"repeat": r, "k": None, "arm": "C", "regime": "", **c_scores, **c_det})
         for k in cfg.ks:
             rng = np.random.default_rng([cfg.seed, r, k])
             chosen = [pool[i] for i in sorted(rng.choice(len(pool), size=k, replace=False))]
@@ -138,7 +190,10 @@ def run_few_shot(data: str | Path, out: str | Path, cfg: ExperimentConfig, test:
 
             runs = gans("", {})
             b_scores = seg_arm(f"r{r}_k{k}_B_real_strongaug", kdir, "strong", rseed)
-            results.append({"repeat": r, "k": k, "arm": "B", "regime": "", **b_scores})
+            b_normals = [normal_pool[i] for i in sorted(rng.choice(len(normal_pool), size=min(k, len(normal_pool)),
+                                                                   replace=False))] if normal_pool else []
+            b_det = cls_arm(f"r{r}_k{k}_B_real_strongaug", kdir, b_normals, "strong", rseed)
+            results.append({"repeat": r, "k": k, "arm": "B", "regime": "", **b_scores, **b_det})
             for regime in cfg.regimes:
                 cond_src = kdir if regime == "kmaps" else pool_dir
                 masks = out / "conditions" / f"r{r}_k{k}_{regime}"
@@ -149,7 +204,8 @@ def run_few_shot(data: str | Path, out: str | Path, cfg: ExperimentConfig, test:
                 syn = Synthesizer(runs, str(masks), [], 0.0, rseed)
                 timed("synthesize", lambda: synthesize(syn, cfg.n_synth, syn_dir, "png", progress))
                 a_scores = seg_arm(f"r{r}_k{k}_A_synthetic_{regime}", syn_dir, "standard", rseed)
-                results.append({"repeat": r, "k": k, "arm": "A", "regime": regime, **a_scores})
+                a_det = cls_arm(f"r{r}_k{k}_A_synthetic_{regime}", syn_dir, [], "standard", rseed)
+                results.append({"repeat": r, "k": k, "arm": "A", "regime": regime, **a_scores, **a_det})
                 # condition fidelity: the all-real U-Net (arm C) should recover the maps it is shown
                 net_c, cfg_c = seg.load_seg(out / "seg" / f"r{r}_C_allreal")
                 fid = timed("seg_eval", lambda: seg.evaluate(net_c, cfg_c, seg.load_folders([syn_dir])))
@@ -177,6 +233,10 @@ def run_few_shot(data: str | Path, out: str | Path, cfg: ExperimentConfig, test:
 
 ARM_NAMES = {"A": "A: synthetic (CoSinGAN)", "B": "B: k real + strong aug", "C": "C: all real"}
 METRICS = ("lung_dsc", "lung_nsd", "infection_dsc", "infection_nsd")
+DETECTION = ("auc", "accuracy", "sensitivity", "specificity")
+COLUMNS = {"lung_dsc": "lung DSC", "lung_nsd": "lung NSD", "infection_dsc": "infection DSC",
+           "infection_nsd": "infection NSD", "auc": "detection AUC", "accuracy": "accuracy",
+           "sensitivity": "sensitivity", "specificity": "specificity"}
 
 
 def table(results: list[dict]) -> list[dict]:
@@ -187,7 +247,9 @@ def table(results: list[dict]) -> list[dict]:
     rows = []
     for (k, arm, regime), rs in sorted(groups.items(), key=lambda kv: (kv[0][0], kv[0][1], kv[0][2])):
         row = {"k": k or None, "arm": arm, "regime": regime, "n": len(rs)}
-        for m in METRICS:
+        for m in METRICS + DETECTION:
+            if not all(m in x for x in rs):
+                continue
             v = [x[m] for x in rs]
             row[m] = float(np.mean(v))
             row[m + "_std"] = float(np.std(v))
@@ -202,15 +264,21 @@ def write_report(out: Path, record: dict) -> None:
     import matplotlib.pyplot as plt
 
     rows = record["table"]
+    cols = [m for m in METRICS + DETECTION if any(m in r for r in rows)]
+
+    def cells(r: dict) -> list[str]:
+        return [str(r["k"] or "all"), ARM_NAMES[r["arm"]], r["regime"] or "-"] + [
+            f"{r[m]:.3f} ± {r[m + '_std']:.3f}" if m in r else "-" for m in cols]
+
+    heads = ["k", "arm", "conditions"] + [COLUMNS[m] for m in cols]
     lines = ["# Few-shot experiment", "",
              f"Training pool: {len(record['pool'])} slices; test: {len(record['test_slices'])} slices; "
              f"repeats: {record['config']['repeats']}; preset: {record['config']['preset']}; "
-             f"U-Net budget: {record['config']['seg_steps']} steps at {record['config']['seg_size']} px.", "",
-             "| k | arm | conditions | lung DSC | lung NSD | infection DSC | infection NSD |",
-             "| --- | --- | --- | --- | --- | --- | --- |"]
-    for r in rows:
-        cells = [f"{r[m]:.3f} ± {r[m + '_std']:.3f}" for m in METRICS]
-        lines.append(f"| {r['k'] or 'all'} | {ARM_NAMES[r['arm']]} | {r['regime'] or '-'} | " + " | ".join(cells) + " |")
+             f"U-Net budget: {record['config']['seg_steps']} steps at {record['config']['seg_size']} px; "
+             f"classifier budget: {record['config']['cls_steps']} steps.", "",
+             f"Detection: {record.get('detection', 'not run')}.", "",
+             "| " + " | ".join(heads) + " |", "|" + " --- |" * len(heads)]
+    lines += ["| " + " | ".join(cells(r)) + " |" for r in rows]
     if record.get("fidelity"):
         lines += ["", "Condition fidelity: DSC of the all-real U-Net (arm C) on synthetic images against "
                   "the label maps they were generated from.", "",
@@ -221,7 +289,7 @@ def write_report(out: Path, record: dict) -> None:
               "Chosen slices: " + "; ".join(f"repeat {x['repeat']} k={x['k']}: {', '.join(x['slices'])}"
                                             for x in record["runs"]), "",
               "![infection DSC](infection_dsc.png)", ""]
-    grids = sorted((out / "synthetic").glob("*/grid.png"))
+    grids = sorted((out / "synthetic").glob("*/grid.png")) + sorted((out / "eval_cls").glob("*/roc.png"))
     for g in grids:
         lines.append(f"![{g.parent.name}]({g.relative_to(out)})")
     with atomic_path(out / "report.md") as tmp:
@@ -237,12 +305,8 @@ def write_report(out: Path, record: dict) -> None:
     plt.close(fig)
     import html as _html
 
-    head = "".join(f"<th>{h}</th>" for h in ("k", "arm", "conditions", "lung DSC", "lung NSD",
-                                             "infection DSC", "infection NSD"))
-    trs = "".join("<tr>" + "".join(f"<td>{_html.escape(str(c))}</td>" for c in
-                                   [r["k"] or "all", ARM_NAMES[r["arm"]], r["regime"] or "-",
-                                    *(f"{r[m]:.3f} ± {r[m + '_std']:.3f}" for m in METRICS)]) + "</tr>"
-                  for r in rows)
+    head = "".join(f"<th>{h}</th>" for h in heads)
+    trs = "".join("<tr>" + "".join(f"<td>{_html.escape(c)}</td>" for c in cells(r)) + "</tr>" for r in rows)
     text = [line for line in lines[2:] if line and not line.startswith("|") and not line.startswith("![")]
     imgs = ["infection_dsc.png"] + [str(g.relative_to(out)) for g in grids]
     page = ("<!doctype html><html><head><meta charset='utf-8'><title>cosingan few-shot</title></head><body>"
