@@ -30,6 +30,29 @@ def _add_train(sub) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
+def _add_train_many(sub) -> None:
+    p = sub.add_parser("train-many", help="one generator per annotated slice, in parallel (local or Ray)",
+                       description="Train one CoSinGAN per image/label pair; finished runs are skipped, "
+                       "interrupted ones resume.")
+    p.add_argument("--images", required=True, help="folder of slices")
+    p.add_argument("--labels", required=True, help="folder of label maps with the same file names")
+    p.add_argument("--out", required=True, help="folder of run folders (RUNS/NAME) and summary.csv")
+    p.add_argument("--workers", type=int, default=2, help="models trained at once (default 2)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch threads per worker (default: cores / workers)")
+    p.add_argument("--backend", choices=["local", "ray"], default="local",
+                   help="local process pool (default) or Ray (pip install 'cosingan[ray]')")
+    p.add_argument("--address", default=None, help="Ray cluster address (default: start a local Ray)")
+    p.add_argument("--preset", default="cpu")
+    p.add_argument("--config", help="JSON file with overrides")
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--device", default=None)
+    p.add_argument("--no-two-stage", action="store_true")
+    p.add_argument("--no-mixed-rec", action="store_true")
+    p.add_argument("--no-hier-aug", action="store_true")
+    p.add_argument("--quiet", action="store_true")
+
+
 def _add_sample(sub) -> None:
     p = sub.add_parser("sample", help="generate slices from a trained run",
                        description="Generate N slices for the training label map or for each --label.")
@@ -153,6 +176,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--version", action="version", version=f"cosingan {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     _add_train(sub)
+    _add_train_many(sub)
     _add_sample(sub)
     _add_demo(sub)
     _add_masks(sub)
@@ -203,6 +227,27 @@ def cmd_train(args: argparse.Namespace) -> int:
     print(f"trained {trainer.model.num_scales} scales {trainer.sizes[0]}..{trainer.sizes[-1]} in "
           f"{time.time() - t0:.0f} s; run folder: {run}")
     return 0
+
+
+def cmd_train_many(args: argparse.Namespace) -> int:
+    from .io import pair_folders
+    from .many import train_many
+
+    if args.address and args.backend != "ray":
+        raise InputError("--address is for --backend ray")
+    if args.threads is not None and args.threads < 1:
+        raise InputError(f"--threads must be at least 1, got {args.threads}")
+    cfg = build_config(args)
+    t0 = time.time()
+    rows = train_many(pair_folders(args.images, args.labels), args.out, cfg, args.workers, args.backend,
+                      args.address, args.threads, progress=not args.quiet)
+    width = max(len(r["name"]) for r in rows)
+    for r in rows:
+        print(f"{r['name']:{width}s}  {r['status']:28s} {r['seconds']:8.1f} s")
+    failed = sum(r["status"].startswith("failed") for r in rows)
+    print(f"{len(rows) - failed} of {len(rows)} runs ready in {args.out} ({time.time() - t0:.0f} s; "
+          f"summary: {args.out}/summary.csv)")
+    return 1 if failed else 0
 
 
 def cmd_sample(args: argparse.Namespace) -> int:
@@ -367,7 +412,7 @@ def cmd_experiment(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
-        commands = {"train": cmd_train, "sample": cmd_sample, "demo": cmd_demo, "masks": cmd_masks,
+        commands = {"train": cmd_train, "train-many": cmd_train_many, "sample": cmd_sample, "demo": cmd_demo, "masks": cmd_masks,
                     "synthesize": cmd_synthesize, "seg": cmd_seg, "experiment": cmd_experiment,
                     "cls": cmd_cls}
         return commands[args.command](args)

@@ -290,6 +290,15 @@ def list_slice_folder(root: str | Path) -> list[tuple[Path, Path]]:
     img_dir, lab_dir = root / "images", root / "labels"
     if not img_dir.is_dir() or not lab_dir.is_dir():
         raise InputError(f"{root}: expected a slice folder with images/ and labels/ inside")
+    return pair_folders(img_dir, lab_dir)
+
+
+def pair_folders(img_dir: str | Path, lab_dir: str | Path) -> list[tuple[Path, Path]]:
+    """(image, label) pairs matched by name: IMG_DIR/NAME.* with LAB_DIR/NAME.*."""
+    img_dir, lab_dir = Path(img_dir), Path(lab_dir)
+    for d in (img_dir, lab_dir):
+        if not d.is_dir():
+            raise InputError(f"{d}: not a folder")
     pairs = []
     labels = {_stem(p): p for p in lab_dir.iterdir() if _suffix(p) in SLICE_EXT}
     for ip in sorted(p for p in img_dir.iterdir() if _suffix(p) in SLICE_EXT):

@@ -1,0 +1,164 @@
+"""Train one generator per annotated slice: a local process pool, or Ray across a cluster.
+
+The unit of work is one run folder RUNS/NAME (NAME = the image's file name without extension). A
+finished run is skipped, an interrupted one resumes, so the command can be re-run after a crash.
+Every slice is read and validated before any training starts: a bad file stops the command with one
+line and nothing trained.
+
+Threads: each worker gets `torch.set_num_threads(threads)`, by default the machine's cores divided
+by the workers, so N workers never oversubscribe the cores.
+
+Ray: workers need cosingan installed but no shared filesystem. A task receives the slice (arrays) and
+the files of an interrupted run, trains in a temporary folder on its node and returns the run folder's
+files; the driver writes them to RUNS/NAME/ through a temporary folder and a rename.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import shutil
+import tempfile
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from pathlib import Path
+
+from .config import Config, config_from_dict, config_to_dict
+from .errors import InputError
+from .io import Slice, atomic_path, load_slice
+
+
+def _status(run: Path) -> str:
+    from .train import CKPT, load_checkpoint
+
+    if not (run / CKPT).exists():
+        return "new"
+    return "done" if load_checkpoint(run).get("done") else "resume"
+
+
+def _train_local(run: str, sl: Slice | None, cfg: dict | None, threads: int) -> float:
+    """Worker: train (or resume, sl=None) the run folder in place; returns seconds."""
+    import torch
+
+    from .train import train
+
+    torch.set_num_threads(threads)
+    t = time.time()
+    train(run, sl, config_from_dict(cfg, run) if cfg else None, progress=False)
+    return time.time() - t
+
+
+def _read_tree(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def _train_remote(sl: Slice | None, cfg: dict | None, files: dict[str, bytes], threads: int):
+    """Ray task: train in a temporary folder on the worker node; return (files of the run, seconds)."""
+    with tempfile.TemporaryDirectory() as d:
+        run = Path(d) / "run"
+        for rel, data in files.items():  # an interrupted run's files: resume it
+            (run / rel).parent.mkdir(parents=True, exist_ok=True)
+            (run / rel).write_bytes(data)
+        seconds = _train_local(str(run), sl, cfg, threads)
+        return _read_tree(run), seconds
+
+
+def _write_tree(files: dict[str, bytes], run: Path) -> None:
+    """Replace RUN with the files, via a temporary sibling folder and a rename."""
+    tmp = run.parent / f".{run.name}.incoming"
+    shutil.rmtree(tmp, ignore_errors=True)
+    for rel, data in files.items():
+        (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp / rel).write_bytes(data)
+    if run.exists():
+        shutil.rmtree(run)
+    tmp.rename(run)
+
+
+def train_many(pairs: list[tuple[Path, Path]], out: str | Path, cfg: Config, workers: int = 2,
+               backend: str = "local", address: str | None = None, threads: int | None = None,
+               progress: bool = True) -> list[dict]:
+    """Train every pair not yet finished; returns one summary row per pair (also RUNS/summary.csv)."""
+    from tqdm.auto import tqdm
+
+    if backend not in ("local", "ray"):
+        raise InputError(f"--backend must be local or ray, got {backend!r}")
+    if workers < 1:
+        raise InputError(f"--workers must be at least 1, got {workers}")
+    out = Path(out)
+    names = [ip.name.split(".")[0] for ip, _ in pairs]
+    dup = {n for n in names if names.count(n) > 1}
+    if dup:
+        raise InputError(f"{pairs[0][0].parent}: several images share the name {sorted(dup)[0]!r}")
+    slices = [load_slice(ip, lp) for ip, lp in pairs]  # validate everything before training anything
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise InputError(f"{out}: cannot create the output folder ({e.strerror})") from None
+    if not os.access(out, os.W_OK):
+        raise InputError(f"{out}: output folder is not writable")
+    threads = threads or max(1, (os.cpu_count() or 1) // workers)
+    state = {n: _status(out / n) for n in names}
+    rows = {n: {"name": n, "image": str(ip), "status": "skipped (finished before)" if state[n] == "done" else "",
+                "seconds": 0.0} for n, (ip, _) in zip(names, pairs)}
+    todo = [(n, sl) for n, sl in zip(names, slices) if state[n] != "done"]
+    cfg_dict = config_to_dict(cfg)
+
+    bar = tqdm(total=len(todo), desc="models", unit="model", disable=not progress, dynamic_ncols=True)
+
+    def finish(n: str, seconds: float | None, err: BaseException | None) -> None:
+        if err is not None:
+            msg = str(err).splitlines()[0] if str(err) else type(err).__name__
+            rows[n]["status"] = f"failed: {msg}"
+        else:
+            rows[n]["status"] = "resumed" if state[n] == "resume" else "trained"
+            rows[n]["seconds"] = round(seconds, 1)
+        bar.update(1)
+
+    if todo and backend == "local":
+        import multiprocessing as mp
+
+        with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn")) as ex:
+            futs = {ex.submit(_train_local, str(out / n), None if state[n] == "resume" else sl,
+                              None if state[n] == "resume" else cfg_dict, threads): n for n, sl in todo}
+            for f in as_completed(futs):
+                err = f.exception()
+                finish(futs[f], None if err else f.result(), err)
+    elif todo:
+        try:
+            import ray
+        except ImportError:
+            raise InputError("--backend ray needs Ray: pip install 'cosingan[ray]'") from None
+        started = not ray.is_initialized()
+        if started:
+            ray.init(address=address, include_dashboard=False, log_to_driver=False,
+                     **({} if address else {"num_cpus": workers * threads}))
+        try:
+            remote = ray.remote(num_cpus=threads)(_train_remote)
+            futs = {}
+            for n, sl in todo:
+                resume = state[n] == "resume"
+                files = _read_tree(out / n) if resume else {}
+                futs[remote.remote(None if resume else sl, None if resume else cfg_dict, files, threads)] = n
+            pending = list(futs)
+            while pending:
+                ready, pending = ray.wait(pending, num_returns=1)
+                n = futs[ready[0]]
+                try:
+                    files, seconds = ray.get(ready[0])
+                    _write_tree(files, out / n)
+                    finish(n, seconds, None)
+                except Exception as e:  # a failed task: report it, keep the others
+                    finish(n, None, getattr(e, "cause", None) or e)
+        finally:
+            if started:
+                ray.shutdown()
+    bar.close()
+    result = [rows[n] for n in names]
+    with atomic_path(out / "summary.csv") as tmp:
+        with open(tmp, "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=["name", "image", "status", "seconds"])
+            w.writeheader()
+            w.writerows(result)
+    return result
+
