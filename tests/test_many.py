@@ -11,7 +11,7 @@ import torch
 from cosingan.cli import main
 from cosingan.io import save_png
 from cosingan.phantom import chest_phantom
-from cosingan.train import CKPT, load_checkpoint, train
+from cosingan.train import load_checkpoint, train
 
 
 @pytest.fixture

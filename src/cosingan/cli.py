@@ -412,7 +412,8 @@ def cmd_experiment(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
-        commands = {"train": cmd_train, "train-many": cmd_train_many, "sample": cmd_sample, "demo": cmd_demo, "masks": cmd_masks,
+        commands = {"train": cmd_train, "train-many": cmd_train_many, "sample": cmd_sample, "demo": cmd_demo,
+                    "masks": cmd_masks,
                     "synthesize": cmd_synthesize, "seg": cmd_seg, "experiment": cmd_experiment,
                     "cls": cmd_cls}
         return commands[args.command](args)

@@ -104,8 +104,9 @@ def run_few_shot(data: str | Path, out: str | Path, cfg: ExperimentConfig, test:
     from .train import CKPT, load_checkpoint, train
 
     out = Path(out)
+    pool, tests = split(Path(data), Path(test) if test else None, cfg)  # validate before writing anything
+    normal_pool, normal_test = split_normals(Path(normals), cfg.seed) if normals else ([], [])
     out.mkdir(parents=True, exist_ok=True)
-    pool, tests = split(Path(data), Path(test) if test else None, cfg)
     test_dir = _link_folder(tests, out / "data" / "test")
     pool_dir = _link_folder(pool, out / "data" / "pool")
     timings: dict[str, float] = {}
@@ -120,7 +121,6 @@ def run_few_shot(data: str | Path, out: str | Path, cfg: ExperimentConfig, test:
         timings[key] = timings.get(key, 0.0) + time.time() - t
         return r
 
-    normal_pool, normal_test = split_normals(Path(normals), cfg.seed) if normals else ([], [])
     record["normals"] = {"folder": str(normals) if normals else None, "pool": [p.name for p in normal_pool],
                          "test": [p.name for p in normal_test]}
     test_has = [bool((read_label(lp) == 2).any()) for _, lp in tests]

@@ -19,6 +19,7 @@ from .errors import InputError
 
 HU_WINDOW = (-1250.0, 250.0)  # lung window used by COVID-19-CT-Seg
 MAX_SIDE = 4096  # refuse larger slices: far beyond CT slice sizes, likely a wrong file
+INFECTION_OUTSIDE_MAX = 0.1  # with separate masks: refuse when more infection lies outside the lung
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 PNG_EXT = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"}
@@ -208,19 +209,38 @@ def load_slice(image: str | Path, label: str | Path | None = None, lung: str | P
     if label is not None:
         lab = read_label(label)
         label_path = str(label)
+        lab_affine = _affine_of(label)
     elif lung is not None:
         lm = read_mask(lung)
         im = read_mask(infection) if infection is not None else None
         if im is not None and im.shape != lm.shape:
             raise InputError(f"{infection}: mask size {im.shape} differs from lung mask {lung} {lm.shape}")
+        if im is not None and im.any():
+            outside = int((im & ~lm).sum())
+            if outside > INFECTION_OUTSIDE_MAX * im.sum():  # a few boundary pixels are annotation noise
+                raise InputError(f"{infection}: {outside} of {int(im.sum())} infection pixels lie outside the "
+                                 f"lung mask {lung}; are the masks from the same slice?")
         lab = validate_label(masks_to_label(lm, im), lung)
         label_path = str(lung)
+        lab_affine = _affine_of(lung)
     else:
         raise InputError(f"{image}: no label map given (use --label, or --lung [--infection])")
     if lab.shape != img.shape:
         raise InputError(f"{label_path}: label map size {lab.shape[0]}x{lab.shape[1]} does not match "
                          f"image {image} size {img.shape[0]}x{img.shape[1]}")
+    if affine is not None and lab_affine is not None and not np.allclose(affine, lab_affine, atol=1e-3):
+        raise InputError(f"{label_path}: NIfTI geometry (affine: spacing, origin, orientation) differs from "
+                         f"image {image}")
     return Slice(img, lab, spacing, kind, affine, str(image), label_path)
+
+
+def _affine_of(path: str | Path) -> np.ndarray | None:
+    """The canonical affine of a NIfTI file (None for other formats); the file was already read once."""
+    if _suffix(Path(path)) not in (".nii", ".nii.gz"):
+        return None
+    import nibabel as nib
+
+    return nib.as_closest_canonical(nib.load(str(path))).affine
 
 
 # ----------------------------------------------------------------------------------------- writing
@@ -460,19 +480,30 @@ def save_net(net, cfg, out: Path) -> None:
         torch.save({"config": dataclasses.asdict(cfg), "state": net.state_dict()}, tmp)
 
 
+def torch_load(path: Path, map_location="cpu"):
+    """torch.load with weights_only=True (never unpickles code); its protocol warnings are not ours to show."""
+    import warnings
+
+    import torch
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return torch.load(path, map_location=map_location, weights_only=True)
+
+
 def load_net(path: str | Path, config_cls, make_net, what: str):
     """(network, config) from a folder or file written by `save_net`; lists in the config become tuples."""
-    import torch
 
     p = Path(path)
     p = p / "model.pt" if p.is_dir() else p
     if not p.exists():
         raise InputError(f"{p}: no {what} model")
     try:
-        ck = torch.load(p, map_location="cpu", weights_only=True)
+        ck = torch_load(p)
         cfg = config_cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in ck["config"].items()})
         net = make_net(cfg)
         net.load_state_dict(ck["state"])
     except Exception as e:
-        raise InputError(f"{p}: unreadable {what} model ({type(e).__name__})") from None
+        raise InputError(f"{p}: unreadable {what} model, or one of another cosingan version "
+                         f"({type(e).__name__})") from None
     return net, cfg

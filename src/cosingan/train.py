@@ -25,7 +25,7 @@ from .augment import aug_probability, deform_bank
 from .conditions import body_from_image, label4_to_label, lung_weight, one_hot, to_label4
 from .config import FORMAT_VERSION, Config, config_from_dict, config_to_dict
 from .errors import InputError
-from .io import Slice, atomic_path, save_png
+from .io import Slice, atomic_path, save_png, torch_load
 from .losses import MixedReconstruction, critic_loss, score
 from .model import CoSinGAN
 from .pyramid import (condition_pyramid, finest_size, image_pyramid, resize_image, resize_labels, scale_sizes,
@@ -96,7 +96,7 @@ def load_checkpoint(run: Path, map_location="cpu") -> dict:
     if not path.exists():
         raise InputError(f"{path}: no checkpoint in this run folder")
     try:
-        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+        ckpt = torch_load(path, map_location)
     except Exception as e:
         raise InputError(f"{path}: unreadable checkpoint ({type(e).__name__}: {str(e).splitlines()[0]})") from None
     if not isinstance(ckpt, dict) or "format_version" not in ckpt:
