@@ -209,6 +209,7 @@ class Trainer:
         self.model = CoSinGAN(self.mc, sizes).to(self.device)
         self.rec_loss = MixedReconstruction(self.tc.mixed_rec, self.tc.rec_teacher_weight, self.tc.rec_ssim_weight)
         self.stage, self.iter, self.log, self.stage_ends = 0, 0, [], []
+        self.stage_seconds: list[float] = []  # wall time per finished stage (samples and saves included)
         self.opt_g = self.opt_d = None
         self.source: dict = {"kind": "png", "spacing": None}  # how the input came (outputs match it)
         self._curves_at = time.monotonic()
@@ -221,6 +222,7 @@ class Trainer:
             "opt_g": self.opt_g.state_dict() if self.opt_g else None,
             "opt_d": self.opt_d.state_dict() if self.opt_d else None,
             "rng": _rng_state(), "log": self.log, "stage_ends": self.stage_ends,
+            "stage_seconds": self.stage_seconds,
             "data": {"image": torch.from_numpy(self.image), "label4": torch.from_numpy(self.label4),
                      **self.source},
             "versions": versions(),
@@ -238,6 +240,7 @@ class Trainer:
                              f"({str(e).splitlines()[0]})") from None
         self.stage, self.iter = ckpt["stage"], ckpt["iter"]
         self.log, self.stage_ends = list(ckpt["log"]), list(ckpt["stage_ends"])
+        self.stage_seconds = list(ckpt.get("stage_seconds", []))
         if ckpt["opt_g"] is not None:  # mid-stage: rebuild this stage's optimizers, then their state
             self._begin_stage(fresh=False)
             self.opt_g.load_state_dict(ckpt["opt_g"])
@@ -391,6 +394,7 @@ class Trainer:
         m, tc = self.model, self.tc
         done_iters = 0
         while self.stage < m.num_scales:
+            t_stage = time.monotonic()  # after a resume: the time of the resumed part only
             if self.opt_g is None:
                 self._begin_stage(fresh=True)
             h, w = self.sizes[self.stage]
@@ -420,6 +424,7 @@ class Trainer:
                 write_curves(self.run, self.log, self.stage_ends)
                 self._curves_at = time.monotonic()
             self.opt_g = self.opt_d = None
+            self.stage_seconds.append(round(time.monotonic() - t_stage, 3))
             m.trained.fill_(self.stage)
             finished = self.stage == m.num_scales
             self.save(done=finished)

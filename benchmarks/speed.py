@@ -1,0 +1,239 @@
+"""Training and sampling speed, side by side in one run on one machine; writes JSON, prints ratios.
+
+    python benchmarks/speed.py --image IMG --label LABEL [--out bench.json] [--device cpu|cuda]
+                               [--presets tiny cpu] [--quick N] [--ref-iters 3]
+
+Measures, each part in its own process (so peak memory is that part's own):
+1. our training, per stage and per model, for each preset (a full run; `--quick N` trains N
+   iterations per stage instead and extrapolates to the preset's iterations, flagged in the output);
+2. a plain SinGAN-style reference loop on the same image at the same finest size: one unconditional
+   generator and critic per scale (5 conv blocks, 32 channels, SinGAN's scale factor 0.75 from 25 px),
+   each iteration 3 critic steps and 3 generator steps with WGAN-GP and the reconstruction loss, the
+   frozen coarser scales run again at every step as SinGAN does; `--ref-iters` timed iterations per
+   scale, extrapolated to SinGAN's 2000 iterations per scale;
+3. synthesis throughput of the trained cpu model (images/s, batches of label maps);
+4. peak memory: the process's peak resident set (CPU), or torch's peak allocation (CUDA).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import platform
+import resource
+import tempfile
+import time
+from pathlib import Path
+
+
+def _peak_mb(device: str) -> float:
+    import torch
+
+    if device.startswith("cuda"):
+        return torch.cuda.max_memory_allocated() / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+
+
+def _ours(image: str, label: str, preset: str, device: str, quick: int, run_dir: str, q) -> None:
+    import torch
+
+    from cosingan.config import merge, preset as get_preset
+    from cosingan.io import load_slice
+    from cosingan.train import load_checkpoint, train
+
+    cfg = merge(get_preset(preset), {"device": device}, "benchmark")
+    full_iters = cfg.train.iters
+    if quick:
+        cfg = merge(cfg, {"train": {"iters": min(quick, full_iters), "sample_every_stage": False}}, "benchmark")
+    t = time.perf_counter()
+    tr = train(run_dir, load_slice(image, label), cfg, progress=False)
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+    total = time.perf_counter() - t
+    stages = list(load_checkpoint(Path(run_dir))["stage_seconds"])
+    scale = full_iters / cfg.train.iters
+    q.put({"preset": preset, "sizes": [list(s) for s in tr.sizes], "iters_per_stage": full_iters,
+           "measured_iters_per_stage": cfg.train.iters, "extrapolated": scale != 1,
+           "stage_seconds": [s * scale for s in stages], "model_seconds": total * scale,
+           "peak_mb": _peak_mb(device)})
+
+
+def _reference(image: str, label: str, max_size: int, device: str, iters: int, q) -> None:
+    """A SinGAN-style loop (Shaham et al. 2019, official defaults), timed per iteration and scale."""
+    import torch
+    import torch.nn as nn
+    import torch.nn.functional as F
+
+    from cosingan.io import load_slice
+    from cosingan.pyramid import resize_image, scale_sizes
+
+    torch.manual_seed(0)
+    dev = torch.device(device)
+    sl = load_slice(image, label)
+    h, w = sl.image.shape
+    sizes = scale_sizes(h, w, 25, max_size, 0.75)
+    full = torch.from_numpy(sl.image)[None, None].to(dev)
+    reals = [resize_image(full, hw) for hw in sizes]
+
+    def block(cin, cout):
+        return [nn.Conv2d(cin, cout, 3, 1, 1), nn.BatchNorm2d(cout), nn.LeakyReLU(0.2)]
+
+    def net(tail_act: bool) -> nn.Module:
+        layers = block(1, 32) + block(32, 32) + block(32, 32) + block(32, 32) + [nn.Conv2d(32, 1, 3, 1, 1)]
+        if tail_act:
+            layers.append(nn.Tanh())
+        return nn.Sequential(*layers).to(dev)
+
+    gens, per_iter = [], []
+
+    def up(x, hw):
+        return F.interpolate(x, size=hw, mode="bilinear", align_corners=True)
+
+    def draw_concat(k: int, rec: bool) -> torch.Tensor:
+        """SinGAN runs every frozen coarser scale again at each step."""
+        x = torch.zeros_like(reals[0])
+        with torch.no_grad():
+            for i in range(k):
+                z = torch.zeros_like(reals[i]) if rec and i > 0 else torch.randn_like(reals[i])
+                x = gens[i](x + 0.1 * z) + x
+                x = up(x, sizes[i + 1])
+        return x
+
+    for k, real in enumerate(reals):
+        G, D = net(True), net(False)
+        oG = torch.optim.Adam(G.parameters(), lr=5e-4, betas=(0.5, 0.999))
+        oD = torch.optim.Adam(D.parameters(), lr=5e-4, betas=(0.5, 0.999))
+        z_opt = torch.randn_like(real) if k == 0 else torch.zeros_like(real)
+        times = []
+        for it in range(iters + 1):  # the first iteration warms up and is not timed
+            if device.startswith("cuda"):
+                torch.cuda.synchronize()
+            t = time.perf_counter()
+            for _ in range(3):  # critic steps
+                prev = draw_concat(k, rec=False)
+                fake = G(prev + 0.1 * torch.randn_like(real)) + prev
+                alpha = torch.rand(1, 1, 1, 1, device=dev)
+                mix = (alpha * real + (1 - alpha) * fake.detach()).requires_grad_(True)
+                grad = torch.autograd.grad(D(mix).sum(), mix, create_graph=True)[0]
+                gp = ((grad.norm(2, dim=1) - 1) ** 2).mean()
+                loss_d = -D(real).mean() + D(fake.detach()).mean() + 0.1 * gp
+                oD.zero_grad()
+                loss_d.backward()
+                oD.step()
+            z_prev = draw_concat(k, rec=True)
+            for _ in range(3):  # generator steps
+                fake = G(prev + 0.1 * torch.randn_like(real)) + prev
+                rec = G(z_prev + z_opt) + z_prev
+                loss_g = -D(fake).mean() + 10 * F.mse_loss(rec, real)
+                oG.zero_grad()
+                loss_g.backward()
+                oG.step()
+            if device.startswith("cuda"):
+                torch.cuda.synchronize()
+            if it:
+                times.append(time.perf_counter() - t)
+        gens.append(G.eval())
+        per_iter.append(sum(times) / len(times))
+    q.put({"sizes": [list(s) for s in sizes], "timed_iters_per_scale": iters, "s_per_iter": per_iter,
+           "model_seconds_2000": 2000 * sum(per_iter), "peak_mb": _peak_mb(device)})
+
+
+def _synthesis(run_dir: str, device: str, n: int, batch: int, q) -> None:
+    import torch
+
+    from cosingan.sample import generate
+    from cosingan.train import load_model
+
+    model, cfg, ckpt = load_model(run_dir, device)
+    label4 = ckpt["data"]["label4"].numpy()
+    generate(model, label4, list(range(batch)), batch)  # warm-up
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+    t = time.perf_counter()
+    generate(model, label4, list(range(n)), batch)
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+    dt = time.perf_counter() - t
+    q.put({"images": n, "batch": batch, "size": list(label4.shape[-2:]), "images_per_s": n / dt,
+           "peak_mb": _peak_mb(device)})
+
+
+def _in_process(fn, *args):
+    """Run one part in a fresh process (its own peak memory); return what it reports."""
+    ctx = mp.get_context("spawn")
+    q = ctx.Queue()
+    p = ctx.Process(target=fn, args=(*args, q))
+    p.start()
+    out = q.get()
+    p.join()
+    return out
+
+
+def hardware(device: str) -> dict:
+    import os
+
+    import torch
+
+    info = {"machine": platform.machine(), "processor": platform.processor() or "unknown",
+            "cpu_count": os.cpu_count(), "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
+            "python": platform.python_version(), "device": device}
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                info["processor"] = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    if device.startswith("cuda"):
+        info["gpu"] = torch.cuda.get_device_name()
+    return info
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--image", required=True)
+    ap.add_argument("--label", required=True)
+    ap.add_argument("--out", default="bench.json")
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--presets", nargs="+", default=["tiny", "cpu"])
+    ap.add_argument("--quick", type=int, default=0, help="iterations per stage to time (0: full runs)")
+    ap.add_argument("--ref-iters", type=int, default=3, help="timed reference iterations per scale")
+    ap.add_argument("--samples", type=int, default=64)
+    ap.add_argument("--batch", type=int, default=16)
+    a = ap.parse_args()
+    res: dict = {"hardware": hardware(a.device), "ours": {}}
+    with tempfile.TemporaryDirectory() as d:
+        for p in a.presets:
+            run = str(Path(d) / p)
+            res["ours"][p] = _in_process(_ours, a.image, a.label, p, a.device, a.quick, run)
+            o = res["ours"][p]
+            print(f"ours {p:5s}: {o['model_seconds'] / 60:6.2f} min per model "
+                  f"({'extrapolated from ' + str(o['measured_iters_per_stage']) + ' it/stage' if o['extrapolated'] else 'measured'}), "
+                  f"stages {' / '.join(f'{s:.0f}' for s in o['stage_seconds'])} s, peak {o['peak_mb']:.0f} MB", flush=True)
+        last = a.presets[-1]
+        max_size = res["ours"][last]["sizes"][-1]
+        ref = _in_process(_reference, a.image, a.label, max(max_size), a.device, a.ref_iters)
+        res["reference"] = ref
+        print(f"SinGAN-style reference at {max(max_size)} px ({len(ref['sizes'])} scales): "
+              f"{ref['model_seconds_2000'] / 60:.1f} min per model at 2000 it/scale "
+              f"(s/it {' / '.join(f'{s:.2f}' for s in ref['s_per_iter'])}), peak {ref['peak_mb']:.0f} MB", flush=True)
+        res["synthesis"] = _in_process(_synthesis, str(Path(d) / last), a.device, a.samples, a.batch)
+        syn = res["synthesis"]
+        print(f"synthesis ({last} model, {syn['size'][0]}x{syn['size'][1]}, batch {syn['batch']}): "
+              f"{syn['images_per_s']:.1f} images/s, peak {syn['peak_mb']:.0f} MB")
+    ours = res["ours"][last]["model_seconds"]
+    finest_ours = res["ours"][last]["stage_seconds"][-1] / res["ours"][last]["iters_per_stage"]
+    res["ratios"] = {f"reference_2000_over_{last}": ref["model_seconds_2000"] / ours,
+                     "finest_scale_s_per_iter_reference_over_ours": ref["s_per_iter"][-1] / finest_ours}
+    print(f"finest scale, seconds per iteration: reference {ref['s_per_iter'][-1]:.2f}, ours {finest_ours:.2f} "
+          f"({res['ratios']['finest_scale_s_per_iter_reference_over_ours']:.1f}x)")
+    print(f"speed-up of `{last}` over the SinGAN-style reference (2000 it/scale), same image and size: "
+          f"{res['ratios'][f'reference_2000_over_{last}']:.1f}x")
+    print(f"hardware: {res['hardware']}")
+    Path(a.out).write_text(json.dumps(res, indent=2))
+    print(f"-> {a.out}")
+
+
+if __name__ == "__main__":
+    main()
