@@ -114,3 +114,19 @@ def test_sampling_is_deterministic_and_diverse(tmp_path, phantom_files):
     c = np.asarray(Image.open(tmp_path / "s3" / "images" / names[0]), dtype=float)
     assert np.abs(a[0] - a[1]).mean() > 0.5  # samples differ from each other
     assert np.abs(a[0] - c).mean() > 0.5  # and with the seed
+
+
+def test_bf16_mixed_precision_trains_and_samples(tmp_path, phantom_files):
+    """The GPU's mixed-precision path, exercised on CPU autocast: finite losses, float32 weights."""
+    sl = load_slice(*phantom_files)
+    tr = train(tmp_path / "r", sl, tiny(train={"amp": "bf16"}), progress=False)
+    assert all(np.isfinite([e["d_loss"], e["rec"], e["adv"]]).all() for e in tr.log)
+    assert all(p.dtype == torch.float32 for p in tr.model.parameters())
+    model, _, _ = load_model(tmp_path / "r")
+    assert model.noise_amp.dtype == torch.float32
+
+
+def test_unknown_amp_mode_is_refused(tmp_path, phantom_files):
+    with pytest.raises(InputError, match="amp must be none or bf16"):
+        train(tmp_path / "r", load_slice(*phantom_files), tiny(train={"amp": "fp16"}), progress=False)
+    assert not (tmp_path / "r").exists()

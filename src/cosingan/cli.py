@@ -24,6 +24,8 @@ def _add_train(sub) -> None:
     p.add_argument("--config", help="JSON file with overrides, e.g. {\"train\": {\"iters\": 500}}")
     p.add_argument("--seed", type=int, default=None, help="random seed (default 0)")
     p.add_argument("--device", default=None, help="cpu, cuda or auto (default cpu)")
+    p.add_argument("--amp", choices=["none", "bf16"], default=None,
+                   help="mixed precision: bf16 autocast for the networks (GPU); default none")
     p.add_argument("--no-two-stage", action="store_true", help="ablation: single-stage generator per scale")
     p.add_argument("--no-mixed-rec", action="store_true", help="ablation: SinGAN's plain reconstruction loss")
     p.add_argument("--no-hier-aug", action="store_true", help="ablation: no hierarchical data augmentation")
@@ -198,6 +200,8 @@ def build_config(args: argparse.Namespace):
         over["seed"] = args.seed
     if args.device is not None:
         over["device"] = args.device
+    if getattr(args, "amp", None) is not None:
+        over["train"]["amp"] = args.amp
     if args.no_two_stage:
         over["model"]["two_stage"] = False
     if args.no_mixed_rec:

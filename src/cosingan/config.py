@@ -60,6 +60,9 @@ class TrainConfig:
     aug_p_coarse: float = 0.8  # probability of training on a deformed copy at the coarsest stage
     aug_p_fine: float = 0.2  # ... and at the finest stage (interpolated in between)
     ckpt_every: int = 100  # iterations between mid-stage checkpoints (stage ends always save)
+    # mixed precision: "bf16" runs forwards under bfloat16 autocast (GPUs with bf16: A100, H100, ...);
+    # the gradient penalty and the losses stay float32. bf16 needs no loss scaling, unlike fp16.
+    amp: str = "none"
     sample_every_stage: bool = True  # write samples_stageNN.png at each stage end
 
 

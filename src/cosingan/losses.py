@@ -10,6 +10,7 @@ _EPS = 1e-6
 
 def score(out: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
     """Mean critic score per sample; with `weight`, only the weighted region counts (lung critic)."""
+    out = out.float()  # under autocast the critic may answer in bfloat16
     if weight is None:
         return out.flatten(1).mean(1)
     return (out * weight).flatten(1).sum(1) / (weight.flatten(1).sum(1) + _EPS)
@@ -20,16 +21,19 @@ def gradient_penalty(critic, real: torch.Tensor, fake: torch.Tensor, cond: torch
     """SinGAN's per-pixel form: the gradient of the summed patch scores should have norm 1 at every
     pixel. Unlike a penalty on the mean score, its strength does not depend on the image size."""
     alpha = torch.rand(real.shape[0], 1, 1, 1, device=real.device)
-    x = (alpha * real + (1 - alpha) * fake).requires_grad_(True)
-    out = critic(x, cond)
-    if weight is not None:
-        out = out * weight
-    (g,) = torch.autograd.grad(out.sum(), x, create_graph=True)
-    if weight is None:
-        return ((g.norm(dim=1) - 1) ** 2).mean()
-    # lung critic: only pixels that can reach a lung patch carry a gradient; penalise those
-    reach = (g.detach().abs().sum(1) > 0).float()
-    return (((g.norm(dim=1) - 1) ** 2) * reach).sum() / (reach.sum() + _EPS)
+    x = (alpha * real.float() + (1 - alpha) * fake.float()).requires_grad_(True)
+    # float32 even under mixed precision: the penalty pulls gradient norms to exactly 1, and bfloat16's
+    # 8-bit mantissa would turn that target into noise
+    with torch.autocast(device_type=x.device.type, enabled=False):
+        out = critic(x, cond.float())
+        if weight is not None:
+            out = out * weight
+        (g,) = torch.autograd.grad(out.sum(), x, create_graph=True)
+        if weight is None:
+            return ((g.norm(dim=1) - 1) ** 2).mean()
+        # lung critic: only pixels that can reach a lung patch carry a gradient; penalise those
+        reach = (g.detach().abs().sum(1) > 0).float()
+        return (((g.norm(dim=1) - 1) ** 2) * reach).sum() / (reach.sum() + _EPS)
 
 
 def critic_loss(critic, real, fake, cond, gp_weight: float, weight=None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -64,10 +68,11 @@ class MixedReconstruction:
 
     def __call__(self, chain: torch.Tensor, real: torch.Tensor,
                  teacher: list[tuple[torch.Tensor, torch.Tensor]] | None = None) -> dict[str, torch.Tensor]:
+        chain, real = chain.float(), real.float()  # losses in float32 under mixed precision
         terms = {"rec_chain": F.mse_loss(chain, real)}
         total = (1 - self.t) * terms["rec_chain"]
         if self.t > 0 and teacher:
-            terms["rec_teacher"] = torch.stack([F.mse_loss(o, r) for o, r in teacher]).mean()
+            terms["rec_teacher"] = torch.stack([F.mse_loss(o.float(), r.float()) for o, r in teacher]).mean()
             total = total + self.t * terms["rec_teacher"]
         if self._ssim is not None and min(real.shape[-2:]) >= 7:
             terms["rec_ssim"] = self._ssim(chain, real)

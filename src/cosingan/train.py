@@ -303,6 +303,12 @@ class Trainer:
 
     def step(self) -> dict:
         """One iteration of the current stage: d_steps critic updates, g_steps generator updates."""
+        if self.tc.amp == "none":
+            return self._step()
+        with torch.autocast(device_type=self.device.type, dtype=torch.bfloat16):
+            return self._step()
+
+    def _step(self) -> dict:
         s, m, tc = self.stage, self.model, self.tc
         lo = self._lo()
         self._set_lr()
@@ -466,6 +472,10 @@ def train(run: str | Path, sl: Slice | None, cfg: Config, stop_after: int | None
     else:
         if (run / CKPT).exists():
             raise InputError(f"{run}: already holds a run; use --resume to continue it or choose another --out")
+        resolve_device(cfg.device)  # config errors before anything is written
+        if cfg.train.amp not in ("none", "bf16"):
+            raise InputError(f"train.amp must be none or bf16, got {cfg.train.amp!r} (fp16 is not offered: "
+                             "WGAN-GP's penalty under-/overflows without careful loss scaling)")
         try:
             run.mkdir(parents=True, exist_ok=True)
             probe = run / ".write_test"
@@ -473,7 +483,6 @@ def train(run: str | Path, sl: Slice | None, cfg: Config, stop_after: int | None
             probe.unlink()
         except OSError as e:
             raise InputError(f"{run}: output folder is not writable ({e.strerror})") from None
-        resolve_device(cfg.device)
         seed_everything(cfg.seed)
         image, label4 = prepare_pair(sl, cfg.model.max_size)
         trainer = Trainer(run, cfg, image, label4)
