@@ -49,6 +49,7 @@ def _add_train_many(sub) -> None:
     p.add_argument("--config", help="JSON file with overrides")
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--device", default=None)
+    p.add_argument("--amp", choices=["none", "bf16"], default=None)
     p.add_argument("--no-two-stage", action="store_true")
     p.add_argument("--no-mixed-rec", action="store_true")
     p.add_argument("--no-hier-aug", action="store_true")
@@ -200,7 +201,7 @@ def build_config(args: argparse.Namespace):
         over["seed"] = args.seed
     if args.device is not None:
         over["device"] = args.device
-    if getattr(args, "amp", None) is not None:
+    if args.amp is not None:
         over["train"]["amp"] = args.amp
     if args.no_two_stage:
         over["model"]["two_stage"] = False
