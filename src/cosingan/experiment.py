@@ -103,6 +103,7 @@ def run_few_shot(data: str | Path, out: str | Path, cfg: ExperimentConfig, test:
     from .io import load_slice, read_image, read_label
     from .train import CKPT, load_checkpoint, train
 
+    t_start = time.time()
     out = Path(out)
     pool, tests = split(Path(data), Path(test) if test else None, cfg)  # validate before writing anything
     normal_pool, normal_test = split_normals(Path(normals), cfg.seed) if normals else ([], [])
@@ -224,6 +225,7 @@ def run_few_shot(data: str | Path, out: str | Path, cfg: ExperimentConfig, test:
     record["results"] = results
     record["fidelity"] = fidelity
     record["timings_s"] = timings
+    record["wall_s"] = time.time() - t_start  # this invocation (work reused from earlier ones is not counted)
     record["table"] = table(results)
     with atomic_path(out / "results.json") as tmp:
         tmp.write_text(json.dumps(record, indent=2))
@@ -267,8 +269,12 @@ def write_report(out: Path, record: dict) -> None:
     cols = [m for m in METRICS + DETECTION if any(m in r for r in rows)]
 
     def cells(r: dict) -> list[str]:
-        return [str(r["k"] or "all"), ARM_NAMES[r["arm"]], r["regime"] or "-"] + [
-            f"{r[m]:.3f} ± {r[m + '_std']:.3f}" if m in r else "-" for m in cols]
+        def fmt(m: str) -> str:
+            if m not in r:
+                return "-"
+            return f"{r[m]:.3f} ± {r[m + '_std']:.3f}" if r["n"] > 1 else f"{r[m]:.3f}"
+
+        return [str(r["k"] or "all"), ARM_NAMES[r["arm"]], r["regime"] or "-"] + [fmt(m) for m in cols]
 
     heads = ["k", "arm", "conditions"] + [COLUMNS[m] for m in cols]
     lines = ["# Few-shot experiment", "",
@@ -276,7 +282,12 @@ def write_report(out: Path, record: dict) -> None:
              f"repeats: {record['config']['repeats']}; preset: {record['config']['preset']}; "
              f"U-Net budget: {record['config']['seg_steps']} steps at {record['config']['seg_size']} px; "
              f"classifier budget: {record['config']['cls_steps']} steps.", "",
-             f"Detection: {record.get('detection', 'not run')}.", "",
+             f"Detection: {record.get('detection', 'not run')}." + (
+                 " Caution: the test negatives come from the --normals folder; an arm trained with real "
+                 "normals from that same folder can learn to tell the two sources apart (scanner, "
+                 "windowing, compression) instead of infection, so read B's and C's detection scores "
+                 "as upper bounds; arm A never sees that folder." if record.get("normals", {}).get("folder")
+                 else ""), "",
              "| " + " | ".join(heads) + " |", "|" + " --- |" * len(heads)]
     lines += ["| " + " | ".join(cells(r)) + " |" for r in rows]
     if record.get("fidelity"):
@@ -285,7 +296,8 @@ def write_report(out: Path, record: dict) -> None:
                   "| repeat | k | conditions | lung DSC | infection DSC |", "| --- | --- | --- | --- | --- |"]
         lines += [f"| {f['repeat']} | {f['k']} | {f['regime']} | {f['lung_dsc']:.3f} | {f['infection_dsc']:.3f} |"
                   for f in record["fidelity"]]
-    lines += ["", "Timings (s): " + ", ".join(f"{k} {v:.0f}" for k, v in record["timings_s"].items()), "",
+    lines += ["", "Timings (s): " + ", ".join(f"{k} {v:.0f}" for k, v in record["timings_s"].items())
+              + (f"; wall time of this invocation {record['wall_s']:.0f}" if "wall_s" in record else ""), "",
               "Chosen slices: " + "; ".join(f"repeat {x['repeat']} k={x['k']}: {', '.join(x['slices'])}"
                                             for x in record["runs"]), "",
               "![infection DSC](infection_dsc.png)", ""]
