@@ -25,7 +25,7 @@ from pathlib import Path
 
 from .config import Config, config_from_dict, config_to_dict
 from .errors import InputError
-from .io import Slice, atomic_path, load_slice
+from .io import Slice, _stem, atomic_path, load_slice
 
 
 def _status(run: Path) -> str:
@@ -86,7 +86,7 @@ def train_many(pairs: list[tuple[Path, Path]], out: str | Path, cfg: Config, wor
     if workers < 1:
         raise InputError(f"--workers must be at least 1, got {workers}")
     out = Path(out)
-    names = [ip.name.split(".")[0] for ip, _ in pairs]
+    names = [_stem(ip) for ip, _ in pairs]
     dup = {n for n in names if names.count(n) > 1}
     if dup:
         raise InputError(f"{pairs[0][0].parent}: several images share the name {sorted(dup)[0]!r}")
