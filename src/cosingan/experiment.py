@@ -100,7 +100,7 @@ def run_few_shot(data: str | Path, out: str | Path, cfg: ExperimentConfig, test:
     from . import seg
     from .config import merge, preset
     from .dataset import Synthesizer, sources_from_folder, synthesize, write_masks
-    from .io import load_slice, read_image, read_label
+    from .io import load_slice, read_image
     from .train import CKPT, load_checkpoint, train
 
     t_start = time.time()
@@ -124,9 +124,9 @@ def run_few_shot(data: str | Path, out: str | Path, cfg: ExperimentConfig, test:
 
     record["normals"] = {"folder": str(normals) if normals else None, "pool": [p.name for p in normal_pool],
                          "test": [p.name for p in normal_test]}
-    test_has = [bool((read_label(lp) == 2).any()) for _, lp in tests]
-    test_pos = [read_image(ip)[0] for (ip, _), h in zip(tests, test_has) if h]
-    test_neg = [read_image(ip)[0] for (ip, _), h in zip(tests, test_has) if not h]
+    test_slices = seg.load_folders([test_dir])  # read once: every arm is scored on them
+    test_pos = [s.image for s in test_slices if (s.label == 2).any()]
+    test_neg = [s.image for s in test_slices if not (s.label == 2).any()]
     test_neg += [read_image(p)[0] for p in normal_test]
     record["detection"] = (f"{len(test_pos)} test slices with infection, {len(test_neg)} without"
                            if test_pos and test_neg else
@@ -156,8 +156,7 @@ def run_few_shot(data: str | Path, out: str | Path, cfg: ExperimentConfig, test:
             scfg = seg.SegConfig(size=cfg.seg_size, steps=cfg.seg_steps, aug=aug, seed=seed)
             timed("seg_train", lambda: seg.train_seg(seg.load_folders([folder]), scfg, model_dir, progress))
         net, scfg = seg.load_seg(model_dir)
-        summary = timed("seg_eval", lambda: seg.evaluate(net, scfg, seg.load_folders([test_dir]),
-                                                          out / "eval" / name))
+        summary = timed("seg_eval", lambda: seg.evaluate(net, scfg, test_slices, out / "eval" / name))
         return summary["mean"]
 
     for r in range(cfg.repeats):
