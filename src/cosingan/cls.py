@@ -78,26 +78,21 @@ def load_images(dirs: list[str | Path]) -> list[np.ndarray]:
 
 
 def augmentations(kind: str, seed: int):
-    """MONAI array transforms on (1, H, W) inputs; `strong` adds elastic, intensity, contrast and blur."""
-    from monai.transforms import (Compose, Rand2DElastic, RandAdjustContrast, RandAffine, RandFlip,
-                                  RandGaussianNoise, RandGaussianSmooth, RandScaleIntensity, RandShiftIntensity)
+    """Transforms of (1, H, W) inputs. `strong` is the segmentation's strong augmentation (flips, affine,
+    elastic, intensity, contrast, blur, noise) on the image alone; `standard` is lighter than seg's."""
+    from monai.transforms import Compose, RandAffine, RandFlip, RandGaussianNoise
 
-    if kind == "standard":
-        tf = [RandFlip(prob=0.5, spatial_axis=1),
-              RandAffine(prob=0.7, rotate_range=0.2, scale_range=0.15, translate_range=(8, 8), padding_mode="zeros"),
-              RandGaussianNoise(prob=0.3, std=0.03)]
-    elif kind == "strong":
-        tf = [RandFlip(prob=0.5, spatial_axis=1),
-              RandAffine(prob=0.8, rotate_range=0.35, scale_range=0.25, shear_range=0.1, translate_range=(12, 12),
-                         padding_mode="zeros"),
-              Rand2DElastic(prob=0.5, spacing=(24, 24), magnitude_range=(1, 3), padding_mode="zeros"),
-              RandScaleIntensity(factors=0.2, prob=0.5), RandShiftIntensity(offsets=0.1, prob=0.5),
-              RandAdjustContrast(gamma=(0.7, 1.5), prob=0.5),
-              RandGaussianSmooth(sigma_x=(0.3, 1.0), sigma_y=(0.3, 1.0), prob=0.2),
-              RandGaussianNoise(prob=0.5, std=0.04)]
-    else:
+    if kind == "strong":
+        from .seg import augmentations as seg_augmentations
+
+        tf = seg_augmentations("strong", seed, keys=("image",))
+        return lambda x: tf({"image": x})["image"]
+    if kind != "standard":
         raise InputError(f"classifier augmentation must be standard or strong, got {kind!r}")
-    c = Compose(tf)
+    c = Compose([RandFlip(prob=0.5, spatial_axis=1),
+                 RandAffine(prob=0.7, rotate_range=0.2, scale_range=0.15, translate_range=(8, 8),
+                            padding_mode="zeros"),
+                 RandGaussianNoise(prob=0.3, std=0.03)])
     c.set_random_state(seed=seed)
     return c
 

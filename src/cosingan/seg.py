@@ -62,26 +62,27 @@ def _prep(sl: Slice, size: int) -> dict:
             "label": torch.as_tensor(np.asarray(out["label"])).round().long()}
 
 
-def augmentations(kind: str, seed: int):
+def augmentations(kind: str, seed: int, keys: tuple[str, ...] = ("image", "label")):
     """MONAI dictionary transforms; image and label move together. `strong` is the few-real baseline's
     augmentation and is meant to be strong: affine, elastic, flips, intensity, noise, blur."""
     from monai.transforms import (Compose, Rand2DElasticd, RandAdjustContrastd, RandAffined, RandFlipd,
                                   RandGaussianNoised, RandGaussianSmoothd, RandScaleIntensityd,
                                   RandShiftIntensityd)
 
-    keys = ["image", "label"]
+    keys = list(keys)
+    spatial = ("bilinear", "nearest")[: len(keys)]  # labels (second key) move by nearest neighbour
     if kind == "none":
         return None
     if kind == "standard":
         tf = Compose([RandFlipd(keys, prob=0.5, spatial_axis=1),
-                      RandAffined(keys, prob=0.5, rotate_range=0.1, scale_range=0.1, mode=("bilinear", "nearest"),
+                      RandAffined(keys, prob=0.5, rotate_range=0.1, scale_range=0.1, mode=spatial,
                                   padding_mode="zeros")])
     elif kind == "strong":
         tf = Compose([
             RandFlipd(keys, prob=0.5, spatial_axis=1),
             RandAffined(keys, prob=0.8, rotate_range=0.35, scale_range=0.25, shear_range=0.1,
-                        translate_range=(12, 12), mode=("bilinear", "nearest"), padding_mode="zeros"),
-            Rand2DElasticd(keys, prob=0.5, spacing=(24, 24), magnitude_range=(1, 3), mode=("bilinear", "nearest"),
+                        translate_range=(12, 12), mode=spatial, padding_mode="zeros"),
+            Rand2DElasticd(keys, prob=0.5, spacing=(24, 24), magnitude_range=(1, 3), mode=spatial,
                            padding_mode="zeros"),
             RandScaleIntensityd("image", factors=0.2, prob=0.5),
             RandShiftIntensityd("image", offsets=0.1, prob=0.5),
