@@ -25,10 +25,9 @@ import numpy as np
 import torch
 from scipy import ndimage
 
-from cosingan.conditions import BODY, INFECTION, LUNG, body_from_image
-from cosingan.io import load_slice
-from cosingan.sample import condition_from_label, generate, sample_seed
-from cosingan.train import load_model
+from cosingan.data.labelmap import BODY, INFECTION, LUNG, body_from_image
+from cosingan.data.readers import load_slice
+from cosingan.gan import TrainedRun, sample_seed
 
 
 def auc(pos: np.ndarray, neg: np.ndarray) -> float:
@@ -61,22 +60,22 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default=None)
     args = ap.parse_args(argv)
 
-    model, cfg, ckpt = load_model(args.run)
+    model = TrainedRun.from_pretrained(args.run)
     rng = np.random.default_rng(0)
     data = Path(args.data)
     names = sorted(p.name for p in (data / "labels").glob("*.png"))
     rows = []
-    conds = [("train (own map)", ckpt["data"]["label4"].numpy(), ckpt["data"]["image"].numpy())]
+    conds = [("train (own map)", model.train_label4, model.train_image)]
     pick = [names[i] for i in np.linspace(0, len(names) - 1, args.others + 1).round().astype(int)][: args.others]
     for name in pick:
         sl = load_slice(data / "images" / name, data / "labels" / name)
-        c = condition_from_label(model, sl.label, body_from_image(sl.image, sl.label), name)
-        real = torch.nn.functional.interpolate(torch.from_numpy(sl.image)[None, None], size=c.label4.shape,
+        label4 = model.condition(sl.label, body_from_image(sl.image, sl.label))
+        real = torch.nn.functional.interpolate(torch.from_numpy(sl.image)[None, None], size=label4.shape,
                                                mode="bilinear", antialias=True)[0, 0].numpy()
-        conds.append((f"other map {name}", c.label4, real))
+        conds.append((f"other map {name}", label4, real))
     t0 = time.time()
     for j, (what, label4, real) in enumerate(conds):
-        imgs = generate(model, label4, [sample_seed(0, j, k) for k in range(args.n)])
+        imgs = model(label4, [sample_seed(0, j, k) for k in range(args.n)])
         s = [stats(im, label4, rng) for im in imgs]
         lungmask = label4 >= LUNG
         div_in = float(np.mean([np.abs(imgs[i] - imgs[i + 1])[lungmask].mean() for i in range(0, len(imgs) - 1, 2)]) * 127.5)

@@ -2,7 +2,7 @@
 
     python benchmarks/seg_nets.py [--size 128] [--batch 8] [--steps 6]
 
-Prints ms per step and the ratio to the chosen network (cosingan.seg.make_net), measured side by side.
+Prints ms per step and the ratio to the chosen network (cosingan.downstream.seg.make_net), measured side by side.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ def main() -> None:
     from monai.losses import DiceCELoss
     from monai.networks.nets import BasicUNet
 
-    from cosingan.seg import SegConfig, make_net
+    from cosingan.downstream.seg import SegConfig, make_net
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--size", type=int, default=128)

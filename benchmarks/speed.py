@@ -38,9 +38,10 @@ def _peak_mb(device: str) -> float:
 def _ours(image: str, label: str, preset: str, device: str, quick: int, run_dir: str, q) -> None:
     import torch
 
-    from cosingan.config import merge, preset as get_preset
-    from cosingan.io import load_slice
-    from cosingan.train import load_checkpoint, train
+    from cosingan.gan.config import merge, preset as get_preset
+    from cosingan.data.readers import load_slice
+    from cosingan.gan.checkpoint import load_checkpoint
+    from cosingan.gan.train import train
 
     cfg = merge(get_preset(preset), {"device": device}, "benchmark")
     full_iters = cfg.train.iters
@@ -65,8 +66,8 @@ def _reference(image: str, label: str, max_size: int, device: str, iters: int, q
     import torch.nn as nn
     import torch.nn.functional as F
 
-    from cosingan.io import load_slice
-    from cosingan.pyramid import resize_image, scale_sizes
+    from cosingan.data.readers import load_slice
+    from cosingan.gan.pyramid import resize_image, scale_sizes
 
     torch.manual_seed(0)
     dev = torch.device(device)
@@ -142,16 +143,15 @@ def _reference(image: str, label: str, max_size: int, device: str, iters: int, q
 def _synthesis(run_dir: str, device: str, n: int, batch: int, q) -> None:
     import torch
 
-    from cosingan.sample import generate
-    from cosingan.train import load_model
+    from cosingan.gan import TrainedRun
 
-    model, cfg, ckpt = load_model(run_dir, device)
-    label4 = ckpt["data"]["label4"].numpy()
-    generate(model, label4, list(range(batch)), batch)  # warm-up
+    model = TrainedRun.from_pretrained(run_dir, device)
+    label4 = model.train_label4
+    model(label4, list(range(batch)), batch)  # warm-up
     if device.startswith("cuda"):
         torch.cuda.synchronize()
     t = time.perf_counter()
-    generate(model, label4, list(range(n)), batch)
+    model(label4, list(range(n)), batch)
     if device.startswith("cuda"):
         torch.cuda.synchronize()
     dt = time.perf_counter() - t

@@ -6,9 +6,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cosingan.config import PRESETS, merge
-from cosingan.io import save_png
-from cosingan.phantom import chest_phantom
+from cosingan.gan.config import PRESETS, merge
+from cosingan.data.files import save_png
+from cosingan.data.phantom import chest_phantom
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 COVID = SHARED / "medseg_covid_slices" / "train"

@@ -18,10 +18,12 @@ import torch
 from PIL import Image
 
 from cosingan.cli import main
-from cosingan.config import PRESETS
-from cosingan.io import load_slice, save_png
-from cosingan.phantom import chest_phantom
-from cosingan.train import CKPT, train
+from cosingan.gan.config import PRESETS
+from cosingan.data.files import save_png
+from cosingan.data.readers import load_slice
+from cosingan.data.phantom import chest_phantom
+from cosingan.gan.checkpoint import CKPT
+from cosingan.gan.train import train
 
 
 @pytest.fixture(scope="module")

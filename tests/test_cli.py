@@ -7,8 +7,8 @@ import numpy as np
 from PIL import Image
 
 from cosingan.cli import main
-from cosingan.io import save_png
-from cosingan.phantom import chest_phantom
+from cosingan.data.files import save_png
+from cosingan.data.phantom import chest_phantom
 
 
 def test_cli_train_sample_and_resume(tmp_path, phantom_files, capsys):

@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 
 from cosingan.cli import main
-from cosingan.cls import body_crop, detection_metrics
-from cosingan.io import save_png
-from cosingan.phantom import chest_phantom
+from cosingan.downstream.cls import body_crop
+from cosingan.downstream.metrics import detection_metrics
+from cosingan.data.files import save_png
+from cosingan.data.phantom import chest_phantom
 
 
 def test_body_crop_removes_the_framing():

@@ -3,8 +3,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from cosingan.conditions import (AIR, BODY, INFECTION, LUNG, body_from_image, body_from_label,
-                                 label4_to_label, one_hot, to_label4)
+from cosingan.data.labelmap import AIR, BODY, INFECTION, LUNG, body_from_image, body_from_label, label4_to_label, to_label4
+from cosingan.gan.encoding import one_hot
 
 
 def test_body_from_image_contains_lungs_and_excludes_corners(phantom_pair):

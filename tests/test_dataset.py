@@ -10,9 +10,10 @@ import pytest
 from PIL import Image
 
 from cosingan.cli import main
-from cosingan.dataset import Synthesizer, verify_nnunet
-from cosingan.io import save_png
-from cosingan.phantom import chest_phantom
+from cosingan.synth.dataset import Synthesizer
+from cosingan.synth.nnunet import verify_nnunet
+from cosingan.data.files import save_png
+from cosingan.data.phantom import chest_phantom
 
 
 @pytest.fixture(scope="module")

@@ -7,8 +7,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from cosingan.conditions import (INFECTION, LUNG, body_from_image, check_label4, edit_map, to_label4)
-from cosingan.phantom import chest_phantom
+from cosingan.data.edits import edit_map
+from cosingan.data.labelmap import INFECTION, LUNG, body_from_image, check_label4, to_label4
+from cosingan.data.phantom import chest_phantom
 
 _MAPS = {}
 

@@ -7,8 +7,8 @@ import json
 import pytest
 
 from cosingan.cli import main
-from cosingan.io import save_png
-from cosingan.phantom import chest_phantom
+from cosingan.data.files import save_png
+from cosingan.data.phantom import chest_phantom
 
 
 @pytest.fixture

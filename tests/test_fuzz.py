@@ -15,8 +15,8 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from cosingan.errors import InputError
-from cosingan.io import read_image, read_label, read_mask
-from cosingan.phantom import chest_phantom
+from cosingan.data.readers import read_image, read_label, read_mask
+from cosingan.data.phantom import chest_phantom
 
 EXTS = [".png", ".jpg", ".nii", ".nii.gz", ".npy"]
 

@@ -6,7 +6,8 @@ import pytest
 from PIL import Image
 
 from cosingan.errors import InputError
-from cosingan.io import HU_WINDOW, load_slice, read_image, read_label, save_nifti, save_png, to_unit_range
+from cosingan.data.files import HU_WINDOW, save_nifti, save_png
+from cosingan.data.readers import load_slice, read_image, read_label, to_unit_range
 
 
 def test_png_pair_round_trip(phantom_files, phantom_pair):

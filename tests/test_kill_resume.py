@@ -12,7 +12,7 @@ import time
 import pytest
 import torch
 
-from cosingan.train import CKPT
+from cosingan.gan.checkpoint import CKPT
 
 
 def _train_cmd(args):

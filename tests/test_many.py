@@ -9,9 +9,10 @@ import pytest
 import torch
 
 from cosingan.cli import main
-from cosingan.io import save_png
-from cosingan.phantom import chest_phantom
-from cosingan.train import load_checkpoint, train
+from cosingan.data.files import save_png
+from cosingan.data.phantom import chest_phantom
+from cosingan.gan.checkpoint import load_checkpoint
+from cosingan.gan.train import train
 
 
 @pytest.fixture
@@ -54,8 +55,8 @@ def test_local_pool_trains_four_models_then_skips_them(tmp_path, four_slices, ca
 
 
 def test_interrupted_run_is_resumed(tmp_path, four_slices):
-    from cosingan.config import PRESETS
-    from cosingan.io import load_slice
+    from cosingan.gan.config import PRESETS
+    from cosingan.data.readers import load_slice
 
     images, labels = four_slices
     for k in (0, 3):  # two slices are enough here
@@ -75,8 +76,8 @@ def test_ray_backend_trains_four_models(tmp_path, four_slices):
     pytest.importorskip("ray", reason="the Ray backend is an optional extra (pip install 'cosingan[ray]')")
     images, labels = four_slices
     out = tmp_path / "runs"
-    from cosingan.config import PRESETS
-    from cosingan.io import load_slice
+    from cosingan.gan.config import PRESETS
+    from cosingan.data.readers import load_slice
 
     # one interrupted run: its files travel to the Ray task, which resumes it
     train(out / "s1", load_slice(images / "s1.png", labels / "s1.png"), PRESETS["tiny"], stop_after=5,

@@ -5,10 +5,10 @@ import io
 import pytest
 import torch
 
-from cosingan.conditions import one_hot
-from cosingan.config import ModelConfig
-from cosingan.model import CoSinGAN
-from cosingan.pyramid import condition_pyramid, scale_sizes
+from cosingan.gan.encoding import one_hot
+from cosingan.gan.config import ModelConfig
+from cosingan.gan.model import CoSinGAN
+from cosingan.gan.pyramid import condition_pyramid, scale_sizes
 
 SIZES = scale_sizes(40, 32, 12, 40, 0.7)
 

@@ -3,8 +3,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from cosingan.conditions import one_hot, resize_condition
-from cosingan.pyramid import finest_size, image_pyramid, scale_sizes, sizes_like
+from cosingan.gan.encoding import one_hot, resize_condition
+from cosingan.gan.pyramid import finest_size, image_pyramid, scale_sizes, sizes_like
 
 
 def test_scale_sizes_land_on_min_and_max():

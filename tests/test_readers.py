@@ -7,8 +7,10 @@ import numpy as np
 import pytest
 
 from cosingan.errors import InputError
-from cosingan.io import (list_slice_folder, read_covid19_ct_seg, read_mosmed, read_slice_folder,
-                         save_png, select_slices)
+from cosingan.data.files import save_png
+from cosingan.data.layout import list_slice_folder
+from cosingan.data.readers import read_slice_folder
+from cosingan.data.volumes import read_covid19_ct_seg, read_mosmed, select_slices
 
 
 def _volume(z=6, h=40, w=36, hu=True):

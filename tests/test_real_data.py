@@ -5,10 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cosingan.conditions import INFECTION, LUNG, body_from_image
-from cosingan.io import load_slice
-from cosingan.sample import condition_from_label, generate, sample_seed
-from cosingan.train import load_model, train
+from cosingan.data.labelmap import INFECTION, LUNG, body_from_image
+from cosingan.data.readers import load_slice
+from cosingan.gan import TrainedRun, sample_seed, train
 
 from conftest import require_shared_data, tiny
 
@@ -27,15 +26,15 @@ def real_run(tmp_path_factory):
 
 
 def _contrast(model, label, image, n=6):
-    c = condition_from_label(model, label, body_from_image(image, label), "x")
-    imgs = generate(model, c.label4, [sample_seed(0, 0, k) for k in range(n)])
-    inf, lung = c.label4 == INFECTION, c.label4 == LUNG
-    return imgs, c.label4, np.array([im[inf].mean() - im[lung].mean() for im in imgs])
+    label4 = model.condition(label, body_from_image(image, label))
+    imgs = model(label4, [sample_seed(0, 0, k) for k in range(n)])
+    inf, lung = label4 == INFECTION, label4 == LUNG
+    return imgs, label4, np.array([im[inf].mean() - im[lung].mean() for im in imgs])
 
 
 def test_samples_put_infection_where_the_training_map_says(real_run):
     run, data = real_run
-    model, _, _ = load_model(run)
+    model = TrainedRun.from_pretrained(run)
     sl = load_slice(data / "images" / "medseg_019.png", data / "labels" / "medseg_019.png")
     imgs, l4, contrast = _contrast(model, sl.label, sl.image)
     # in the real slice infection is brighter than aerated lung; every sample must agree
@@ -47,7 +46,7 @@ def test_samples_put_infection_where_the_training_map_says(real_run):
 
 def test_samples_follow_the_map_of_another_slice(real_run):
     run, data = real_run
-    model, _, _ = load_model(run)
+    model = TrainedRun.from_pretrained(run)
     other = load_slice(data / "images" / "medseg_044.png", data / "labels" / "medseg_044.png")
     _, l4, contrast = _contrast(model, other.label, other.image)
     assert (l4 == INFECTION).any()

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from cosingan.cli import main
-from cosingan.seg import score_case
+from cosingan.downstream.metrics import score_case
 
 
 def _square(h, w, top, left, size, value):

@@ -6,12 +6,13 @@ import numpy as np
 import pytest
 import torch
 
-from cosingan.augment import deform_bank
-from cosingan.config import FORMAT_VERSION
+from cosingan.gan.augment import deform_bank
+from cosingan.gan.config import FORMAT_VERSION
 from cosingan.errors import InputError
-from cosingan.io import load_slice
-from cosingan.sample import sample_run
-from cosingan.train import CKPT, load_checkpoint, load_model, train
+from cosingan.data.readers import load_slice
+from cosingan.synth.sample import sample_run
+from cosingan.gan import TrainedRun, train
+from cosingan.gan.checkpoint import CKPT, load_checkpoint
 
 from conftest import tiny
 
@@ -49,7 +50,7 @@ def test_resume_equals_uninterrupted_training(tmp_path, phantom_files):
     train(b, None, None, stop_after=5, progress=False)  # crosses a stage boundary, stops mid-stage 2
     assert (load_checkpoint(b)["stage"], load_checkpoint(b)["iter"]) == (1, 3)
     with pytest.raises(InputError, match="not finished"):
-        load_model(b)
+        TrainedRun.from_pretrained(b)
     train(b, None, None, progress=False)
     wa, wb = _weights(tmp_path / "a"), _weights(b)
     assert wa.keys() == wb.keys()
@@ -83,7 +84,7 @@ def test_each_cosingan_part_switches(tmp_path, phantom_files, part, on):
 
 
 def test_augmentation_bank_keeps_maps_valid_and_differs(phantom_pair):
-    from cosingan.conditions import body_from_image, to_label4
+    from cosingan.data.labelmap import body_from_image, to_label4
 
     img, lab = phantom_pair
     l4 = to_label4(lab, body_from_image(img, lab))
@@ -122,7 +123,7 @@ def test_bf16_mixed_precision_trains_and_samples(tmp_path, phantom_files):
     tr = train(tmp_path / "r", sl, tiny(train={"amp": "bf16"}), progress=False)
     assert all(np.isfinite([e["d_loss"], e["rec"], e["adv"]]).all() for e in tr.log)
     assert all(p.dtype == torch.float32 for p in tr.model.parameters())
-    model, _, _ = load_model(tmp_path / "r")
+    model = TrainedRun.from_pretrained(tmp_path / "r").model
     assert model.noise_amp.dtype == torch.float32
 
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from .errors import InputError
+from ..errors import InputError
 
 #: bump when the checkpoint layout or the meaning of a config field changes
 FORMAT_VERSION = 1
@@ -90,13 +90,6 @@ PRESETS: dict[str, Config] = {
         train=TrainConfig(iters=300, d_steps=2, d_crop=80, aug_bank=24),
         preset="cpu",
     ),
-    # the cpu preset with half the iterations: `make demo` on the built-in phantom in a few minutes
-    "demo": Config(
-        model=ModelConfig(max_size=256, min_size=25, scale_factor=0.62, channels=32, num_layers=3,
-                          refine_layers=2),
-        train=TrainConfig(iters=150, d_steps=2, d_crop=80, aug_bank=24),
-        preset="demo",
-    ),
     # 512 x 512 as in the paper, for GPUs
     "paper": Config(
         model=ModelConfig(max_size=512, min_size=25, scale_factor=0.75, channels=64, num_layers=5,
@@ -105,6 +98,8 @@ PRESETS: dict[str, Config] = {
         preset="paper",
     ),
 }
+# the cpu preset with half the iterations: `make demo` on the built-in phantom in a few minutes
+PRESETS["demo"] = replace(PRESETS["cpu"], train=replace(PRESETS["cpu"].train, iters=150), preset="demo")
 
 
 def _from_dict(cls, data: dict[str, Any], where: str):

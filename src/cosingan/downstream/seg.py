@@ -1,23 +1,13 @@
-"""Segmentation of lung and infection with a MONAI 2-D U-Net; evaluation with DSC and NSD.
+"""Segmentation of lung and infection with a MONAI 2-D U-Net; evaluation with DSC and NSD (metrics.py).
 
 The network is MONAI's `UNet` (strided convolutions, one residual unit per level): on this 2-core CPU
 a training step (batch 8, 128 px) takes 0.17 s, against 0.44 s for a `BasicUNet` of similar width
 (`python benchmarks/seg_nets.py`), which is what lets the few-shot experiment
 train four of them within its time budget.
-
-Evaluation follows the COVID-19-CT-Seg protocol in 2-D: per image, DSC and normalized surface Dice
-(NSD; tolerance 1 mm for lung, 3 mm for infection) with the pixel spacing, then the mean over images.
-Regions: lung = label >= 1 (the whole lung, infection included), infection = label == 2.
-
-Empty-mask policy (written in every summary): when a region is absent from both truth and prediction
-the image scores 1 for that region (nothing to find, nothing found); absent from one of them, 0.
-When spacing is unknown (PNG slices) 1 mm per pixel is used, and the report says so.
 """
 
 from __future__ import annotations
 
-import csv
-import json
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -25,13 +15,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .errors import InputError
-from .io import Slice, atomic_path, load_net, read_slice_folder, save_net
-
-REGIONS = ("lung", "infection")
-TOLERANCE_MM = {"lung": 1.0, "infection": 3.0}
-EMPTY_POLICY = ("region absent from truth and prediction: DSC = NSD = 1; absent from only one: 0; "
-                "unknown spacing: 1 mm per pixel")
+from ..data.files import save_png, write_csv, write_json
+from ..data.pictures import image_to_uint8
+from ..data.readers import Slice, read_slice_folder
+from ..errors import InputError
+from .augment import augmentations
+from .metrics import EMPTY_POLICY, SEG_METRICS, TOLERANCE_MM, score_case
+from .nets import load_net, save_net
 
 
 @dataclass(frozen=True)
@@ -60,40 +50,6 @@ def _prep(sl: Slice, size: int) -> dict:
     out = tf(d)
     return {"image": torch.as_tensor(np.asarray(out["image"])).float(),
             "label": torch.as_tensor(np.asarray(out["label"])).round().long()}
-
-
-def augmentations(kind: str, seed: int, keys: tuple[str, ...] = ("image", "label")):
-    """MONAI dictionary transforms; image and label move together. `strong` is the few-real baseline's
-    augmentation and is meant to be strong: affine, elastic, flips, intensity, noise, blur."""
-    from monai.transforms import (Compose, Rand2DElasticd, RandAdjustContrastd, RandAffined, RandFlipd,
-                                  RandGaussianNoised, RandGaussianSmoothd, RandScaleIntensityd,
-                                  RandShiftIntensityd)
-
-    keys = list(keys)
-    spatial = ("bilinear", "nearest")[: len(keys)]  # labels (second key) move by nearest neighbour
-    if kind == "none":
-        return None
-    if kind == "standard":
-        tf = Compose([RandFlipd(keys, prob=0.5, spatial_axis=1),
-                      RandAffined(keys, prob=0.5, rotate_range=0.1, scale_range=0.1, mode=spatial,
-                                  padding_mode="zeros")])
-    elif kind == "strong":
-        tf = Compose([
-            RandFlipd(keys, prob=0.5, spatial_axis=1),
-            RandAffined(keys, prob=0.8, rotate_range=0.35, scale_range=0.25, shear_range=0.1,
-                        translate_range=(12, 12), mode=spatial, padding_mode="zeros"),
-            Rand2DElasticd(keys, prob=0.5, spacing=(24, 24), magnitude_range=(1, 3), mode=spatial,
-                           padding_mode="zeros"),
-            RandScaleIntensityd("image", factors=0.2, prob=0.5),
-            RandShiftIntensityd("image", offsets=0.1, prob=0.5),
-            RandAdjustContrastd("image", gamma=(0.7, 1.5), prob=0.5),
-            RandGaussianSmoothd("image", sigma_x=(0.3, 1.0), sigma_y=(0.3, 1.0), prob=0.2),
-            RandGaussianNoised("image", std=0.04, prob=0.5),
-        ])
-    else:
-        raise InputError(f"--aug must be none, standard or strong, got {kind!r}")
-    tf.set_random_state(seed=seed)
-    return tf
 
 
 def load_folders(dirs: list[str | Path]) -> list[Slice]:
@@ -132,35 +88,6 @@ def predict(net: torch.nn.Module, sl: Slice, size: int) -> np.ndarray:
     logits = logits[..., top: top + rh, left: left + rw]
     logits = torch.nn.functional.interpolate(logits, size=(h, w), mode="bilinear", align_corners=False)
     return logits.argmax(1)[0].numpy().astype(np.uint8)
-
-
-# --------------------------------------------------------------------------------------- metrics
-
-def region_masks(label: np.ndarray) -> dict[str, np.ndarray]:
-    return {"lung": label >= 1, "infection": label == 2}
-
-
-def score_case(pred: np.ndarray, truth: np.ndarray, spacing: tuple[float, float] | None) -> dict[str, float]:
-    """DSC and NSD per region with the empty-mask policy (module docstring)."""
-    from monai.metrics import compute_surface_dice
-    from monai.metrics.meandice import compute_dice
-
-    sp = spacing or (1.0, 1.0)
-    out = {}
-    for r in REGIONS:
-        p, t = region_masks(pred)[r], region_masks(truth)[r]
-        if not p.any() and not t.any():
-            out[f"{r}_dsc"] = out[f"{r}_nsd"] = 1.0
-            continue
-        if not p.any() or not t.any():
-            out[f"{r}_dsc"] = out[f"{r}_nsd"] = 0.0
-            continue
-        yp = torch.from_numpy(np.stack([~p, p]))[None].float()
-        yt = torch.from_numpy(np.stack([~t, t]))[None].float()
-        out[f"{r}_dsc"] = float(compute_dice(yp, yt, include_background=False)[0, 0])
-        out[f"{r}_nsd"] = float(compute_surface_dice(yp, yt, class_thresholds=[TOLERANCE_MM[r]],
-                                                     include_background=False, spacing=list(sp))[0, 0])
-    return out
 
 
 # ---------------------------------------------------------------------------------------- training
@@ -208,8 +135,7 @@ def train_seg(train_slices: list[Slice], cfg: SegConfig, out: str | Path, progre
                 save_seg(net, cfg, out)
     meta = {"config": asdict(cfg), "train_slices": len(train), "val_slices": len(val), "best_val": best,
             "best_step": best_step, "seconds": time.time() - t0, "log": log}
-    with atomic_path(out / "train.json") as tmp:
-        tmp.write_text(json.dumps(meta, indent=2))
+    write_json(out / "train.json", meta)
     return meta
 
 
@@ -231,7 +157,7 @@ def evaluate(net: torch.nn.Module, cfg: SegConfig, slices: list[Slice], out: str
         pred = predict(net, s, cfg.size)
         preds.append(pred)
         cases.append({"case": Path(s.image_path).stem or s.image_path, **score_case(pred, s.label, s.spacing)})
-    keys = [f"{r}_{m}" for r in REGIONS for m in ("dsc", "nsd")]
+    keys = list(SEG_METRICS)
     mean = {k: float(np.mean([c[k] for c in cases])) for k in keys}
     std = {k: float(np.std([c[k] for c in cases])) for k in keys}
     summary = {"mean": mean, "std": std, "n": len(cases), "policy": EMPTY_POLICY,
@@ -239,13 +165,8 @@ def evaluate(net: torch.nn.Module, cfg: SegConfig, slices: list[Slice], out: str
                "tolerance_mm": TOLERANCE_MM, "metric_per_case": cases}
     if out is not None:
         out = Path(out)
-        with atomic_path(out / "cases.csv") as tmp:
-            with open(tmp, "w", newline="") as f:
-                w = csv.DictWriter(f, fieldnames=["case", *keys])
-                w.writeheader()
-                w.writerows(cases)
-        with atomic_path(out / "summary.json") as tmp:
-            tmp.write_text(json.dumps(summary, indent=2))
+        write_csv(out / "cases.csv", ["case", *keys], cases)
+        write_json(out / "summary.json", summary)
         _overlays(slices, preds, cases, out / "cases.png")
     return summary
 
@@ -257,7 +178,7 @@ def _overlays(slices, preds, cases, path: Path, k: int = 3) -> None:
     rows = []
     for i in pick:
         s, p = slices[i], preds[i]
-        grey = np.round((np.clip(s.image, -1, 1) + 1) * 127.5).astype(np.uint8)
+        grey = image_to_uint8(s.image)
 
         def over(lab):
             rgb = np.stack([grey] * 3, -1).astype(np.float32)
@@ -266,13 +187,10 @@ def _overlays(slices, preds, cases, path: Path, k: int = 3) -> None:
             return rgb.astype(np.uint8)
 
         rows.append(np.concatenate([np.stack([grey] * 3, -1), over(s.label), over(p)], 1))
-    from PIL import Image
-
     w = max(r.shape[1] for r in rows)
     canvas = np.full((sum(r.shape[0] + 4 for r in rows), w, 3), 255, np.uint8)
     y = 0
     for r in rows:
         canvas[y: y + r.shape[0], : r.shape[1]] = r
         y += r.shape[0] + 4
-    with atomic_path(path) as tmp:
-        Image.fromarray(canvas).save(tmp, format="PNG")
+    save_png(canvas, path)

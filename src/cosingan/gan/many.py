@@ -15,7 +15,6 @@ files; the driver writes them to RUNS/NAME/ through a temporary folder and a ren
 
 from __future__ import annotations
 
-import csv
 import os
 import shutil
 import tempfile
@@ -23,28 +22,23 @@ import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
+from ..data.files import write_csv
+from ..data.layout import stem
+from ..data.readers import Slice, load_slice
+from ..errors import InputError
+from .checkpoint import run_status
 from .config import Config, config_from_dict, config_to_dict
-from .errors import InputError
-from .io import Slice, _stem, atomic_path, load_slice
-
-
-def _status(run: Path) -> str:
-    from .train import CKPT, load_checkpoint
-
-    if not (run / CKPT).exists():
-        return "new"
-    return "done" if load_checkpoint(run).get("done") else "resume"
 
 
 def _train_local(run: str, sl: Slice | None, cfg: dict | None, threads: int) -> float:
     """Worker: train (or resume, sl=None) the run folder in place; returns seconds."""
     import torch
 
-    from .train import train
+    from .train import ensure_trained
 
     torch.set_num_threads(threads)
     t = time.time()
-    train(run, sl, config_from_dict(cfg, run) if cfg else None, progress=False)
+    ensure_trained(run, sl, config_from_dict(cfg, run) if cfg else None, progress=False)
     return time.time() - t
 
 
@@ -86,7 +80,7 @@ def train_many(pairs: list[tuple[Path, Path]], out: str | Path, cfg: Config, wor
     if workers < 1:
         raise InputError(f"--workers must be at least 1, got {workers}")
     out = Path(out)
-    names = [_stem(ip) for ip, _ in pairs]
+    names = [stem(ip) for ip, _ in pairs]
     dup = {n for n in names if names.count(n) > 1}
     if dup:
         raise InputError(f"{pairs[0][0].parent}: several images share the name {sorted(dup)[0]!r}")
@@ -98,7 +92,7 @@ def train_many(pairs: list[tuple[Path, Path]], out: str | Path, cfg: Config, wor
     if not os.access(out, os.W_OK):
         raise InputError(f"{out}: output folder is not writable")
     threads = threads or max(1, (os.cpu_count() or 1) // workers)
-    state = {n: _status(out / n) for n in names}
+    state = {n: run_status(out / n) for n in names}
     rows = {n: {"name": n, "image": str(ip), "status": "skipped (finished before)" if state[n] == "done" else "",
                 "seconds": 0.0} for n, (ip, _) in zip(names, pairs)}
     todo = [(n, sl) for n, sl in zip(names, slices) if state[n] != "done"]
@@ -155,10 +149,6 @@ def train_many(pairs: list[tuple[Path, Path]], out: str | Path, cfg: Config, wor
                 ray.shutdown()
     bar.close()
     result = [rows[n] for n in names]
-    with atomic_path(out / "summary.csv") as tmp:
-        with open(tmp, "w", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=["name", "image", "status", "seconds"])
-            w.writeheader()
-            w.writerows(result)
+    write_csv(out / "summary.csv", ["name", "image", "status", "seconds"], result)
     return result
 

@@ -10,8 +10,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .conditions import lung_weight, num_channels
 from .config import ModelConfig
+from .encoding import lung_weight, num_channels
 from .pyramid import upsample
 
 

@@ -8,7 +8,6 @@ component) before it is resized, for training and evaluation alike.
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -16,9 +15,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .conditions import _largest_component
-from .errors import InputError
-from .io import SLICE_EXT, _suffix, atomic_path, list_slice_folder, load_net, read_image, read_label, save_net
+from ..data.files import save_figure, write_json
+from ..data.labelmap import largest_component
+from ..data.layout import image_files, list_slice_folder
+from ..data.readers import read_image, read_label
+from ..errors import InputError
+from .augment import image_augmentations
+from .metrics import detection_metrics
+from .nets import load_net, save_net
 
 
 @dataclass(frozen=True)
@@ -39,7 +43,7 @@ def body_crop(image: np.ndarray, threshold: float = -0.4, margin: int = 2) -> np
     mask = ndimage.binary_opening(image > threshold, iterations=2)
     if not mask.any():
         return image
-    mask = _largest_component(mask)
+    mask = largest_component(mask)
     rows, cols = np.nonzero(mask)
     r0, r1 = max(0, rows.min() - margin), min(image.shape[0], rows.max() + 1 + margin)
     c0, c1 = max(0, cols.min() - margin), min(image.shape[1], cols.max() + 1 + margin)
@@ -66,35 +70,7 @@ def load_labelled(dirs: list[str | Path]) -> tuple[list[np.ndarray], list[int]]:
 
 def load_images(dirs: list[str | Path]) -> list[np.ndarray]:
     """Every image in the folders (or their images/ subfolder), no labels needed."""
-    out = []
-    for d in dirs:
-        d = Path(d)
-        d = d / "images" if (d / "images").is_dir() else d
-        files = sorted(p for p in d.iterdir() if _suffix(p) in SLICE_EXT)
-        if not files:
-            raise InputError(f"{d}: no images")
-        out += [read_image(p)[0] for p in files]
-    return out
-
-
-def augmentations(kind: str, seed: int):
-    """Transforms of (1, H, W) inputs. `strong` is the segmentation's strong augmentation (flips, affine,
-    elastic, intensity, contrast, blur, noise) on the image alone; `standard` is lighter than seg's."""
-    from monai.transforms import Compose, RandAffine, RandFlip, RandGaussianNoise
-
-    if kind == "strong":
-        from .seg import augmentations as seg_augmentations
-
-        tf = seg_augmentations("strong", seed, keys=("image",))
-        return lambda x: tf({"image": x})["image"]
-    if kind != "standard":
-        raise InputError(f"classifier augmentation must be standard or strong, got {kind!r}")
-    c = Compose([RandFlip(prob=0.5, spatial_axis=1),
-                 RandAffine(prob=0.7, rotate_range=0.2, scale_range=0.15, translate_range=(8, 8),
-                            padding_mode="zeros"),
-                 RandGaussianNoise(prob=0.3, std=0.03)])
-    c.set_random_state(seed=seed)
-    return c
+    return [read_image(p)[0] for d in dirs for p in image_files(d)]
 
 
 def make_net(cfg: ClsConfig) -> torch.nn.Module:
@@ -116,7 +92,7 @@ def train_cls(images: list[np.ndarray], targets: list[int], cfg: ClsConfig, out:
     rng = np.random.default_rng(cfg.seed)
     x_all = torch.stack([to_input(im, cfg.size) for im in images])
     y_all = torch.tensor(targets, dtype=torch.float32)
-    aug = augmentations(cfg.aug, cfg.seed)
+    aug = image_augmentations(cfg.aug, cfg.seed)
     net = make_net(cfg)
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
     # balance the classes: positives weigh negatives / positives
@@ -132,8 +108,7 @@ def train_cls(images: list[np.ndarray], targets: list[int], cfg: ClsConfig, out:
         opt.step()
     save_net(net, cfg, out)
     meta = {"config": asdict(cfg), "n": len(targets), "positives": int(sum(targets)), "seconds": time.time() - t0}
-    with atomic_path(out / "train.json") as tmp:
-        tmp.write_text(json.dumps(meta, indent=2))
+    write_json(out / "train.json", meta)
     return meta
 
 
@@ -151,18 +126,6 @@ def scores(net: torch.nn.Module, cfg: ClsConfig, images: list[np.ndarray]) -> np
     return np.concatenate(out)
 
 
-def detection_metrics(p: np.ndarray, y: np.ndarray, threshold: float = 0.5) -> dict:
-    from monai.metrics import compute_roc_auc
-
-    y = np.asarray(y).astype(int)
-    pred = p >= threshold
-    tp, tn = int((pred & (y == 1)).sum()), int((~pred & (y == 0)).sum())
-    npos, nneg = int((y == 1).sum()), int((y == 0).sum())
-    auc = float(compute_roc_auc(torch.from_numpy(p), torch.from_numpy(y))) if npos and nneg else float("nan")
-    return {"auc": auc, "accuracy": (tp + tn) / len(y), "sensitivity": tp / npos if npos else float("nan"),
-            "specificity": tn / nneg if nneg else float("nan"), "positives": npos, "negatives": nneg}
-
-
 def evaluate_cls(net, cfg: ClsConfig, positives: list[np.ndarray], negatives: list[np.ndarray],
                  out: str | Path | None = None) -> dict:
     p = scores(net, cfg, positives + negatives)
@@ -170,8 +133,7 @@ def evaluate_cls(net, cfg: ClsConfig, positives: list[np.ndarray], negatives: li
     m = detection_metrics(p, y)
     if out is not None:
         out = Path(out)
-        with atomic_path(out / "summary.json") as tmp:
-            tmp.write_text(json.dumps(m, indent=2))
+        write_json(out / "summary.json", m)
         _roc_plot(p, y, m["auc"], out / "roc.png")
     return m
 
@@ -193,6 +155,4 @@ def _roc_plot(p: np.ndarray, y: np.ndarray, auc: float, path: Path) -> None:
     ax.set_ylabel("sensitivity")
     ax.legend(loc="lower right")
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=90)
-    plt.close(fig)
+    save_figure(fig, path)

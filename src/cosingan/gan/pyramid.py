@@ -8,7 +8,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .conditions import resize_condition
+from .encoding import resize_condition
 
 
 def finest_size(h: int, w: int, max_size: int) -> tuple[int, int]:

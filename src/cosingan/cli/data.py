@@ -1,0 +1,78 @@
+"""Commands of the data and synthesis layers: masks, synthesize."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+from ..errors import InputError
+
+
+def edit_list(text: str) -> list[str]:
+    return [e.strip() for e in text.split(",") if e.strip()]
+
+
+def rejections(counts: dict[str, int]) -> str:
+    return ", ".join(f"{v} {k}" for k, v in sorted(counts.items(), key=lambda kv: -kv[1])) or "none"
+
+
+def add_masks(sub) -> None:
+    from ..data.edits import user_edits
+
+    p = sub.add_parser("masks", help="make new plausible label maps from real ones (conditions)",
+                       description="Deform and edit real label maps; lesions stay inside the lung.")
+    p.add_argument("--data", nargs="+", required=True, help="slice folders (images/ + labels/) or label folders")
+    p.add_argument("--out", required=True, help="output folder: labels/, bodies/, masks.csv")
+    p.add_argument("--n", type=int, default=100, help="maps to make (default 100)")
+    p.add_argument("--edits", default=",".join(user_edits()),
+                   help="comma-separated edits to draw from (default: all)")
+    p.add_argument("--negatives", type=float, default=0.0, help="fraction of infection-free maps")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--quiet", action="store_true")
+
+
+def cmd_masks(args: argparse.Namespace) -> int:
+    from ..data.conditions import sources_from_folder, write_masks
+
+    if args.n < 1:
+        raise InputError(f"--n must be at least 1, got {args.n}")
+    sources = [s for d in args.data for s in sources_from_folder(d)]
+    t0 = time.time()
+    rep = write_masks(sources, Path(args.out), args.n, edit_list(args.edits), args.negatives, args.seed,
+                      progress=not args.quiet)
+    print(f"made {rep['made']} of {rep['asked']} maps from {len(sources)} sources in {time.time() - t0:.0f} s "
+          f"-> {args.out}/labels; rejected attempts: {rejections(rep['rejected'])}")
+    return 0
+
+
+def add_synthesize(sub) -> None:
+    p = sub.add_parser("synthesize", help="a synthetic image/label dataset from trained generators",
+                       description="N paired samples spread over the runs, with a manifest to regenerate each.")
+    p.add_argument("--runs", nargs="+", required=True, help="trained run folders")
+    p.add_argument("--n", type=int, required=True, help="number of pairs")
+    p.add_argument("--out", required=True, help="dataset folder (for nnunet: DatasetXXX_Name)")
+    p.add_argument("--conditions", help="folder of label maps to condition on (slice folder, or the output "
+                   "of `cosingan masks`); default: each run's own training map")
+    p.add_argument("--edit", default="", help="comma-separated edits applied on the fly (e.g. deform,move,add)")
+    p.add_argument("--negatives", type=float, default=0.0, help="fraction of infection-free conditions")
+    p.add_argument("--format", default="png", choices=["png", "nnunet"])
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--quiet", action="store_true")
+
+
+def cmd_synthesize(args: argparse.Namespace) -> int:
+    from ..synth.dataset import Synthesizer, synthesize
+
+    if args.n < 1:
+        raise InputError(f"--n must be at least 1, got {args.n}")
+    t0 = time.time()
+    syn = Synthesizer(args.runs, args.conditions, edit_list(args.edit), args.negatives, args.seed, args.device)
+    rep = synthesize(syn, args.n, args.out, args.format, progress=not args.quiet)
+    print(f"{rep['made']} new pairs, {rep['kept']} kept from before, {rep['total']} in {args.out} "
+          f"({time.time() - t0:.0f} s); rejected edit attempts: {rejections(rep['rejected'])}")
+    return 0
+
+
+COMMANDS = {"masks": (add_masks, cmd_masks), "synthesize": (add_synthesize, cmd_synthesize)}

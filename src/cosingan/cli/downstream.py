@@ -1,0 +1,101 @@
+"""Commands of the downstream layer: seg (train, eval) and cls (train, eval)."""
+
+from __future__ import annotations
+
+import argparse
+
+from ..errors import InputError
+
+
+def add_seg(sub) -> None:
+    p = sub.add_parser("seg", help="lung + infection segmentation (MONAI 2-D U-Net): train, eval")
+    ss = p.add_subparsers(dest="seg_command", required=True)
+    t = ss.add_parser("train", help="train a U-Net on slice folders (real or synthetic)")
+    t.add_argument("--data", nargs="+", action="extend", required=True, help="slice folders (images/ + labels/)")
+    t.add_argument("--out", required=True, help="model folder (model.pt, train.json)")
+    t.add_argument("--steps", type=int, default=None, help="optimisation steps (default 1200): the budget")
+    t.add_argument("--epochs", type=int, default=None, help="alternatively, passes over the training slices")
+    t.add_argument("--aug", default="strong", choices=["none", "standard", "strong"])
+    t.add_argument("--size", type=int, default=128, help="input size (long side resized, padded square)")
+    t.add_argument("--batch", type=int, default=8)
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--quiet", action="store_true")
+    e = ss.add_parser("eval", help="DSC and NSD (1 mm lung, 3 mm infection) on real slices")
+    e.add_argument("--model", required=True)
+    e.add_argument("--data", nargs="+", required=True)
+    e.add_argument("--out", required=True, help="report folder: cases.csv, summary.json, cases.png")
+
+
+def cmd_seg(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
+    from ..downstream import seg
+
+    if args.seg_command == "train":
+        slices = seg.load_folders(args.data)
+        cfg = seg.SegConfig(size=args.size, aug=args.aug, batch=args.batch, seed=args.seed)
+        if args.epochs is not None and args.steps is not None:
+            raise InputError("give --steps or --epochs, not both")
+        if args.epochs is not None:
+            cfg = replace(cfg, steps=max(1, args.epochs * -(-len(slices) // args.batch)))
+        elif args.steps is not None:
+            cfg = replace(cfg, steps=args.steps)
+        if cfg.steps < 1:
+            raise InputError("--steps must be at least 1")
+        meta = seg.train_seg(slices, cfg, args.out, progress=not args.quiet)
+        print(f"trained on {meta['train_slices']} slices ({meta['val_slices']} held out for validation), "
+              f"{cfg.steps} steps in {meta['seconds']:.0f} s; best at step {meta['best_step']} -> {args.out}/model.pt")
+        return 0
+    net, cfg = seg.load_seg(args.model)
+    summary = seg.evaluate(net, cfg, seg.load_folders(args.data), args.out)
+    m = summary["mean"]
+    print(f"{summary['n']} slices: lung DSC {m['lung_dsc']:.3f} NSD {m['lung_nsd']:.3f}, infection DSC "
+          f"{m['infection_dsc']:.3f} NSD {m['infection_nsd']:.3f}"
+          + ("" if summary["spacing_known"] else " (spacing unknown: 1 mm per pixel)") + f" -> {args.out}")
+    return 0
+
+
+def add_cls(sub) -> None:
+    p = sub.add_parser("cls", help="infection detection (MONAI classifier on body-cropped slices): train, eval")
+    ss = p.add_subparsers(dest="cls_command", required=True)
+    for name, helptext in (("train", "train on labelled slice folders (+ unlabelled negatives)"),
+                           ("eval", "AUC, accuracy, sensitivity, specificity, ROC plot")):
+        c = ss.add_parser(name, help=helptext)
+        c.add_argument("--data", nargs="+", default=[], help="slice folders: target = infection in the label map")
+        c.add_argument("--negatives", nargs="+", default=[], help="folders of infection-free images (no labels)")
+        c.add_argument("--out", required=True)
+        if name == "train":
+            c.add_argument("--steps", type=int, default=600)
+            c.add_argument("--size", type=int, default=128)
+            c.add_argument("--aug", default="standard", choices=["standard", "strong"])
+            c.add_argument("--seed", type=int, default=0)
+            c.add_argument("--quiet", action="store_true")
+        else:
+            c.add_argument("--model", required=True)
+
+
+def cmd_cls(args: argparse.Namespace) -> int:
+    from ..downstream import cls
+
+    images, targets = cls.load_labelled(args.data) if args.data else ([], [])
+    negatives = cls.load_images(args.negatives) if args.negatives else []
+    if not images and not negatives:
+        raise InputError("give --data and/or --negatives")
+    if args.cls_command == "train":
+        if args.steps < 1:
+            raise InputError("--steps must be at least 1")
+        cfg = cls.ClsConfig(size=args.size, steps=args.steps, aug=args.aug, seed=args.seed)
+        meta = cls.train_cls(images + negatives, targets + [0] * len(negatives), cfg, args.out, not args.quiet)
+        print(f"trained on {meta['n']} slices ({meta['positives']} with infection) in {meta['seconds']:.0f} s "
+              f"-> {args.out}/model.pt")
+        return 0
+    net, cfg = cls.load_cls(args.model)
+    pos = [im for im, t in zip(images, targets) if t]
+    neg = [im for im, t in zip(images, targets) if not t] + negatives
+    m = cls.evaluate_cls(net, cfg, pos, neg, args.out)
+    print(f"{m['positives']} positives, {m['negatives']} negatives: AUC {m['auc']:.3f}, accuracy {m['accuracy']:.3f}, "
+          f"sensitivity {m['sensitivity']:.3f}, specificity {m['specificity']:.3f} -> {args.out}")
+    return 0
+
+
+COMMANDS = {"seg": (add_seg, cmd_seg), "cls": (add_cls, cmd_cls)}

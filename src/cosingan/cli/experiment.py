@@ -1,0 +1,61 @@
+"""Command of the experiment layer: experiment few-shot."""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+from ..errors import InputError
+
+
+def add_experiment(sub) -> None:
+    from ..experiment.config import REGIMES
+
+    p = sub.add_parser("experiment", help="the few-shot experiment (synthetic vs k real vs all real)")
+    ss = p.add_subparsers(dest="exp_command", required=True)
+    f = ss.add_parser("few-shot", help="one command: GANs, conditions, synthetic data, U-Nets, report")
+    f.add_argument("--data", required=True, help="slice folder: the training pool (and test, without --test)")
+    f.add_argument("--test", help="slice folder of test slices (default: split --data, seeded)")
+    f.add_argument("--normals", help="folder of infection-free images (e.g. MosMed CT-0) for the detection "
+                   "arms: split in half, seeded, into training negatives and test negatives")
+    f.add_argument("--k", nargs="+", type=int, default=[1, 2], help="numbers of real slices (default 1 2)")
+    f.add_argument("--out", required=True, help="experiment folder (report.md, report.html, results.json)")
+    f.add_argument("--preset", default="cpu", help="CoSinGAN preset (default cpu)")
+    f.add_argument("--repeats", type=int, default=1)
+    f.add_argument("--regimes", nargs="+", default=list(REGIMES), choices=list(REGIMES),
+                   help="conditions for the synthetic arm: the k maps only, and/or all training-pool maps")
+    f.add_argument("--n-synth", type=int, default=300, help="synthetic pairs per dataset")
+    f.add_argument("--seg-steps", type=int, default=1200, help="U-Net budget for every arm")
+    f.add_argument("--seg-size", type=int, default=128)
+    f.add_argument("--cls-steps", type=int, default=600, help="classifier budget for every arm")
+    f.add_argument("--ablation", action="store_true", help="also generators with each CoSinGAN part off "
+                   "(two-stage, mixed reconstruction, hierarchical augmentation), on the first regime")
+    f.add_argument("--seed", type=int, default=0)
+    f.add_argument("--quiet", action="store_true")
+
+
+def cmd_experiment(args: argparse.Namespace) -> int:
+    from ..experiment.arms import ARMS
+    from ..experiment.config import ExperimentConfig
+    from ..experiment.runner import run_few_shot
+    from ..gan.config import preset
+
+    preset(args.preset)  # a clear error before any work
+    if min(args.k) < 1 or args.repeats < 1 or args.n_synth < 1 or args.seg_steps < 1:
+        raise InputError("--k, --repeats, --n-synth and --seg-steps must be at least 1")
+    cfg = ExperimentConfig(ks=tuple(args.k), repeats=args.repeats, preset=args.preset,
+                           regimes=tuple(args.regimes), n_synth=args.n_synth, seg_steps=args.seg_steps,
+                           seg_size=args.seg_size, cls_steps=args.cls_steps, seed=args.seed,
+                           ablation=args.ablation)
+    t0 = time.time()
+    rec = run_few_shot(args.data, args.out, cfg, args.test, normals=args.normals, progress=not args.quiet,
+                       log=(lambda *a: None) if args.quiet else print)
+    for r in rec["table"]:
+        print(f"k={r['k'] or 'all':>3} {ARMS[r['arm']].title:26s} {r['regime'] or '':22s} lung DSC {r['lung_dsc']:.3f} "
+              f"NSD {r['lung_nsd']:.3f} | infection DSC {r['infection_dsc']:.3f} NSD {r['infection_nsd']:.3f}"
+              + (f" | detection AUC {r['auc']:.3f}" if "auc" in r else ""))
+    print(f"report: {args.out}/report.md, {args.out}/report.html ({time.time() - t0:.0f} s)")
+    return 0
+
+
+COMMANDS = {"experiment": (add_experiment, cmd_experiment)}

@@ -1,0 +1,125 @@
+"""Conditions for synthesis: real label maps with their bodies (sources), random chains of edits of
+them, and the `cosingan masks` folder (labels/ + bodies/ + masks.csv)."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import InputError
+from .edits import edit_map, unknown_edits, user_edits, whole_map_edits
+from .files import save_png, write_csv
+from .labelmap import body_from_image, body_from_label, check_label4, label4_to_label, to_label4
+from .layout import body_file, is_slice_folder, label_folder, list_slice_folder, pair_paths, stem
+from .readers import load_slice, read_label, read_mask
+
+MASKS_CSV = "masks.csv"
+
+
+@dataclass
+class Source:
+    """A condition source: a real map with its body (4-class map) and where it came from."""
+
+    name: str
+    label4: np.ndarray
+    origin: str
+
+
+def sources_from_folder(root: str | Path) -> list[Source]:
+    """Label maps of a slice folder (images/ + labels/; bodies from the images), or of a mask folder
+    made by `cosingan masks` (labels/ + bodies/), or a bare labels/ folder (bodies estimated)."""
+    root = Path(root)
+    out = []
+    if is_slice_folder(root):
+        for ip, lp in list_slice_folder(root):
+            sl = load_slice(ip, lp)
+            out.append(Source(lp.stem, to_label4(sl.label, body_from_image(sl.image, sl.label)), str(lp)))
+        return out
+    lab_dir = label_folder(root)
+    files = sorted(p for p in lab_dir.iterdir() if p.suffix.lower() in (".png", ".npy", ".gz", ".nii"))
+    if not files:
+        raise InputError(f"{root}: no label maps (expected labels/*.png)")
+    for lp in files:
+        lab = read_label(lp)
+        bp = body_file(root, lp)
+        body = read_mask(bp) if bp.exists() else body_from_label(lab)
+        if body.shape != lab.shape:
+            raise InputError(f"{bp}: body mask size {body.shape} does not match label map {lp} {lab.shape}")
+        out.append(Source(lp.stem, to_label4(lab, body), str(lp)))
+    return out
+
+
+def masks_source(label_path: str | Path) -> Path | None:
+    """The real label map an edited map of a `cosingan masks` folder was made from (None otherwise)."""
+    import csv
+
+    label_path = Path(label_path)
+    masks_csv = label_path.parent.parent / MASKS_CSV
+    if label_path.parent.name != "labels" or not masks_csv.exists():
+        return None
+    with open(masks_csv, newline="") as f:
+        src = {r["name"]: r["source"] for r in csv.DictReader(f)}.get(stem(label_path))
+    return Path(src) if src else None
+
+
+def check_edits(edits: list[str]) -> None:
+    bad = unknown_edits(edits)
+    if bad:
+        raise InputError(f"unknown edit(s) {bad}; choose from {', '.join(user_edits())}")
+
+
+def make_condition(src: Source, edits: list[str], seed: int, negative: bool, min_lesion: int = 12,
+                   tries: int = 8) -> tuple[np.ndarray | None, list[str], dict[str, int]]:
+    """Apply a random chain of edits to a source map. Returns (map or None, edits applied, rejects by
+    reason). Deterministic for (source, edits, seed, negative)."""
+    rng = np.random.default_rng(seed)
+    rejects: dict[str, int] = {}
+    if negative:  # lesion edits are moot when all infection goes: keep only whole-map edits
+        edits = whole_map_edits(edits)
+    for _ in range(tries):
+        chain: list[str] = []
+        if edits:
+            k = int(rng.integers(1, min(2, len(edits)) + 1))
+            chain = [str(e) for e in rng.choice(edits, size=k, replace=False)]
+        if negative:
+            chain.append("negative")
+        out = src.label4
+        try:
+            for e in chain:
+                out = edit_map(out, e, rng, min_lesion)
+        except ValueError as err:
+            rejects[str(err)] = rejects.get(str(err), 0) + 1
+            continue
+        reason = check_label4(out, min_lesion)
+        if reason is None:
+            return out, chain, rejects
+        rejects[reason] = rejects.get(reason, 0) + 1
+    return None, [], rejects
+
+
+def write_masks(sources: list[Source], out: Path, n: int, edits: list[str], negatives: float, seed: int,
+                progress: bool = True) -> dict:
+    """`cosingan masks`: n edited maps (labels/ 0/1/2 PNG + bodies/ PNG) and masks.csv."""
+    from tqdm.auto import tqdm
+
+    check_edits(edits)
+    rows, rejected, made = [], Counter(), 0
+    n_neg = int(round(n * negatives))
+    for i in tqdm(range(n), desc="masks", disable=not progress, dynamic_ncols=True):
+        src = sources[i % len(sources)]
+        negative = i < n_neg
+        lab4, chain, rej = make_condition(src, edits, seed * 1_000_003 + i, negative)
+        rejected.update(rej)
+        if lab4 is None:
+            continue
+        name = f"{src.name}_m{i:05d}"
+        label_path = pair_paths(out, name)[1]
+        save_png(label4_to_label(lab4), label_path)
+        save_png(((lab4 > 0) * 255).astype(np.uint8), body_file(out, label_path))
+        rows.append({"name": name, "source": src.origin, "edits": "+".join(chain), "seed": seed * 1_000_003 + i})
+        made += 1
+    write_csv(out / MASKS_CSV, ["name", "source", "edits", "seed"], rows)
+    return {"made": made, "asked": n, "rejected": rejected}

@@ -1,0 +1,174 @@
+"""Label-map edits: new plausible conditions from real maps, as a registry users extend.
+
+Every edit works on the 4-class map (air/body/lung/infection) so the body travels with the lungs;
+results pass `check_label4` or are rejected by the caller. To add an edit, decorate a function
+`fn(label4, rng, lesion) -> label4` with `@register("name")`: it then appears in `cosingan masks
+--edits`, `synthesize --edit` and the experiment's defaults. `lesion` is one lesion mask drawn at random
+for lesion edits (`lesion=True`), None for whole-map edits.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+from scipy import ndimage
+
+from .labelmap import INFECTION, LUNG
+
+
+@dataclass(frozen=True)
+class Edit:
+    name: str
+    fn: Callable[..., np.ndarray]
+    lesion: bool  # works on one lesion (needs a map with infection)
+    whole_map: bool  # moves the map as a whole: still meaningful for infection-free (negative) maps
+    user: bool  # offered to users (the `negative` edit is applied on request only)
+
+
+EDITS: dict[str, Edit] = {}
+
+
+def register(name: str, lesion: bool = False, whole_map: bool = False, user: bool = True):
+    def deco(fn):
+        EDITS[name] = Edit(name, fn, lesion, whole_map, user)
+        return fn
+    return deco
+
+
+def user_edits() -> tuple[str, ...]:
+    """Edits a user may ask for, in registration order (also the default set)."""
+    return tuple(n for n, e in EDITS.items() if e.user)
+
+
+def whole_map_edits(names: list[str]) -> list[str]:
+    return [n for n in names if EDITS[n].whole_map]
+
+
+def unknown_edits(names: list[str]) -> list[str]:
+    return [n for n in names if n not in EDITS or not EDITS[n].user]
+
+
+def _clean(label4: np.ndarray, min_lesion: int) -> np.ndarray:
+    """Infection only inside lung, no lesion slivers (they become lung)."""
+    out = label4.copy()
+    inf = out == INFECTION
+    if inf.any() and min_lesion > 1:
+        lab, n = ndimage.label(inf)
+        sizes = ndimage.sum(inf, lab, np.arange(1, n + 1))
+        small = np.isin(lab, np.nonzero(sizes < min_lesion)[0] + 1)
+        out[small] = LUNG
+    return out
+
+
+def lesions(label4: np.ndarray) -> list[np.ndarray]:
+    """One boolean mask per connected infection region."""
+    lab, n = ndimage.label(label4 == INFECTION)
+    return [lab == k for k in range(1, n + 1)]
+
+
+def _place(label4: np.ndarray, lesion: np.ndarray, dy: int, dx: int) -> np.ndarray | None:
+    """Lesion mask shifted by (dy, dx), cut to the lung; None if less than 60% of it stays in lung."""
+    shifted = ndimage.shift(lesion.astype(np.uint8), (dy, dx), order=0, mode="constant") > 0
+    inside = shifted & (label4 >= LUNG)
+    if inside.sum() < 0.6 * max(1, lesion.sum()):
+        return None
+    return inside
+
+
+@register("deform", whole_map=True)
+def _deform(label4, rng, lesion):
+    from monai.transforms import Rand2DElastic
+
+    h, w = label4.shape
+    side = max(h, w)
+    tf = Rand2DElastic(spacing=(side // 4, side // 4), magnitude_range=(0.5, 2.0), prob=1.0,
+                       rotate_range=0.15, scale_range=(0.12, 0.12), translate_range=(side * 0.04,) * 2,
+                       mode="nearest", padding_mode="zeros")
+    tf.set_random_state(seed=int(rng.integers(2**31)))
+    return np.rint(np.asarray(tf(label4[None].astype(np.float32)))[0]).clip(0, 3).astype(np.uint8)
+
+
+@register("flip", whole_map=True)
+def _flip(label4, rng, lesion):
+    return label4[:, ::-1].copy()
+
+
+def _relocate(label4, rng, lesion, keep: bool):
+    lung_px = np.argwhere(label4 >= LUNG)
+    cy, cx = np.argwhere(lesion).mean(0)
+    for _ in range(20):  # a few tries to land mostly inside the lung
+        ty, tx = lung_px[int(rng.integers(len(lung_px)))]
+        placed = _place(label4, lesion, int(ty - cy), int(tx - cx))
+        if placed is not None:
+            break
+    else:
+        raise ValueError("no place in the lung for the lesion")
+    out = label4.copy()
+    if not keep:
+        out[lesion] = LUNG
+    out[placed] = INFECTION
+    return out
+
+
+@register("move", lesion=True)
+def _move(label4, rng, lesion):
+    return _relocate(label4, rng, lesion, keep=False)
+
+
+@register("scale", lesion=True)
+def _scale(label4, rng, lesion):
+    h, w = label4.shape
+    f = float(rng.uniform(0.6, 1.6))
+    cy, cx = np.argwhere(lesion).mean(0)
+    yy, xx = np.mgrid[0:h, 0:w]
+    src = ndimage.map_coordinates(lesion.astype(np.float32), [cy + (yy - cy) / f, cx + (xx - cx) / f], order=0)
+    out = label4.copy()
+    out[lesion] = LUNG
+    out[(src > 0.5) & (label4 >= LUNG)] = INFECTION
+    return out
+
+
+@register("add", lesion=True)
+def _add(label4, rng, lesion):
+    return _relocate(label4, rng, lesion, keep=True)
+
+
+@register("remove", lesion=True)
+def _remove(label4, rng, lesion):
+    out = label4.copy()
+    out[lesion] = LUNG
+    return out
+
+
+@register("merge", lesion=True)
+def _merge(label4, rng, lesion):
+    h, w = label4.shape
+    if len(lesions(label4)) < 2:
+        raise ValueError("map has fewer than two lesions to merge")
+    out = label4.copy()
+    joined = ndimage.binary_closing(out == INFECTION, structure=np.ones((3, 3)), iterations=max(2, min(h, w) // 40))
+    out[joined & (label4 >= LUNG)] = INFECTION
+    return out
+
+
+@register("negative", whole_map=True, user=False)
+def _negative(label4, rng, lesion):
+    out = label4.copy()
+    out[out == INFECTION] = LUNG
+    return out
+
+
+def edit_map(label4: np.ndarray, edit: str, rng: np.random.Generator, min_lesion: int = 12) -> np.ndarray:
+    """One edit of a 4-class map. Raises ValueError when the edit does not apply (e.g. no lesion)."""
+    if edit not in EDITS:
+        raise ValueError(f"unknown edit {edit!r}; choose from {', '.join(EDITS)}")
+    e = EDITS[edit]
+    lesion = None
+    if e.lesion:
+        found = lesions(label4)
+        if not found:
+            raise ValueError("map has no lesion to edit")
+        lesion = found[int(rng.integers(len(found)))]
+    return _clean(e.fn(label4, rng, lesion), min_lesion)

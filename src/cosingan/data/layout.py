@@ -1,0 +1,115 @@
+"""Folder layout: the one public home for how files are named and where they sit.
+
+A *slice folder* is ROOT/images/NAME.ext with ROOT/labels/NAME.ext (any readable extension, matched by
+NAME). Masks made by `cosingan masks` add ROOT/bodies/NAME.png. Image-only folders (normals) are either
+ROOT/images/* or ROOT/* itself. Every reader and writer of these folders goes through this module.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..errors import InputError
+
+IMAGES, LABELS, BODIES = "images", "labels", "bodies"
+RASTER_EXT = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"}
+NIFTI_EXT = {".nii", ".nii.gz"}
+SLICE_EXT = RASTER_EXT | NIFTI_EXT | {".npy"}
+
+
+def suffix(path: str | Path) -> str:
+    """Lower-case extension; `.nii.gz` counts as one."""
+    name = Path(path).name.lower()
+    return ".nii.gz" if name.endswith(".nii.gz") else Path(name).suffix
+
+
+def stem(path: str | Path) -> str:
+    """File name without its extension (`.nii.gz` counts as one)."""
+    name = Path(path).name
+    return name[:-7] if name.lower().endswith(".nii.gz") else Path(name).stem
+
+
+def slice_files(folder: str | Path) -> list[Path]:
+    """Readable slice files directly in `folder`, sorted."""
+    return sorted(p for p in Path(folder).iterdir() if suffix(p) in SLICE_EXT)
+
+
+def image_folder(root: str | Path) -> Path:
+    """ROOT/images when it exists, else ROOT (folders of unlabelled images)."""
+    root = Path(root)
+    return root / IMAGES if (root / IMAGES).is_dir() else root
+
+
+def image_files(root: str | Path) -> list[Path]:
+    """Every image of an image-only folder (or its images/ subfolder)."""
+    d = image_folder(root)
+    if not d.is_dir():
+        raise InputError(f"{root}: not a folder")
+    files = slice_files(d)
+    if not files:
+        raise InputError(f"{d}: no images")
+    return files
+
+
+def pair_folders(img_dir: str | Path, lab_dir: str | Path) -> list[tuple[Path, Path]]:
+    """(image, label) pairs matched by name: IMG_DIR/NAME.* with LAB_DIR/NAME.*."""
+    img_dir, lab_dir = Path(img_dir), Path(lab_dir)
+    for d in (img_dir, lab_dir):
+        if not d.is_dir():
+            raise InputError(f"{d}: not a folder")
+    labels = {stem(p): p for p in slice_files(lab_dir)}
+    pairs = []
+    for ip in slice_files(img_dir):
+        lp = labels.get(stem(ip))
+        if lp is None:
+            raise InputError(f"{ip}: no label map {lab_dir}/{stem(ip)}.* for this image")
+        pairs.append((ip, lp))
+    if not pairs:
+        raise InputError(f"{img_dir}: no images (PNG/JPG, NIfTI or .npy)")
+    return pairs
+
+
+def is_slice_folder(root: str | Path) -> bool:
+    return (Path(root) / IMAGES).is_dir()
+
+
+def list_slice_folder(root: str | Path) -> list[tuple[Path, Path]]:
+    """(image, label) pairs of a slice folder."""
+    root = Path(root)
+    if not (root / IMAGES).is_dir() or not (root / LABELS).is_dir():
+        raise InputError(f"{root}: expected a slice folder with {IMAGES}/ and {LABELS}/ inside")
+    return pair_folders(root / IMAGES, root / LABELS)
+
+
+def label_folder(root: str | Path) -> Path:
+    """ROOT/labels when it exists, else ROOT (folders of bare label maps)."""
+    root = Path(root)
+    return root / LABELS if (root / LABELS).is_dir() else root
+
+
+def paired_image(label_path: str | Path) -> Path | None:
+    """DIR/labels/NAME.ext -> DIR/images/NAME.<any ext>, or None outside a slice folder."""
+    label_path = Path(label_path)
+    if label_path.parent.name != LABELS:
+        return None
+    img_dir = label_path.parent.parent / IMAGES
+    for cand in sorted(img_dir.glob(stem(label_path) + ".*")):
+        return cand
+    return None
+
+
+def body_file(root: str | Path, label_path: str | Path) -> Path:
+    """Where `cosingan masks` keeps the body mask of a label map."""
+    return Path(root) / BODIES / Path(label_path).name
+
+
+def pair_paths(root: str | Path, name: str, ext: str = ".png") -> tuple[Path, Path]:
+    """Where a slice folder keeps the pair NAME: (ROOT/images/NAME.ext, ROOT/labels/NAME.ext)."""
+    root = Path(root)
+    return root / IMAGES / f"{name}{ext}", root / LABELS / f"{name}{ext}"
+
+
+def nnunet_pair_paths(root: str | Path, case: str) -> tuple[Path, Path]:
+    """nnU-Net v2 raw dataset layout of one single-channel training case."""
+    root = Path(root)
+    return root / "imagesTr" / f"{case}_0000.nii.gz", root / "labelsTr" / f"{case}.nii.gz"

@@ -1,0 +1,31 @@
+"""One-dict checkpoints of the small downstream networks: OUT/model.pt = {"config", "state"}."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+from ..data.files import save_torch, torch_load
+from ..errors import InputError
+
+
+def save_net(net, cfg, out: Path) -> None:
+    """OUT/model.pt = {"config": the config dataclass as a dict, "state": weights}; atomic."""
+    save_torch({"config": dataclasses.asdict(cfg), "state": net.state_dict()}, Path(out) / "model.pt")
+
+
+def load_net(path: str | Path, config_cls, make_net, what: str):
+    """(network, config) from a folder or file written by `save_net`; lists in the config become tuples."""
+    p = Path(path)
+    p = p / "model.pt" if p.is_dir() else p
+    if not p.exists():
+        raise InputError(f"{p}: no {what} model")
+    try:
+        ck = torch_load(p)
+        cfg = config_cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in ck["config"].items()})
+        net = make_net(cfg)
+        net.load_state_dict(ck["state"])
+    except Exception as e:
+        raise InputError(f"{p}: unreadable {what} model, or one of another cosingan version "
+                         f"({type(e).__name__})") from None
+    return net, cfg

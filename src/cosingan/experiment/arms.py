@@ -1,0 +1,104 @@
+"""The arms of the experiment, as a registry. An arm turns one repeat (and, for per-k arms, one draw
+of k real slices) into training sets; every registered task is trained and scored on each of them with
+the same budget. To add an arm (say, synthetic + the k real slices), write a generator function and
+decorate it with `@register_arm`: the runner, the table and the report pick it up.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, replace
+from typing import Callable, Iterator
+
+from ..data.conditions import sources_from_folder, write_masks
+from ..data.readers import load_slice
+from ..gan.config import merge, preset
+from ..gan.train import ensure_trained
+from ..synth.dataset import Synthesizer, synthesize
+from .config import ABLATIONS, REGIMES
+from .context import Context
+from .split import Draw
+from .tasks import TrainingSet
+
+
+@dataclass(frozen=True)
+class Arm:
+    key: str
+    title: str
+    build: Callable[[Context, int, Draw | None], Iterator[tuple[str, TrainingSet]]]  # (regime, set) pairs
+    per_k: bool = True  # built once per draw of k slices (else once per repeat)
+    reference: bool = False  # its U-Net judges the condition fidelity of synthetic sets
+
+
+ARMS: dict[str, Arm] = {}
+
+
+def register_arm(key: str, title: str, per_k: bool = True, reference: bool = False):
+    def deco(fn):
+        ARMS[key] = Arm(key, title, fn, per_k, reference)
+        return fn
+    return deco
+
+
+@register_arm("C", "C: all real", per_k=False, reference=True)
+def all_real(ctx: Context, r: int, d: Draw | None) -> Iterator[tuple[str, TrainingSet]]:
+    ctx.log(f"repeat {r + 1}/{ctx.cfg.repeats}: arm C (all {len(ctx.pool)} real training slices)")
+    yield "", TrainingSet(f"r{r}_C_allreal", ctx.pool_dir, "standard", ctx.cfg.repeat_seed(r), ctx.normal_pool)
+
+
+@register_arm("B", "B: k real + strong aug")
+def few_real(ctx: Context, r: int, d: Draw) -> Iterator[tuple[str, TrainingSet]]:
+    yield "", TrainingSet(f"{d.tag}_B_real_strongaug", d.folder, "strong", d.seed, d.normals)
+
+
+def generators(ctx: Context, d: Draw, variant: str = "", overrides: dict | None = None) -> list[str]:
+    """One generator per chosen slice, trained, resumed or reused (`ensure_trained` decides)."""
+    cfg = merge(replace(preset(ctx.cfg.preset), seed=d.seed), overrides or {}, "ablation")
+    paths = []
+    for ip, lp in d.chosen:
+        run = ctx.out / "gan" / f"{ip.stem}_s{d.seed}{variant}"
+        t0 = time.time()
+        if ensure_trained(run, lambda: load_slice(ip, lp), cfg, ctx.progress) != "done":  # reuse costs no time
+            ctx.add_time("gan_train", time.time() - t0)
+        paths.append(str(run))
+    return paths
+
+
+# where each condition regime takes its real maps from
+CONDITION_SOURCES = {"kmaps": lambda ctx, d: d.folder, "allmaps": lambda ctx, d: ctx.pool_dir}
+assert set(CONDITION_SOURCES) == set(REGIMES)
+
+
+def _conditions(ctx: Context, d: Draw, regime: str):
+    masks = ctx.out / "conditions" / f"{d.tag}_{regime}"
+    if not (masks / "masks.csv").exists():
+        src = CONDITION_SOURCES[regime](ctx, d)
+        c = ctx.cfg
+        ctx.timed("masks", lambda: write_masks(sources_from_folder(src), masks, c.n_synth, list(c.edits),
+                                               c.negatives, d.seed, ctx.progress))
+    return masks
+
+
+def _synthetic_set(ctx: Context, runs: list[str], masks, name: str, seed: int):
+    folder = ctx.out / "synthetic" / name
+    syn = Synthesizer(runs, str(masks), [], 0.0, seed)
+    ctx.timed("synthesize", lambda: synthesize(syn, ctx.cfg.n_synth, folder, "png", ctx.progress))
+    return folder
+
+
+@register_arm("A", "A: synthetic (CoSinGAN)")
+def synthetic(ctx: Context, r: int, d: Draw) -> Iterator[tuple[str, TrainingSet]]:
+    runs = generators(ctx, d)
+    for regime in ctx.cfg.regimes:
+        masks = _conditions(ctx, d, regime)
+        folder = _synthetic_set(ctx, runs, masks, f"{d.tag}_{regime}", d.seed)
+        yield regime, TrainingSet(f"{d.tag}_A_synthetic_{regime}", folder, "standard", d.seed, [], synthetic=True)
+        if not ctx.cfg.ablation or regime != ctx.cfg.regimes[0]:
+            continue
+        # ablation: the same conditions and budget, generators with one CoSinGAN part off
+        for part, over in ABLATIONS.items():
+            ctx.log(f"repeat {r + 1}, k={d.k}: ablation without {part}")
+            folder = _synthetic_set(ctx, generators(ctx, d, f"_no-{part}", over), masks,
+                                    f"{d.tag}_{regime}_no-{part}", d.seed)
+            yield f"{regime}, no {part}", TrainingSet(f"{d.tag}_A_synthetic_{regime}_no-{part}", folder,
+                                                      "standard", d.seed, None)

@@ -1,0 +1,35 @@
+"""The few-shot experiment's settings, as data."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..data.edits import user_edits
+
+
+@dataclass(frozen=True)
+class ExperimentConfig:
+    ks: tuple[int, ...] = (1, 2)
+    repeats: int = 1
+    preset: str = "cpu"
+    regimes: tuple[str, ...] = ("kmaps", "allmaps")
+    n_synth: int = 300
+    seg_steps: int = 1200
+    seg_size: int = 128
+    cls_steps: int = 600
+    test_fraction: float = 0.5  # used only without --test
+    negatives: float = 0.1
+    edits: tuple[str, ...] = user_edits()
+    seed: int = 0
+    ablation: bool = False  # also train generators with each CoSinGAN part off (first regime only)
+
+    def repeat_seed(self, r: int) -> int:
+        return self.seed * 1000 + r
+
+
+# condition regimes of the synthetic arm: which real maps the conditions are made from
+REGIMES = ("kmaps", "allmaps")
+
+# the three CoSinGAN parts, each switched off in turn by the ablation
+ABLATIONS = {"two-stage": {"model": {"two_stage": False}}, "mixed-rec": {"train": {"mixed_rec": False}},
+             "hier-aug": {"train": {"hier_aug": False}}}

@@ -1,0 +1,104 @@
+"""The few-shot experiment: synthetic-from-k-slices vs k real slices + strong augmentation vs all real.
+
+For each repeat: arm C trains on all real pool slices; then for each k, k training slices are drawn
+from the pool (seeded, recorded) and arms B (the k real slices, strong augmentation) and A (one
+CoSinGAN per slice, conditions, a synthetic dataset per condition regime) build their training sets.
+Every registered task (segmentation, detection) trains the same network with the same budget on each
+set and is scored on the test slices. Everything lands in one folder and every step is resumable:
+finished generators, datasets, models and evaluations are reused.
+
+Condition regimes for (A): `kmaps` (only the k slices' own maps, deformed and edited) and `allmaps`
+(every training-pool map, with the k images' generators).
+
+Detection (with `normals`, a folder of infection-free images split in half into training and test
+negatives): (A) synthetic positives and synthetic infection-free negatives only, (B) the k real slices
++ k real normals with strong augmentation, (C) all real training slices + all training normals; tested
+on the test slices + the test normals.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+from ..data.files import write_text
+from ..data.readers import read_image, read_slice_folder
+from ..errors import InputError
+from .arms import ARMS, Arm
+from .config import ExperimentConfig
+from .context import Context
+from .report import write_report
+from .split import Draw, draw, link_folder, split, split_normals
+from .table import table
+from .tasks import TASKS, condition_fidelity
+
+
+def prepare(data: Path, out: Path, cfg: ExperimentConfig, test: Path | None, normals: Path | None,
+            progress: bool, log) -> Context:
+    """Validate and split the inputs (before anything is written), link the data, read the test set."""
+    pool, tests = split(data, test, cfg)
+    normal_pool, normal_test = split_normals(normals, cfg.seed) if normals else ([], [])
+    out.mkdir(parents=True, exist_ok=True)
+    test_dir = link_folder(tests, out / "data" / "test")
+    pool_dir = link_folder(pool, out / "data" / "pool")
+    test_slices = read_slice_folder(test_dir)
+    if not test_slices:
+        raise InputError(f"no slices in {test_dir}")
+    test_pos = [s.image for s in test_slices if (s.label == 2).any()]
+    test_neg = [s.image for s in test_slices if not (s.label == 2).any()]
+    test_neg += [read_image(p)[0] for p in normal_test]
+    return Context(cfg, out, pool, tests, pool_dir, test_dir, normal_pool, normal_test, test_slices, test_pos,
+                   test_neg, progress, log)
+
+
+def run_arm(ctx: Context, arm: Arm, r: int, d: Draw | None, reference: dict[int, str]) -> None:
+    """Every task on every training set of one arm; condition fidelity for synthetic sets."""
+    for regime, ts in arm.build(ctx, r, d):
+        row = {"repeat": r, "k": d.k if d else None, "arm": arm.key, "regime": regime}
+        for task in TASKS.values():
+            row.update(task.run(ctx, ts))
+        ctx.results.append(row)
+        if arm.reference:
+            reference[r] = ts.name
+        if ts.synthetic and r in reference:
+            ctx.fidelity.append({"repeat": r, "k": row["k"], "regime": regime,
+                                 **condition_fidelity(ctx, reference[r], ts)})
+
+
+def run_few_shot(data: str | Path, out: str | Path, cfg: ExperimentConfig, test: str | Path | None = None,
+                 normals: str | Path | None = None, progress: bool = True, log=print) -> dict:
+    t_start = time.time()
+    out = Path(out)
+    ctx = prepare(Path(data), out, cfg, Path(test) if test else None, Path(normals) if normals else None,
+                  progress, log)
+    record = {"config": asdict(cfg), "data": str(data), "test": str(test) if test else None,
+              "pool": [p[0].name for p in ctx.pool], "test_slices": [p[0].name for p in ctx.tests], "runs": [],
+              "normals": {"folder": str(normals) if normals else None, "pool": [p.name for p in ctx.normal_pool],
+                          "test": [p.name for p in ctx.normal_test]},
+              "detection": (f"{len(ctx.test_pos)} test slices with infection, {len(ctx.test_neg)} without"
+                            if ctx.can_detect else "not run: the test set needs slices with and without "
+                            "infection (pass --normals DIR)")}
+    test_names = {p[0].name for p in ctx.tests}
+    reference: dict[int, str] = {}  # repeat -> training set of the reference arm's U-Net
+    for r in range(cfg.repeats):
+        for arm in ARMS.values():
+            if not arm.per_k:
+                run_arm(ctx, arm, r, None, reference)
+        for k in cfg.ks:
+            d = draw(cfg, ctx.pool, ctx.normal_pool, r, k, out)
+            assert not set(d.names) & test_names  # never a test slice
+            record["runs"].append({"repeat": r, "k": k, "slices": d.names})
+            log(f"repeat {r + 1}, k={k}: {', '.join(d.names)}")
+            for arm in ARMS.values():
+                if arm.per_k:
+                    run_arm(ctx, arm, r, d, reference)
+    record["results"] = ctx.results
+    record["fidelity"] = ctx.fidelity
+    record["timings_s"] = ctx.timings
+    record["wall_s"] = time.time() - t_start  # this invocation (work reused from earlier ones is not counted)
+    record["table"] = table(ctx.results)
+    write_text(out / "results.json", json.dumps(record, indent=2))
+    write_report(out, record)
+    return record

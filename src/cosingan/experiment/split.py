@@ -1,0 +1,87 @@
+"""Who sees which slices: the pool/test split, the normals split, and the k slices of each draw.
+Test slices never reach training; every choice is seeded and recorded."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..data.layout import IMAGES, LABELS, image_folder, list_slice_folder, slice_files
+from ..errors import InputError
+from .config import ExperimentConfig
+
+Pair = tuple[Path, Path]
+
+
+def link_folder(pairs: list[Pair], out: Path) -> Path:
+    """A slice folder of symlinks (no copies of the data)."""
+    for sub in (IMAGES, LABELS):
+        (out / sub).mkdir(parents=True, exist_ok=True)
+    for ip, lp in pairs:
+        for src, sub in ((ip, IMAGES), (lp, LABELS)):
+            dst = out / sub / src.name
+            if not dst.exists():
+                dst.symlink_to(src.resolve())
+    return out
+
+
+def split(data: Path, test: Path | None, cfg: ExperimentConfig) -> tuple[list[Pair], list[Pair]]:
+    """(train pool, test) pairs. Without a test folder the data is split (seeded)."""
+    pool = list_slice_folder(data)
+    if test is not None:
+        tests = list_slice_folder(test)
+        overlap = {p[0].resolve() for p in pool} & {p[0].resolve() for p in tests}
+        if overlap:
+            raise InputError(f"{test}: {len(overlap)} test slice(s) are also in --data {data}")
+        return pool, tests
+    rng = np.random.default_rng(cfg.seed)
+    order = rng.permutation(len(pool))
+    n_test = max(1, int(round(len(pool) * cfg.test_fraction)))
+    if len(pool) - n_test < max(cfg.ks):
+        raise InputError(f"{data}: {len(pool)} slices are too few for k={max(cfg.ks)} plus a test split")
+    return [pool[i] for i in sorted(order[n_test:])], [pool[i] for i in sorted(order[:n_test])]
+
+
+def split_normals(normals: Path, seed: int) -> tuple[list[Path], list[Path]]:
+    """Infection-free images: (training half, test half), seeded."""
+    d = image_folder(normals)
+    if not d.is_dir():
+        raise InputError(f"{normals}: not a folder")
+    files = slice_files(d)
+    if len(files) < 2:
+        raise InputError(f"{normals}: needs at least 2 images to split into training and test negatives")
+    order = np.random.default_rng([seed, 7]).permutation(len(files))
+    half = len(files) // 2
+    return [files[i] for i in sorted(order[half:])], [files[i] for i in sorted(order[:half])]
+
+
+@dataclass(frozen=True)
+class Draw:
+    """The k real slices of one repeat (and arm B's k real normals), drawn from the pool."""
+
+    repeat: int
+    k: int
+    seed: int  # the repeat's seed: generators, networks and conditions of this draw use it
+    chosen: list[Pair]
+    normals: list[Path]
+    folder: Path  # a slice folder of the chosen pairs
+
+    @property
+    def tag(self) -> str:
+        return f"r{self.repeat}_k{self.k}"
+
+    @property
+    def names(self) -> list[str]:
+        return [p[0].name for p in self.chosen]
+
+
+def draw(cfg: ExperimentConfig, pool: list[Pair], normal_pool: list[Path], repeat: int, k: int,
+         out: Path) -> Draw:
+    rng = np.random.default_rng([cfg.seed, repeat, k])
+    chosen = [pool[i] for i in sorted(rng.choice(len(pool), size=k, replace=False))]
+    normals = ([normal_pool[i] for i in sorted(rng.choice(len(normal_pool), size=min(k, len(normal_pool)),
+                                                          replace=False))] if normal_pool else [])
+    folder = link_folder(chosen, out / "data" / f"r{repeat}_k{k}")
+    return Draw(repeat, k, cfg.repeat_seed(repeat), chosen, normals, folder)

@@ -1,0 +1,81 @@
+"""Downstream tasks of the experiment, as a registry: each trains one network on an arm's training set
+(reused when already trained) and scores it on the test set. To add a downstream network: build it in
+`cosingan.downstream`, then register a Task here; its columns appear in the table and the report."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from ..data.readers import read_image
+from ..downstream import cls as clsmod
+from ..downstream import seg
+from ..downstream.metrics import DETECTION_METRICS
+from .context import Context
+
+
+@dataclass(frozen=True)
+class TrainingSet:
+    """What one arm trains every task on."""
+
+    name: str  # names its model and evaluation folders, e.g. r0_k2_B_real_strongaug
+    folder: Path  # slice folder
+    aug: str  # augmentation of every task's training: standard or strong
+    seed: int
+    negatives: list[Path] | None = field(default_factory=list)  # extra infection-free images; None: no detection
+    synthetic: bool = False  # condition fidelity is measured for synthetic sets
+
+
+@dataclass(frozen=True)
+class Task:
+    columns: dict[str, str]  # metric key -> column title
+    run: Callable[[Context, TrainingSet], dict]  # metrics, or {} when the task cannot run here
+
+
+def _trained(model_dir: Path) -> bool:
+    return (model_dir / "model.pt").exists() and (model_dir / "train.json").exists()
+
+
+def segmentation(ctx: Context, ts: TrainingSet) -> dict:
+    model_dir = ctx.out / "seg" / ts.name
+    if not _trained(model_dir):
+        scfg = seg.SegConfig(size=ctx.cfg.seg_size, steps=ctx.cfg.seg_steps, aug=ts.aug, seed=ts.seed)
+        ctx.timed("seg_train", lambda: seg.train_seg(seg.load_folders([ts.folder]), scfg, model_dir, ctx.progress))
+    net, scfg = seg.load_seg(model_dir)
+    summary = ctx.timed("seg_eval", lambda: seg.evaluate(net, scfg, ctx.test_slices, ctx.out / "eval" / ts.name))
+    return summary["mean"]
+
+
+def detection(ctx: Context, ts: TrainingSet) -> dict:
+    if ts.negatives is None or not ctx.can_detect:
+        return {}
+    model_dir = ctx.out / "cls" / ts.name
+    if not _trained(model_dir):
+        images, targets = clsmod.load_labelled([ts.folder])
+        images += [read_image(p)[0] for p in ts.negatives]
+        targets += [0] * len(ts.negatives)
+        if len(set(targets)) < 2:
+            ctx.log(f"{ts.name}: no infection-free training slices, detection skipped")
+            return {}
+        ccfg = clsmod.ClsConfig(steps=ctx.cfg.cls_steps, aug=ts.aug, seed=ts.seed)
+        ctx.timed("cls_train", lambda: clsmod.train_cls(images, targets, ccfg, model_dir, ctx.progress))
+    net, ccfg = clsmod.load_cls(model_dir)
+    m = ctx.timed("cls_eval", lambda: clsmod.evaluate_cls(net, ccfg, ctx.test_pos, ctx.test_neg,
+                                                          ctx.out / "eval_cls" / ts.name))
+    return {k: m[k] for k in DETECTION_METRICS}
+
+
+def condition_fidelity(ctx: Context, reference: str, ts: TrainingSet) -> dict:
+    """DSC of a reference U-Net (trained on real slices) on synthetic images against their own maps."""
+    net, scfg = seg.load_seg(ctx.out / "seg" / reference)
+    fid = ctx.timed("seg_eval", lambda: seg.evaluate(net, scfg, seg.load_folders([ts.folder])))
+    return {m: fid["mean"][m] for m in ("lung_dsc", "infection_dsc")}
+
+
+TASKS: dict[str, Task] = {
+    "segmentation": Task({"lung_dsc": "lung DSC", "lung_nsd": "lung NSD", "infection_dsc": "infection DSC",
+                          "infection_nsd": "infection NSD"}, segmentation),
+    "detection": Task({"auc": "detection AUC", "accuracy": "accuracy", "sensitivity": "sensitivity",
+                       "specificity": "specificity"}, detection),
+}

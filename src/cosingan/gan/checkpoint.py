@@ -1,0 +1,93 @@
+"""The run folder's checkpoint: one plain dict, written atomically, loaded with `weights_only=True`.
+
+It holds the config, scale sizes, weights, optimizer and RNG states (bit-identical resume), the log,
+the training pair and how it came (kind, spacing). `run_status` is the one place that decides whether a
+run folder is new, to be resumed, or done.
+"""
+
+from __future__ import annotations
+
+import platform
+import random
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .. import __version__
+from ..data.files import save_torch, torch_load
+from ..errors import InputError
+from .config import FORMAT_VERSION
+
+CKPT = "checkpoint.pt"
+
+
+def versions() -> dict[str, str]:
+    import monai
+
+    return {"cosingan": __version__, "torch": str(torch.__version__), "monai": str(monai.__version__),
+            "numpy": str(np.__version__), "python": platform.python_version()}
+
+
+def rng_state() -> dict:
+    np_state = np.random.get_state()
+    return {
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "numpy": [np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), *map(float, np_state[2:])],
+        "python": [list(x) if isinstance(x, tuple) else x for x in random.getstate()],
+    }
+
+
+def set_rng_state(s: dict) -> None:
+    torch.set_rng_state(s["torch"])
+    if s["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(s["cuda"])
+    n = s["numpy"]
+    np.random.set_state((n[0], n[1].numpy().astype(np.uint32), int(n[2]), int(n[3]), n[4]))
+    p = s["python"]
+    random.setstate((p[0], tuple(p[1]), p[2]))
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def save_checkpoint(run: Path, ckpt: dict) -> None:
+    save_torch(ckpt, run / CKPT)
+
+
+def load_checkpoint(run: str | Path, map_location="cpu") -> dict:
+    path = Path(run) / CKPT
+    if not path.exists():
+        raise InputError(f"{path}: no checkpoint in this run folder")
+    try:
+        ckpt = torch_load(path, map_location)
+    except Exception as e:
+        raise InputError(f"{path}: unreadable checkpoint ({type(e).__name__}: {str(e).splitlines()[0]})") from None
+    if not isinstance(ckpt, dict) or "format_version" not in ckpt:
+        raise InputError(f"{path}: not a cosingan checkpoint")
+    if ckpt["format_version"] != FORMAT_VERSION:
+        raise InputError(f"{path}: checkpoint format {ckpt['format_version']} is not supported by this "
+                         f"cosingan (format {FORMAT_VERSION}); retrain or use a matching version")
+    return ckpt
+
+
+def run_status(run: str | Path) -> str:
+    """"new" (no checkpoint), "resume" (interrupted) or "done"."""
+    if not (Path(run) / CKPT).exists():
+        return "new"
+    return "done" if load_checkpoint(run).get("done") else "resume"
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise InputError(f"--device {name}: CUDA is not available in this torch build "
+                         f"({torch.__version__}); see README (GPU) or use --device cpu")
+    if name not in ("cpu",) and not name.startswith("cuda"):
+        raise InputError(f"--device {name}: unknown device (use cpu, cuda or auto)")
+    return torch.device(name)

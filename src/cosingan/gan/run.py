@@ -1,0 +1,103 @@
+"""A trained run as an object: load it once, then sample any label map.
+
+    run = TrainedRun.from_pretrained("RUN", device="cpu")
+    label4 = run.condition(label)            # 0/1/2 map (+ body) -> 4-class map at the model's scale
+    images = run(label4, seeds=[0, 1, 2])    # (3, H, W) in [-1, 1], one image per seed
+
+It knows how its input came (`kind`: png, nifti or npy; `spacing` in mm after resizing to the training
+size), so whoever writes its samples can match the input's format.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..data.labelmap import body_from_label, to_label4
+from ..errors import InputError
+from .checkpoint import CKPT, load_checkpoint, resolve_device
+from .config import Config, config_from_dict
+from .encoding import one_hot
+from .model import CoSinGAN
+from .pyramid import condition_pyramid, resize_labels, sizes_like
+
+
+def sample_seed(seed: int, cond_index: int, sample_index: int) -> int:
+    """The noise seed of one sample: one sample can be regenerated alone."""
+    return (seed * 1_000_003 + cond_index * 10_007 + sample_index) % (2**63 - 1)
+
+
+@dataclass
+class TrainedRun:
+    folder: Path
+    model: CoSinGAN
+    config: Config
+    kind: str  # how the training slice came: png, nifti or npy
+    spacing: list[float] | None  # mm per pixel (row, col) at the training size; None when unknown
+    train_image: np.ndarray  # the training pair at the training size: image in [-1, 1]
+    train_label4: np.ndarray  # ... and its air/body/lung/infection map
+    stage_seconds: list[float]
+
+    @classmethod
+    def from_pretrained(cls, folder: str | Path, device: str = "cpu", require_finished: bool = True) -> "TrainedRun":
+        folder = Path(folder)
+        dev = resolve_device(device)
+        ckpt = load_checkpoint(folder, map_location=dev)
+        cfg = config_from_dict(ckpt["config"], str(folder / CKPT))
+        model = CoSinGAN(cfg.model, [tuple(s) for s in ckpt["sizes"]]).to(dev)
+        try:
+            model.load_state_dict(ckpt["model"])
+        except RuntimeError as e:
+            raise InputError(f"{folder / CKPT}: weights do not fit the stored model config "
+                             f"({str(e).splitlines()[0]})") from None
+        if require_finished and not ckpt.get("done"):
+            raise InputError(f"{folder}: training is not finished (stage {ckpt['stage'] + 1} of "
+                             f"{model.num_scales}); resume it with `cosingan train --resume {folder}`")
+        model.eval()
+        data = ckpt["data"]
+        return cls(folder, model, cfg, data["kind"], data["spacing"], data["image"].cpu().numpy(),
+                   data["label4"].cpu().numpy(), list(ckpt.get("stage_seconds", [])))
+
+    @property
+    def device(self) -> torch.device:
+        return self.model.sizes.device
+
+    @property
+    def sizes(self) -> list[tuple[int, int]]:
+        return self.model.size_list()
+
+    def resize_label4(self, label4: np.ndarray) -> np.ndarray:
+        """A 4-class map resized (nearest) so its long side is the model's finest long side."""
+        return resize_labels(label4, sizes_like(self.sizes, *label4.shape)[-1])
+
+    def condition(self, label: np.ndarray, body: np.ndarray | None = None) -> np.ndarray:
+        """A 0/1/2 label map (and body mask; estimated from the lungs when None) as the 4-class map
+        this model generates for, at its pixel scale."""
+        if body is None:
+            body = body_from_label(label)
+        return self.resize_label4(to_label4(label, body))
+
+    @torch.no_grad()
+    def __call__(self, label4: np.ndarray, seeds: list[int], batch: int = 16) -> np.ndarray:
+        """Images in [-1, 1], (len(seeds), H, W), one per seed, for one 4-class map."""
+        device = self.device
+        sizes = sizes_like(self.sizes, *label4.shape)
+        cond = one_hot(torch.from_numpy(label4)[None].to(device), self.config.model.body_channel)
+        pyr = condition_pyramid(cond, sizes)
+        out = []
+        for b0 in range(0, len(seeds), batch):
+            chunk = seeds[b0: b0 + batch]
+            # one generator per sample, drawn scale by scale: a sample does not depend on its batch
+            noises = _per_scale_noise(pyr, chunk, device)
+            conds = [c.expand(len(chunk), -1, -1, -1) for c in pyr]
+            x = self.model(conds, noises)[1]
+            out.append(x[:, 0].clamp(-1, 1).cpu().numpy())
+        return np.concatenate(out)
+
+
+def _per_scale_noise(pyr: list[torch.Tensor], seeds: list[int], device) -> list[torch.Tensor]:
+    gens = [torch.Generator().manual_seed(sd) for sd in seeds]
+    return [torch.cat([torch.randn(1, 2, *c.shape[-2:], generator=g) for g in gens]).to(device) for c in pyr]

@@ -1,0 +1,117 @@
+"""Starting, resuming and finishing runs. `ensure_trained` is the one owner of the train / resume /
+skip decision for every caller (the demo, train-many, the experiment).
+
+A run folder holds `config.json`, `checkpoint.pt` (see checkpoint.py), `log.csv`, `curves.png`,
+`samples/stage_NN.png` and the training pair as PNGs. An interrupted run resumes from its last
+checkpoint and ends bit-identical to an uninterrupted one on CPU.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from ..data.files import save_png, write_text
+from ..data.labelmap import body_from_image, label4_to_label, to_label4
+from ..data.pictures import label_to_uint8
+from ..data.readers import Slice
+from ..errors import InputError
+from .checkpoint import CKPT, load_checkpoint, resolve_device, run_status, seed_everything, versions
+from .config import FORMAT_VERSION, Config, config_from_dict, config_to_dict
+from .pyramid import finest_size, resize_image, resize_labels
+from .trainer import Trainer
+
+
+def prepare_pair(sl: Slice, max_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Resize the slice to the training size; returns (image in [-1, 1], air/body/lung/infection map)."""
+    body = body_from_image(sl.image, sl.label)
+    label4 = to_label4(sl.label, body)
+    h, w = finest_size(*sl.image.shape, max_size)
+    img = resize_image(torch.from_numpy(sl.image)[None, None], (h, w))[0, 0].numpy()
+    return img, resize_labels(label4, (h, w))
+
+
+def write_config_json(run: Path, cfg: Config) -> None:
+    data = {"format_version": FORMAT_VERSION, **config_to_dict(cfg), "versions": versions()}
+    write_text(run / "config.json", json.dumps(data, indent=2) + "\n")
+
+
+def check_config(cfg: Config) -> None:
+    """Config errors that only show at run time, raised before anything is written."""
+    resolve_device(cfg.device)
+    if cfg.train.amp not in ("none", "bf16"):
+        raise InputError(f"train.amp must be none or bf16, got {cfg.train.amp!r} (fp16 is not offered: "
+                         "WGAN-GP's penalty under-/overflows without careful loss scaling)")
+
+
+def _start(run: Path, sl: Slice, cfg: Config) -> Trainer:
+    if (run / CKPT).exists():
+        raise InputError(f"{run}: already holds a run; use --resume to continue it or choose another --out")
+    check_config(cfg)
+    try:
+        run.mkdir(parents=True, exist_ok=True)
+        probe = run / ".write_test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as e:
+        raise InputError(f"{run}: output folder is not writable ({e.strerror})") from None
+    seed_everything(cfg.seed)
+    image, label4 = prepare_pair(sl, cfg.model.max_size)
+    trainer = Trainer(run, cfg, image, label4)
+    spacing = None
+    if sl.spacing is not None:  # pixel spacing after resizing to the training size
+        spacing = [sl.spacing[0] * sl.image.shape[0] / image.shape[0],
+                   sl.spacing[1] * sl.image.shape[1] / image.shape[1]]
+    trainer.source = {"kind": sl.kind, "spacing": spacing}
+    write_config_json(run, cfg)
+    save_png(image, run / "train_image.png")
+    save_png(label_to_uint8(label4_to_label(label4)), run / "train_label.png")
+    return trainer
+
+
+def _reopen(run: Path) -> tuple[Trainer, bool]:
+    """The trainer of an existing run folder, restored to its checkpoint; and whether it is done."""
+    for stale in run.glob(".*.tmp"):  # left by a write that was killed mid-way
+        stale.unlink()
+    ckpt = load_checkpoint(run)
+    cfg = config_from_dict(ckpt["config"], str(run / CKPT))
+    trainer = Trainer(run, cfg, ckpt["data"]["image"].numpy(), ckpt["data"]["label4"].numpy())
+    trainer.source = {"kind": ckpt["data"]["kind"], "spacing": ckpt["data"]["spacing"]}
+    if tuple(map(tuple, ckpt["sizes"])) != tuple(trainer.sizes):
+        raise InputError(f"{run / CKPT}: stored scale sizes do not match the config")
+    trainer.restore(ckpt)
+    return trainer, bool(ckpt.get("done"))
+
+
+def train(run: str | Path, sl: Slice | None, cfg: Config | None, stop_after: int | None = None,
+          progress: bool = True) -> Trainer:
+    """Start a new run from a slice (sl) or, with sl=None, resume the run folder."""
+    run = Path(run)
+    if sl is None:
+        trainer, done = _reopen(run)
+        if done:
+            return trainer
+    else:
+        trainer = _start(run, sl, cfg)
+    trainer.fit(stop_after=stop_after, progress=progress)
+    return trainer
+
+
+def ensure_trained(run: str | Path, sl: Slice | Callable[[], Slice] | None, cfg: Config | None,
+                   progress: bool = True) -> str:
+    """Leave `run` finished: skip it when done, resume it when interrupted, else train it from `sl` (a
+    slice, or a function that reads one: only called when needed). Returns "done", "resumed" or "trained"."""
+    status = run_status(run)
+    if status == "done":
+        return "done"
+    if status == "resume":
+        train(run, None, None, progress=progress)
+        return "resumed"
+    if sl is None or cfg is None:
+        raise InputError(f"{run}: no run to resume here, and no slice and config to start one")
+    train(run, sl() if callable(sl) else sl, cfg, progress=progress)
+    return "trained"
