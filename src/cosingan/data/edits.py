@@ -10,6 +10,7 @@ for lesion edits (`lesion=True`), None for whole-map edits.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 from typing import Callable
 
 import numpy as np
@@ -112,9 +113,7 @@ def _relocate(label4, rng, lesion, keep: bool):
     return out
 
 
-@register("move", lesion=True)
-def _move(label4, rng, lesion):
-    return _relocate(label4, rng, lesion, keep=False)
+register("move", lesion=True)(partial(_relocate, keep=False))
 
 
 @register("scale", lesion=True)
@@ -130,9 +129,7 @@ def _scale(label4, rng, lesion):
     return out
 
 
-@register("add", lesion=True)
-def _add(label4, rng, lesion):
-    return _relocate(label4, rng, lesion, keep=True)
+register("add", lesion=True)(partial(_relocate, keep=True))
 
 
 @register("remove", lesion=True)
