@@ -18,15 +18,15 @@ def rejections(counts: dict[str, int]) -> str:
 
 
 def add_masks(sub) -> None:
-    from ..data.edits import user_edits
+    from ..data.edits import default_edits, user_edits
 
     p = sub.add_parser("masks", help="make new plausible label maps from real ones (conditions)",
                        description="Deform and edit real label maps; lesions stay inside the lung.")
     p.add_argument("--data", nargs="+", required=True, help="slice folders (images/ + labels/) or label folders")
     p.add_argument("--out", required=True, help="output folder: labels/, bodies/, masks.csv")
     p.add_argument("--n", type=int, default=100, help="maps to make (default 100)")
-    p.add_argument("--edits", default=",".join(user_edits()),
-                   help="comma-separated edits to draw from (default: all)")
+    p.add_argument("--edits", default=",".join(default_edits()),
+                   help=f"comma-separated edits to draw from: {', '.join(user_edits())} (default: {','.join(default_edits())})")
     p.add_argument("--negatives", type=float, default=0.0, help="fraction of infection-free maps")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quiet", action="store_true")

@@ -9,7 +9,7 @@ from ..errors import InputError
 
 
 def add_experiment(sub) -> None:
-    from ..experiment.config import REGIMES
+    from ..experiment.config import REGIMES, SELECTIONS
 
     p = sub.add_parser("experiment", help="the few-shot experiment (synthetic vs k real vs all real)")
     ss = p.add_subparsers(dest="exp_command", required=True)
@@ -22,8 +22,14 @@ def add_experiment(sub) -> None:
     f.add_argument("--out", required=True, help="experiment folder (report.md, report.html, results.json)")
     f.add_argument("--preset", default="cpu", help="CoSinGAN preset (default cpu)")
     f.add_argument("--repeats", type=int, default=1)
-    f.add_argument("--regimes", nargs="+", default=list(REGIMES), choices=list(REGIMES),
-                   help="conditions for the synthetic arm: the k maps only, and/or all training-pool maps")
+    f.add_argument("--regimes", nargs="+", default=["kmaps", "allmaps"], choices=list(REGIMES),
+                   help="conditions for the synthetic arm: " + "; ".join(f"{k}: {v}" for k, v in REGIMES.items())
+                   + " (default kmaps allmaps)")
+    f.add_argument("--mixed", action="store_true", help="also arm M: the synthetic set of the first regime plus the k "
+                   "real slices (a quarter of the pairs), with B's strong augmentation and the same budget")
+    f.add_argument("--select", choices=list(SELECTIONS), default="random",
+                   help="how the k slices are drawn: random (default), or area: at random among slices with "
+                   "large lungs and 5-40%% of the lung infected, as a person would pick them")
     f.add_argument("--n-synth", type=int, default=300, help="synthetic pairs per dataset")
     f.add_argument("--seg-steps", type=int, default=1200, help="U-Net budget for every arm")
     f.add_argument("--seg-size", type=int, default=128)
@@ -46,7 +52,7 @@ def cmd_experiment(args: argparse.Namespace) -> int:
     cfg = ExperimentConfig(ks=tuple(args.k), repeats=args.repeats, preset=args.preset,
                            regimes=tuple(args.regimes), n_synth=args.n_synth, seg_steps=args.seg_steps,
                            seg_size=args.seg_size, cls_steps=args.cls_steps, seed=args.seed,
-                           ablation=args.ablation)
+                           ablation=args.ablation, mixed=args.mixed, select=args.select)
     t0 = time.time()
     rec = run_few_shot(args.data, args.out, cfg, args.test, normals=args.normals, progress=not args.quiet,
                        log=(lambda *a: None) if args.quiet else print)

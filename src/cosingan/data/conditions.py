@@ -72,9 +72,10 @@ def check_edits(edits: list[str]) -> None:
 
 
 def make_condition(src: Source, edits: list[str], seed: int, negative: bool, min_lesion: int = 12,
-                   tries: int = 8) -> tuple[np.ndarray | None, list[str], dict[str, int]]:
-    """Apply a random chain of edits to a source map. Returns (map or None, edits applied, rejects by
-    reason). Deterministic for (source, edits, seed, negative)."""
+                   tries: int = 8, always: tuple[str, ...] = ()) -> tuple[np.ndarray | None, list[str], dict[str, int]]:
+    """Apply a random chain of edits to a source map (one or two of `edits`, then every edit of
+    `always`, then `negative`). Returns (map or None, edits applied, rejects by reason). Deterministic
+    for (source, edits, seed, negative, always)."""
     rng = np.random.default_rng(seed)
     rejects: dict[str, int] = {}
     if negative:  # lesion edits are moot when all infection goes: keep only whole-map edits
@@ -84,6 +85,7 @@ def make_condition(src: Source, edits: list[str], seed: int, negative: bool, min
         if edits:
             k = int(rng.integers(1, min(2, len(edits)) + 1))
             chain = [str(e) for e in rng.choice(edits, size=k, replace=False)]
+        chain += list(always)
         if negative:
             chain.append("negative")
         out = src.label4
@@ -101,17 +103,17 @@ def make_condition(src: Source, edits: list[str], seed: int, negative: bool, min
 
 
 def write_masks(sources: list[Source], out: Path, n: int, edits: list[str], negatives: float, seed: int,
-                progress: bool = True) -> dict:
+                progress: bool = True, always: tuple[str, ...] = ()) -> dict:
     """`cosingan masks`: n edited maps (labels/ 0/1/2 PNG + bodies/ PNG) and masks.csv."""
     from tqdm.auto import tqdm
 
-    check_edits(edits)
+    check_edits(list(edits) + list(always))
     rows, rejected, made = [], Counter(), 0
     n_neg = int(round(n * negatives))
     for i in tqdm(range(n), desc="masks", disable=not progress, dynamic_ncols=True):
         src = sources[i % len(sources)]
         negative = i < n_neg
-        lab4, chain, rej = make_condition(src, edits, seed * 1_000_003 + i, negative)
+        lab4, chain, rej = make_condition(src, edits, seed * 1_000_003 + i, negative, always=always)
         rejected.update(rej)
         if lab4 is None:
             continue

@@ -26,21 +26,27 @@ class Edit:
     lesion: bool  # works on one lesion (needs a map with infection)
     whole_map: bool  # moves the map as a whole: still meaningful for infection-free (negative) maps
     user: bool  # offered to users (the `negative` edit is applied on request only)
+    default: bool  # in the default set of `masks --edits` and the experiment's kmaps/allmaps regimes
 
 
 EDITS: dict[str, Edit] = {}
 
 
-def register(name: str, lesion: bool = False, whole_map: bool = False, user: bool = True):
+def register(name: str, lesion: bool = False, whole_map: bool = False, user: bool = True, default: bool = True):
     def deco(fn):
-        EDITS[name] = Edit(name, fn, lesion, whole_map, user)
+        EDITS[name] = Edit(name, fn, lesion, whole_map, user, user and default)
         return fn
     return deco
 
 
 def user_edits() -> tuple[str, ...]:
-    """Edits a user may ask for, in registration order (also the default set)."""
+    """Edits a user may ask for, in registration order."""
     return tuple(n for n, e in EDITS.items() if e.user)
+
+
+def default_edits() -> tuple[str, ...]:
+    """The default set: what `masks` and the experiment's kmaps / allmaps regimes draw from."""
+    return tuple(n for n, e in EDITS.items() if e.default)
 
 
 def whole_map_edits(names: list[str]) -> list[str]:
@@ -154,6 +160,66 @@ def _merge(label4, rng, lesion):
 def _negative(label4, rng, lesion):
     out = label4.copy()
     out[out == INFECTION] = LUNG
+    return out
+
+
+# ------------------------------------------------------------------------ lesion-layout prior
+# A new lesion layout on the same lungs: no lesion of the map survives, so two or three annotated maps
+# yield lesions of many counts, sizes, shapes and positions. Counts and the infected share of the lung
+# are drawn around the map's own values (wide, log-scale jitter); positions follow COVID-19's known
+# predilection for the subpleural (near the lung border) and posterior (lower in the image) lung;
+# shapes are compact irregular blobs (distance to a centre plus smooth noise, grown to their area).
+
+def _predilection(lung: np.ndarray) -> np.ndarray:
+    """Relative weight of each lung pixel as a lesion centre: subpleural and posterior lung first."""
+    rows = np.nonzero(lung.any(1))[0]
+    scale = max(4.0, 0.08 * (rows.max() - rows.min() + 1))
+    depth = ndimage.distance_transform_edt(lung)  # distance to the lung border (the pleura)
+    y = np.linspace(0.0, 1.0, lung.shape[0])[:, None]
+    y = (y - rows.min() / lung.shape[0]) / max(1e-6, (rows.max() - rows.min()) / lung.shape[0])
+    w = (np.exp(-depth / scale) + 0.15) * (0.3 + np.clip(y, 0, 1))
+    return np.where(lung, w, 0.0)
+
+
+def _blob(lung: np.ndarray, centre: tuple[int, int], area: int, rng) -> np.ndarray:
+    """`area` pixels of lung around `centre`: nearest first, with a smooth random boundary. Computed in
+    a window of a few radii around the centre (blobs may overlap: overlapping ones merge)."""
+    r = max(2.0, np.sqrt(area / np.pi))
+    h = int(3 * r + 4)
+    y0, y1 = max(0, centre[0] - h), min(lung.shape[0], centre[0] + h + 1)
+    x0, x1 = max(0, centre[1] - h), min(lung.shape[1], centre[1] + h + 1)
+    win = lung[y0:y1, x0:x1]
+    noise = ndimage.gaussian_filter(rng.standard_normal(win.shape), max(1.0, r / 3))
+    noise /= noise.std() + 1e-8
+    yy, xx = np.indices(win.shape)
+    score = -np.hypot(yy + y0 - centre[0], xx + x0 - centre[1]) / r + 0.9 * noise
+    score[~win] = -np.inf
+    out = np.zeros_like(lung)
+    n = min(area, int(win.sum()))
+    if n > 0:
+        cut = np.partition(score.ravel(), -n)[-n]
+        out[y0:y1, x0:x1] = (score >= cut) & win
+    return out
+
+
+@register("relayout", default=False)
+def _relayout(label4, rng, lesion):
+    found = lesions(label4)
+    if not found:
+        raise ValueError("map has no lesion to learn a layout from")
+    lung = label4 >= LUNG
+    n_lung = int(lung.sum())
+    frac0 = sum(int(m.sum()) for m in found) / n_lung
+    frac = float(np.clip(frac0 * np.exp(rng.uniform(-1.0, 1.0)), 0.01, 0.6))
+    count = max(1, int(round(len(found) * np.exp(rng.uniform(-1.0, 1.0)))))
+    count = max(count, int(np.ceil(frac / 0.08)))  # no single lesion over ~8 % of the lung: large
+    areas = np.maximum(12, rng.dirichlet(np.full(count, 0.8)) * frac * n_lung).astype(int)  # ones merge
+    w = _predilection(lung).ravel()
+    out = label4.copy()
+    out[out == INFECTION] = LUNG
+    for a in sorted(areas, reverse=True):
+        c = int(rng.choice(w.size, p=w / w.sum()))
+        out[_blob(lung, divmod(c, lung.shape[1]), int(a), rng)] = INFECTION
     return out
 
 

@@ -8,16 +8,18 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Callable, Iterator
 
 from ..data.conditions import sources_from_folder, write_masks
+from ..data.edits import whole_map_edits
 from ..data.readers import load_slice
 from ..gan.config import merge, preset
 from ..gan.train import ensure_trained
 from ..synth.dataset import Synthesizer, synthesize
 from .config import ABLATIONS, REGIMES
 from .context import Context
-from .split import Draw
+from .split import Draw, repeat_folder
 from .tasks import TrainingSet
 
 
@@ -43,12 +45,12 @@ def register_arm(key: str, title: str, per_k: bool = True, reference: bool = Fal
 @register_arm("C", "C: all real", per_k=False, reference=True)
 def all_real(ctx: Context, r: int, d: Draw | None) -> Iterator[tuple[str, TrainingSet]]:
     ctx.log(f"repeat {r + 1}/{ctx.cfg.repeats}: arm C (all {len(ctx.pool)} real training slices)")
-    yield "", TrainingSet(f"r{r}_C_allreal", ctx.pool_dir, "standard", ctx.cfg.repeat_seed(r), ctx.normal_pool)
+    yield "", TrainingSet(f"r{r}_C_allreal", (ctx.pool_dir,), "standard", ctx.cfg.repeat_seed(r), ctx.normal_pool)
 
 
 @register_arm("B", "B: k real + strong aug")
 def few_real(ctx: Context, r: int, d: Draw) -> Iterator[tuple[str, TrainingSet]]:
-    yield "", TrainingSet(f"{d.tag}_B_real_strongaug", d.folder, "strong", d.seed, d.normals)
+    yield "", TrainingSet(f"{d.tag}_B_real_strongaug", (d.folder,), "strong", d.seed, d.normals)
 
 
 def generators(ctx: Context, d: Draw, variant: str = "", overrides: dict | None = None) -> list[str]:
@@ -64,18 +66,30 @@ def generators(ctx: Context, d: Draw, variant: str = "", overrides: dict | None 
     return paths
 
 
-# where each condition regime takes its real maps from
-CONDITION_SOURCES = {"kmaps": lambda ctx, d: d.folder, "allmaps": lambda ctx, d: ctx.pool_dir}
-assert set(CONDITION_SOURCES) == set(REGIMES)
+@dataclass(frozen=True)
+class Regime:
+    """Where a condition regime takes its real maps from, and which edits it draws."""
+
+    source: Callable[[Context, Draw], Path]
+    edits: Callable[[Context], list[str]]  # one or two of these per map
+    always: tuple[str, ...] = ()  # and all of these, after them
+
+
+CONDITION_REGIMES = {
+    "kmaps": Regime(lambda ctx, d: d.folder, lambda ctx: list(ctx.cfg.edits)),
+    "allmaps": Regime(lambda ctx, d: ctx.pool_dir, lambda ctx: list(ctx.cfg.edits)),
+    "prior": Regime(lambda ctx, d: d.folder, lambda ctx: whole_map_edits(list(ctx.cfg.edits)), ("relayout",)),
+}
+assert set(CONDITION_REGIMES) == set(REGIMES)
 
 
 def _conditions(ctx: Context, d: Draw, regime: str):
     masks = ctx.out / "conditions" / f"{d.tag}_{regime}"
     if not (masks / "masks.csv").exists():
-        src = CONDITION_SOURCES[regime](ctx, d)
-        c = ctx.cfg
-        ctx.timed("masks", lambda: write_masks(sources_from_folder(src), masks, c.n_synth, list(c.edits),
-                                               c.negatives, d.seed, ctx.progress))
+        rg, c = CONDITION_REGIMES[regime], ctx.cfg
+        src = rg.source(ctx, d)
+        ctx.timed("masks", lambda: write_masks(sources_from_folder(src), masks, c.n_synth, rg.edits(ctx),
+                                               c.negatives, d.seed, ctx.progress, always=rg.always))
     return masks
 
 
@@ -90,15 +104,29 @@ def _synthetic_set(ctx: Context, runs: list[str], masks, name: str, seed: int):
 def synthetic(ctx: Context, r: int, d: Draw) -> Iterator[tuple[str, TrainingSet]]:
     runs = generators(ctx, d)
     for regime in ctx.cfg.regimes:
-        masks = _conditions(ctx, d, regime)
-        folder = _synthetic_set(ctx, runs, masks, f"{d.tag}_{regime}", d.seed)
-        yield regime, TrainingSet(f"{d.tag}_A_synthetic_{regime}", folder, "standard", d.seed, [], synthetic=True)
+        folder = _synthetic_set(ctx, runs, _conditions(ctx, d, regime), f"{d.tag}_{regime}", d.seed)
+        yield regime, TrainingSet(f"{d.tag}_A_synthetic_{regime}", (folder,), "standard", d.seed, [], synthetic=True)
         if not ctx.cfg.ablation or regime != ctx.cfg.regimes[0]:
             continue
         # ablation: the same conditions and budget, generators with one CoSinGAN part off
         for part, over in ABLATIONS.items():
             ctx.log(f"repeat {r + 1}, k={d.k}: ablation without {part}")
-            folder = _synthetic_set(ctx, generators(ctx, d, f"_no-{part}", over), masks,
+            folder = _synthetic_set(ctx, generators(ctx, d, f"_no-{part}", over), _conditions(ctx, d, regime),
                                     f"{d.tag}_{regime}_no-{part}", d.seed)
-            yield f"{regime}, no {part}", TrainingSet(f"{d.tag}_A_synthetic_{regime}_no-{part}", folder,
+            yield f"{regime}, no {part}", TrainingSet(f"{d.tag}_A_synthetic_{regime}_no-{part}", (folder,),
                                                       "standard", d.seed, None)
+
+
+@register_arm("M", "M: synthetic + k real")
+def mixed(ctx: Context, r: int, d: Draw) -> Iterator[tuple[str, TrainingSet]]:
+    """The practitioner's recipe: arm A's synthetic set of the first regime plus the k real slices,
+    repeated so that they make `mix_real_fraction` of the training pairs, with arm B's strong
+    augmentation; same budget."""
+    if not ctx.cfg.mixed:
+        return
+    regime = ctx.cfg.regimes[0]
+    folder = _synthetic_set(ctx, generators(ctx, d), _conditions(ctx, d, regime), f"{d.tag}_{regime}", d.seed)
+    f = ctx.cfg.mix_real_fraction
+    copies = max(1, round(f / (1 - f) * ctx.cfg.n_synth / len(d.chosen)))
+    real = repeat_folder(d.chosen, copies, ctx.out / "data" / f"{d.tag}_x{copies}")
+    yield regime, TrainingSet(f"{d.tag}_M_mixed_{regime}", (folder, real), "strong", d.seed, d.normals)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..data.edits import user_edits
+from ..data.edits import default_edits
 
 
 @dataclass(frozen=True)
@@ -19,16 +19,25 @@ class ExperimentConfig:
     cls_steps: int = 600
     test_fraction: float = 0.5  # used only without --test
     negatives: float = 0.1
-    edits: tuple[str, ...] = user_edits()
+    edits: tuple[str, ...] = default_edits()
     seed: int = 0
     ablation: bool = False  # also train generators with each CoSinGAN part off (first regime only)
+    mixed: bool = False  # also arm M: synthetic (first regime) + the k real slices (oversampled), strong aug
+    mix_real_fraction: float = 0.25  # share of arm M's training pairs that are (repeated) real slices
+    select: str = "random"  # how the k slices are drawn from the pool: random, or area (see split.py)
 
     def repeat_seed(self, r: int) -> int:
         return self.seed * 1000 + r
 
 
-# condition regimes of the synthetic arm: which real maps the conditions are made from
-REGIMES = ("kmaps", "allmaps")
+# condition regimes of the synthetic arm: which real maps the conditions are made from, and how
+REGIMES = {
+    "kmaps": "the k slices' own maps, deformed and edited",
+    "allmaps": "every training-pool map, deformed and edited",
+    "prior": "the k slices' lungs (deformed, flipped) with new lesion layouts drawn from a prior fitted "
+             "to the k maps (edit `relayout`)",
+}
+SELECTIONS = ("random", "area")
 
 # the three CoSinGAN parts, each switched off in turn by the ablation
 ABLATIONS = {"two-stage": {"model": {"two_stage": False}}, "mixed-rec": {"train": {"mixed_rec": False}},

@@ -53,6 +53,27 @@ def _footer(record: dict) -> list[str]:
     ]
 
 
+PAIRED_METRICS = ("lung_dsc", "lung_nsd", "infection_dsc", "infection_nsd")
+PAIRED_TEXT = ("Paired differences against arm B (same repeat, same k slices): mean [95 % t-interval over "
+               "repeats], and the gap closure (arm - B) / (C - B) of the means.")
+
+
+def _paired_heads(rows: list[dict]) -> list[str]:
+    ms = [m for m in PAIRED_METRICS if any(m + "_diff" in r for r in rows)]
+    return ["k", "arm", "conditions", "n"] + [f"{COLUMNS[m]} {w}" for m in ms for w in ("diff", "closure")]
+
+
+def _paired_cells(r: dict) -> list[str]:
+    out = [str(r["k"]), ARMS[r["arm"]].title, r["regime"] or "-", str(r["n"])]
+    for m in PAIRED_METRICS:
+        if m + "_diff" not in r:
+            continue
+        lo, hi = r[m + "_ci"]
+        ci = f" [{lo:+.3f}, {hi:+.3f}]" if r["n"] > 1 else ""
+        out += [f"{r[m + '_diff']:+.3f}{ci}", f"{r[m + '_closure']:.2f}" if m + "_closure" in r else "-"]
+    return out
+
+
 FIDELITY_TEXT = ("Condition fidelity: DSC of the all-real U-Net (arm C) on synthetic images against "
                  "the label maps they were generated from.")
 FIDELITY_HEADS = ["repeat", "k", "conditions", "lung DSC", "infection DSC"]
@@ -75,6 +96,10 @@ def write_markdown(out: Path, record: dict) -> None:
         lines += [p, ""]
     lines += ["| " + " | ".join(heads) + " |", "|" + " --- |" * len(heads)]
     lines += ["| " + " | ".join(_cells(r, cols)) + " |" for r in rows]
+    if record.get("paired"):
+        ph = _paired_heads(record["paired"])
+        lines += ["", PAIRED_TEXT, "", "| " + " | ".join(ph) + " |", "|" + " --- |" * len(ph)]
+        lines += ["| " + " | ".join(_paired_cells(r)) + " |" for r in record["paired"]]
     if record.get("fidelity"):
         lines += ["", FIDELITY_TEXT, "", "| " + " | ".join(FIDELITY_HEADS) + " |", "|" + " --- |" * len(FIDELITY_HEADS)]
         lines += ["| " + " | ".join(_fidelity_cells(f)) + " |" for f in record["fidelity"]]
@@ -116,6 +141,9 @@ def write_html(out: Path, record: dict) -> None:
     page = ("<!doctype html><html><head><meta charset='utf-8'><title>cosingan few-shot</title></head><body>"
             "<h1>Few-shot experiment</h1>" + "".join(f"<p>{html.escape(t)}</p>" for t in text)
             + _html_table(_heads(cols), [_cells(r, cols) for r in rows])
+            + (f"<h2>Paired differences</h2><p>{html.escape(PAIRED_TEXT)}</p>"
+               + _html_table(_paired_heads(record["paired"]), [_paired_cells(r) for r in record["paired"]])
+               if record.get("paired") else "")
             + ("<h2>Condition fidelity</h2>" + _html_table(FIDELITY_HEADS, [_fidelity_cells(f) for f in record["fidelity"]])
                if record.get("fidelity") else "")
             + "".join(f"<p><img src='{html.escape(i)}' style='max-width:100%'></p>" for i in imgs)

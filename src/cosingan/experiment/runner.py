@@ -31,7 +31,7 @@ from .config import ExperimentConfig
 from .context import Context
 from .report import write_report
 from .split import Draw, draw, link_folder, split, split_normals
-from .table import table
+from .table import paired, table
 from .tasks import TASKS, condition_fidelity
 
 
@@ -99,6 +99,7 @@ def run_few_shot(data: str | Path, out: str | Path, cfg: ExperimentConfig, test:
     record["timings_s"] = ctx.timings
     record["wall_s"] = time.time() - t_start  # this invocation (work reused from earlier ones is not counted)
     record["table"] = table(ctx.results)
+    record["paired"] = paired(ctx.results)
     write_text(out / "results.json", json.dumps(record, indent=2))
     write_report(out, record)
     return record

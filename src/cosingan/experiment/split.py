@@ -8,7 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..data.layout import IMAGES, LABELS, image_folder, list_slice_folder, slice_files
+from ..data.layout import IMAGES, LABELS, image_folder, list_slice_folder, slice_files, stem, suffix
+from ..data.readers import read_label
 from ..errors import InputError
 from .config import ExperimentConfig
 
@@ -24,6 +25,19 @@ def link_folder(pairs: list[Pair], out: Path) -> Path:
             dst = out / sub / src.name
             if not dst.exists():
                 dst.symlink_to(src.resolve())
+    return out
+
+
+def repeat_folder(pairs: list[Pair], copies: int, out: Path) -> Path:
+    """A slice folder that holds every pair `copies` times (symlinks NAME_cNN): oversampling by count."""
+    for sub in (IMAGES, LABELS):
+        (out / sub).mkdir(parents=True, exist_ok=True)
+    for ip, lp in pairs:
+        for c in range(copies):
+            for src, sub in ((ip, IMAGES), (lp, LABELS)):
+                dst = out / sub / f"{stem(src)}_c{c:03d}{suffix(src)}"
+                if not dst.exists():
+                    dst.symlink_to(src.resolve())
     return out
 
 
@@ -77,10 +91,33 @@ class Draw:
         return [p[0].name for p in self.chosen]
 
 
+def typical(pool: list[Pair], k: int) -> list[int]:
+    """Indices of the pool slices a person would pick to teach normal and infected lung: large lungs
+    (at least the pool's median lung share of the slice, so no basal slices that are mostly liver) and
+    an infected share of the lung between 5 and 40 % (both normal lung and lesions to learn from). When
+    fewer than 2k qualify, the slices closest to those ranges."""
+    lung, inf = [], []
+    for _, lp in pool:
+        lab = read_label(lp)
+        n = max(1, int((lab > 0).sum()))
+        lung.append(n / lab.size)
+        inf.append(float((lab == 2).sum()) / n)
+    lung, inf = np.array(lung), np.array(inf)
+    miss = np.maximum(0, np.median(lung) - lung) + np.maximum(0, 0.05 - inf) + np.maximum(0, inf - 0.40)
+    ok = np.nonzero(miss == 0)[0]
+    return [int(i) for i in ok] if len(ok) >= 2 * k else [int(i) for i in np.argsort(miss, kind="stable")[: 2 * k]]
+
+
 def draw(cfg: ExperimentConfig, pool: list[Pair], normal_pool: list[Path], repeat: int, k: int,
          out: Path) -> Draw:
+    """The k slices of one repeat: drawn at random from the pool (`select` random), or at random among
+    the typical slices (`select` area, see `typical`); seeded by (seed, repeat, k)."""
     rng = np.random.default_rng([cfg.seed, repeat, k])
-    chosen = [pool[i] for i in sorted(rng.choice(len(pool), size=k, replace=False))]
+    if cfg.select == "area":
+        cand = typical(pool, k)
+        chosen = [pool[i] for i in sorted(rng.choice(cand, size=k, replace=False))]
+    else:
+        chosen = [pool[i] for i in sorted(rng.choice(len(pool), size=k, replace=False))]
     normals = ([normal_pool[i] for i in sorted(rng.choice(len(normal_pool), size=min(k, len(normal_pool)),
                                                           replace=False))] if normal_pool else [])
     folder = link_folder(chosen, out / "data" / f"r{repeat}_k{k}")

@@ -20,7 +20,7 @@ class TrainingSet:
     """What one arm trains every task on."""
 
     name: str  # names its model and evaluation folders, e.g. r0_k2_B_real_strongaug
-    folder: Path  # slice folder
+    folders: tuple[Path, ...]  # slice folders
     aug: str  # augmentation of every task's training: standard or strong
     seed: int
     negatives: list[Path] | None = field(default_factory=list)  # extra infection-free images; None: no detection
@@ -41,7 +41,7 @@ def segmentation(ctx: Context, ts: TrainingSet) -> dict:
     model_dir = ctx.out / "seg" / ts.name
     if not _trained(model_dir):
         scfg = seg.SegConfig(size=ctx.cfg.seg_size, steps=ctx.cfg.seg_steps, aug=ts.aug, seed=ts.seed)
-        ctx.timed("seg_train", lambda: seg.train_seg(seg.load_folders([ts.folder]), scfg, model_dir, ctx.progress))
+        ctx.timed("seg_train", lambda: seg.train_seg(seg.load_folders(list(ts.folders)), scfg, model_dir, ctx.progress))
     net, scfg = seg.load_seg(model_dir)
     summary = ctx.timed("seg_eval", lambda: seg.evaluate(net, scfg, ctx.test_slices, ctx.out / "eval" / ts.name))
     return summary["mean"]
@@ -52,7 +52,7 @@ def detection(ctx: Context, ts: TrainingSet) -> dict:
         return {}
     model_dir = ctx.out / "cls" / ts.name
     if not _trained(model_dir):
-        images, targets = clsmod.load_labelled([ts.folder])
+        images, targets = clsmod.load_labelled(list(ts.folders))
         images += [read_image(p)[0] for p in ts.negatives]
         targets += [0] * len(ts.negatives)
         if len(set(targets)) < 2:
@@ -69,7 +69,7 @@ def detection(ctx: Context, ts: TrainingSet) -> dict:
 def condition_fidelity(ctx: Context, reference: str, ts: TrainingSet) -> dict:
     """DSC of a reference U-Net (trained on real slices) on synthetic images against their own maps."""
     net, scfg = seg.load_seg(ctx.out / "seg" / reference)
-    fid = ctx.timed("seg_eval", lambda: seg.evaluate(net, scfg, seg.load_folders([ts.folder])))
+    fid = ctx.timed("seg_eval", lambda: seg.evaluate(net, scfg, seg.load_folders(list(ts.folders))))
     return {m: fid["mean"][m] for m in ("lung_dsc", "infection_dsc")}
 
 
