@@ -71,3 +71,44 @@ def test_move_and_add_place_lesions_inside_the_lung():
 def test_unknown_edit_is_refused():
     with pytest.raises(ValueError, match="unknown edit"):
         edit_map(_map(0), "explode", np.random.default_rng(0))
+
+
+@pytest.mark.parametrize("map_seed", [0, 1, 2])
+def test_relayout_draws_a_new_valid_layout_on_the_same_lungs(map_seed):
+    from cosingan.data.edits import default_edits, lesions
+
+    src = _map(map_seed)
+    outs = [edit_map(src, "relayout", np.random.default_rng(s)) for s in range(6)]
+    for out in outs:
+        assert check_label4(out, 12) is None  # infection inside the lung, no slivers
+        assert np.array_equal(out >= LUNG, src >= LUNG) and np.array_equal(out > 0, src > 0)
+        frac = (out == INFECTION).sum() / (out >= LUNG).sum()
+        assert 0.005 < frac <= 0.65
+        assert not np.array_equal(out == INFECTION, src == INFECTION)
+    assert len({(o == INFECTION).tobytes() for o in outs}) == len(outs)  # every seed its own layout
+    assert len({len(lesions(o)) for o in outs}) > 1  # lesion counts vary
+    assert np.array_equal(outs[0], edit_map(src, "relayout", np.random.default_rng(0)))  # seeded
+    assert "relayout" not in default_edits()
+
+
+def test_relayout_prefers_subpleural_posterior_lung():
+    from scipy import ndimage
+
+    src = _map(0)
+    lung = src >= LUNG
+    depth = ndimage.distance_transform_edt(lung)
+    inf = np.zeros(lung.shape)
+    for s in range(20):
+        inf += edit_map(src, "relayout", np.random.default_rng(s)) == INFECTION
+    # lesion pixels lie closer to the pleura than lung pixels do on average, and more in the lower half
+    assert (depth * inf).sum() / inf.sum() < depth[lung].mean()
+    rows = np.nonzero(lung.any(1))[0]
+    mid = (rows.min() + rows.max()) / 2
+    assert inf[int(mid):].sum() > inf[: int(mid)].sum()
+
+
+def test_relayout_needs_a_lesion_to_learn_from():
+    src = _map(0).copy()
+    src[src == INFECTION] = LUNG
+    with pytest.raises(ValueError, match="no lesion"):
+        edit_map(src, "relayout", np.random.default_rng(0))

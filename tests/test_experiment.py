@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
 from cosingan.cli import main
@@ -84,7 +85,7 @@ def test_ablation_switches_each_part_off(tmp_path, phantom_folder):
     out = tmp_path / "abl"
     assert main(["experiment", "few-shot", "--data", str(phantom_folder), "--k", "1", "--out", str(out),
                  "--preset", "tiny", "--regimes", "allmaps", "--ablation", "--n-synth", "3", "--seg-steps", "1",
-                 "--seg-size", "32", "--quiet"]) == 0
+                 "--seg-size", "32", "--no-quality", "--quiet"]) == 0
     rec = json.loads((out / "results.json").read_text())
     regimes = {r["regime"] for r in rec["table"] if r["arm"] == "A"}
     assert regimes == {"allmaps", "allmaps, no two-stage", "allmaps, no mixed-rec", "allmaps, no hier-aug"}
@@ -94,3 +95,71 @@ def test_ablation_switches_each_part_off(tmp_path, phantom_folder):
     assert not cfgs["two-stage"]["model"]["two_stage"]
     assert not cfgs["mixed-rec"]["train"]["mixed_rec"]
     assert not cfgs["hier-aug"]["train"]["hier_aug"]
+
+
+def test_prior_regime_mixed_arm_paired_statistics_and_quality(tmp_path, phantom_folder):
+    out = tmp_path / "mix"
+    assert main(["experiment", "few-shot", "--data", str(phantom_folder), "--k", "1", "--out", str(out),
+                 "--preset", "tiny", "--regimes", "prior", "kmaps", "--mixed", "--repeats", "2", "--n-synth", "4",
+                 "--seg-steps", "1", "--seg-size", "32", "--cls-steps", "2", "--quiet"]) == 0
+    rec = json.loads((out / "results.json").read_text())
+    assert {(r["arm"], r["regime"]) for r in rec["table"]} == {
+        ("A", "prior"), ("A", "kmaps"), ("M", "prior"), ("B", ""), ("C", "")}
+    # the prior regime's conditions are new lesion layouts on the k maps' lungs
+    masks = (out / "conditions" / "r0_k1_prior" / "masks.csv").read_text()
+    assert "relayout" in masks
+    # arm M trains on the synthetic set plus the k real slices repeated to a quarter of the pairs
+    real = list((out / "data" / "r0_k1_x1" / "images").iterdir())
+    assert len(real) == 1 and real[0].resolve().parent.parent.name == phantom_folder.name
+    train = json.loads((out / "seg" / "r0_k1_M_mixed_prior" / "train.json").read_text())
+    assert train["config"]["aug"] == "strong" and train["train_slices"] + train["val_slices"] == 4 + 1
+    # paired A - B per repeat, and its interval over the two repeats
+    by = {(r["repeat"], r["arm"], r["regime"]): r for r in rec["results"]}
+    row = next(p for p in rec["paired"] if (p["arm"], p["regime"]) == ("A", "prior"))
+    d = [by[(r, "A", "prior")]["infection_dsc"] - by[(r, "B", "")]["infection_dsc"] for r in (0, 1)]
+    assert row["n"] == 2 and abs(row["infection_dsc_diff"] - sum(d) / 2) < 1e-12
+    lo, hi = row["infection_dsc_ci"]
+    assert lo <= row["infection_dsc_diff"] <= hi
+    assert {(q["repeat"], q["slice"]) for q in rec["quality"]} == {(x["repeat"], x["slices"][0]) for x in rec["runs"]}
+    assert all(0.0 <= q["realism_auc"] <= 1.0 and q["diversity_lung"] >= 0 for q in rec["quality"])
+    md = (out / "report.md").read_text()
+    assert "Paired differences" in md and "Generator quality" in md and "M: synthetic + k real" in md
+
+
+def test_paired_interval_matches_a_t_interval():
+    from scipy import stats
+
+    from cosingan.experiment.table import paired
+
+    results = []
+    for r, (a, b, c) in enumerate([(0.5, 0.4, 0.7), (0.6, 0.45, 0.72), (0.55, 0.5, 0.69)]):
+        results += [{"repeat": r, "k": 2, "arm": "A", "regime": "kmaps", "infection_dsc": a},
+                    {"repeat": r, "k": 2, "arm": "B", "regime": "", "infection_dsc": b},
+                    {"repeat": r, "k": None, "arm": "C", "regime": "", "infection_dsc": c}]
+    (row,) = paired(results)
+    d = [0.1, 0.15, 0.05]
+    half = stats.t.ppf(0.975, 2) * stats.tstd(d) / 3 ** 0.5
+    assert abs(row["infection_dsc_diff"] - 0.1) < 1e-12
+    assert abs(row["infection_dsc_ci"][0] - (0.1 - half)) < 1e-9 and abs(row["infection_dsc_ci"][1] - (0.1 + half)) < 1e-9
+    assert abs(row["infection_dsc_closure"] - 0.1 / ((0.7 + 0.72 + 0.69) / 3 - 0.45)) < 1e-9
+
+
+def test_area_selection_prefers_large_lungs_with_some_infection(tmp_path):
+    from cosingan.data.files import save_png
+    from cosingan.data.layout import list_slice_folder
+    from cosingan.experiment.split import typical
+
+    def write(name, lung_rows, inf_rows):
+        lab = np.zeros((40, 40), np.uint8)
+        lab[:lung_rows, 5:35] = 1
+        lab[:inf_rows, 5:35] = 2
+        save_png(np.zeros((40, 40), np.float32), tmp_path / "images" / f"{name}.png")
+        save_png(lab, tmp_path / "labels" / f"{name}.png")
+
+    write("basal", 8, 6)  # small lungs, mostly infected (like medseg_054)
+    write("clean", 30, 0)  # no infection
+    write("heavy", 30, 20)  # two thirds infected
+    for i in range(4):
+        write(f"good{i}", 28 + i, 4)  # large lungs, 13-15 % infected
+    pool = list_slice_folder(tmp_path)
+    assert {pool[i][0].stem for i in typical(pool, 2)} == {f"good{i}" for i in range(4)}

@@ -1,4 +1,4 @@
-"""Commands of the data and synthesis layers: masks, synthesize."""
+"""Commands of the data and synthesis layers: masks, synthesize, quality."""
 
 from __future__ import annotations
 
@@ -75,4 +75,36 @@ def cmd_synthesize(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"masks": (add_masks, cmd_masks), "synthesize": (add_synthesize, cmd_synthesize)}
+def add_quality(sub) -> None:
+    p = sub.add_parser("quality", help="is a generator any good? fidelity, realism, intensity, diversity",
+                       description="Graded quality measures of trained generators against real slices "
+                       "(minutes on a CPU): condition fidelity (a segmenter trained on half the real "
+                       "slices, applied to synthetic images of the other half's maps), realism (classifier "
+                       "two-sample test, held-out AUC; 0.5 = indistinguishable), grey-level distances per "
+                       "region, and diversity between samples of one map.")
+    p.add_argument("runs", nargs="+", help="trained run folders")
+    p.add_argument("--data", required=True, help="slice folder of real slices (images/ + labels/), not the "
+                   "generators' training slices")
+    p.add_argument("--out", required=True, help="folder: quality.json, quality.md, the cached segmenter")
+    p.add_argument("--maps", type=int, default=24, help="held-out maps used (default 24)")
+    p.add_argument("--seg-steps", type=int, default=600, help="reference segmenter budget (default 600)")
+    p.add_argument("--c2st-steps", type=int, default=300, help="realism classifier budget (default 300)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--quiet", action="store_true")
+
+
+def cmd_quality(args: argparse.Namespace) -> int:
+    from ..synth.quality import QualityConfig, markdown, quality
+
+    if min(args.maps, args.seg_steps, args.c2st_steps) < 1:
+        raise InputError("--maps, --seg-steps and --c2st-steps must be at least 1")
+    t0 = time.time()
+    cfg = QualityConfig(maps=args.maps, seg_steps=args.seg_steps, c2st_steps=args.c2st_steps, seed=args.seed)
+    rec = quality(args.runs, args.data, args.out, cfg, progress=not args.quiet)
+    print(markdown(rec), end="")
+    print(f"({time.time() - t0:.0f} s) -> {args.out}/quality.json, {args.out}/quality.md")
+    return 0
+
+
+COMMANDS = {"masks": (add_masks, cmd_masks), "synthesize": (add_synthesize, cmd_synthesize),
+            "quality": (add_quality, cmd_quality)}

@@ -42,14 +42,21 @@ def augmentations(kind: str, seed: int, keys: tuple[str, ...] = ("image", "label
 
 def image_augmentations(kind: str, seed: int):
     """Transforms of (1, H, W) inputs. `strong` is the segmentation's strong augmentation (flips, affine,
-    elastic, intensity, contrast, blur, noise) on the image alone; `standard` is lighter than seg's."""
+    elastic, intensity, contrast, blur, noise) on the image alone; `standard` is lighter than seg's;
+    `geometric` is flips and affine moves only (nothing that alters texture: the realism test)."""
     from monai.transforms import Compose, RandAffine, RandFlip, RandGaussianNoise
 
+    if kind == "geometric":
+        c = Compose([RandFlip(prob=0.5, spatial_axis=1),
+                     RandAffine(prob=0.7, rotate_range=0.2, scale_range=0.15, translate_range=(8, 8),
+                                padding_mode="zeros")])
+        c.set_random_state(seed=seed)
+        return c
     if kind == "strong":
         tf = augmentations("strong", seed, keys=("image",))
         return lambda x: tf({"image": x})["image"]
     if kind != "standard":
-        raise InputError(f"classifier augmentation must be standard or strong, got {kind!r}")
+        raise InputError(f"classifier augmentation must be standard, strong or geometric, got {kind!r}")
     c = Compose([RandFlip(prob=0.5, spatial_axis=1),
                  RandAffine(prob=0.7, rotate_range=0.2, scale_range=0.15, translate_range=(8, 8),
                             padding_mode="zeros"),

@@ -53,12 +53,16 @@ def few_real(ctx: Context, r: int, d: Draw) -> Iterator[tuple[str, TrainingSet]]
     yield "", TrainingSet(f"{d.tag}_B_real_strongaug", (d.folder,), "strong", d.seed, d.normals)
 
 
+def generator_folder(ctx: Context, d: Draw, image: Path, variant: str = "") -> Path:
+    return ctx.out / "gan" / f"{image.stem}_s{d.seed}{variant}"
+
+
 def generators(ctx: Context, d: Draw, variant: str = "", overrides: dict | None = None) -> list[str]:
     """One generator per chosen slice, trained, resumed or reused (`ensure_trained` decides)."""
     cfg = merge(replace(preset(ctx.cfg.preset), seed=d.seed), overrides or {}, "ablation")
     paths = []
     for ip, lp in d.chosen:
-        run = ctx.out / "gan" / f"{ip.stem}_s{d.seed}{variant}"
+        run = generator_folder(ctx, d, ip, variant)
         t0 = time.time()
         if ensure_trained(run, lambda: load_slice(ip, lp), cfg, ctx.progress) != "done":  # reuse costs no time
             ctx.add_time("gan_train", time.time() - t0)

@@ -74,6 +74,25 @@ def _paired_cells(r: dict) -> list[str]:
     return out
 
 
+QUALITY_TEXT = ("Generator quality (`cosingan quality` on the test slices' maps, arm C's U-Net as the "
+                "reference segmenter): condition fidelity DSC, realism AUC of a real-vs-synthetic classifier "
+                "(0.5 = indistinguishable), grey-level Wasserstein distances to the real images per region, and "
+                "diversity between two samples of one map.")
+
+
+def _quality_heads() -> list[str]:
+    from ..synth.quality import COLUMNS as Q
+
+    return ["repeat", "k", "slice"] + list(Q.values())
+
+
+def _quality_cells(q: dict) -> list[str]:
+    from ..synth.quality import COLUMNS as Q
+
+    return [str(q["repeat"]), str(q["k"]), q["slice"]] + [
+        f"{q[m]:.3f}" if m.startswith(("fid", "real")) else f"{q[m]:.1f}" for m in Q]
+
+
 FIDELITY_TEXT = ("Condition fidelity: DSC of the all-real U-Net (arm C) on synthetic images against "
                  "the label maps they were generated from.")
 FIDELITY_HEADS = ["repeat", "k", "conditions", "lung DSC", "infection DSC"]
@@ -103,6 +122,10 @@ def write_markdown(out: Path, record: dict) -> None:
     if record.get("fidelity"):
         lines += ["", FIDELITY_TEXT, "", "| " + " | ".join(FIDELITY_HEADS) + " |", "|" + " --- |" * len(FIDELITY_HEADS)]
         lines += ["| " + " | ".join(_fidelity_cells(f)) + " |" for f in record["fidelity"]]
+    if record.get("quality"):
+        qh = _quality_heads()
+        lines += ["", QUALITY_TEXT, "", "| " + " | ".join(qh) + " |", "|" + " --- |" * len(qh)]
+        lines += ["| " + " | ".join(_quality_cells(q)) + " |" for q in record["quality"]]
     lines.append("")
     for p in _footer(record):
         lines += [p, ""]
@@ -146,6 +169,9 @@ def write_html(out: Path, record: dict) -> None:
                if record.get("paired") else "")
             + ("<h2>Condition fidelity</h2>" + _html_table(FIDELITY_HEADS, [_fidelity_cells(f) for f in record["fidelity"]])
                if record.get("fidelity") else "")
+            + (f"<h2>Generator quality</h2><p>{html.escape(QUALITY_TEXT)}</p>"
+               + _html_table(_quality_heads(), [_quality_cells(q) for q in record["quality"]])
+               if record.get("quality") else "")
             + "".join(f"<p><img src='{html.escape(i)}' style='max-width:100%'></p>" for i in imgs)
             + "</body></html>\n")
     write_text(out / "report.html", page)

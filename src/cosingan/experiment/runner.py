@@ -23,10 +23,12 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-from ..data.files import write_text
+from ..data.files import write_json, write_text
 from ..data.readers import read_image, read_slice_folder
+from ..downstream.seg import load_seg
 from ..errors import InputError
-from .arms import ARMS, Arm
+from ..synth.quality import QualityConfig, assess
+from .arms import ARMS, Arm, generator_folder
 from .config import ExperimentConfig
 from .context import Context
 from .report import write_report
@@ -67,6 +69,26 @@ def run_arm(ctx: Context, arm: Arm, r: int, d: Draw | None, reference: dict[int,
                                  **condition_fidelity(ctx, reference[r], ts)})
 
 
+def generator_quality(ctx: Context, d: Draw, reference: str) -> list[dict]:
+    """`cosingan quality` measures of this draw's generators: the reference arm's U-Net judges fidelity,
+    the test slices are the real maps and images (cached per generator in OUT/quality/)."""
+    rows = []
+    c = ctx.cfg
+    qcfg = QualityConfig(c2st_steps=max(1, c.cls_steps // 2), c2st_size=c.seg_size, seed=d.seed)  # budgets follow the experiment's
+    for ip, _ in d.chosen:
+        run = generator_folder(ctx, d, ip)
+        cache = ctx.out / "quality" / f"{run.name}.json"
+        if cache.exists():
+            row = json.loads(cache.read_text())
+        else:
+            held = ctx.test_slices[: qcfg.maps]
+            seg_net = load_seg(ctx.out / "seg" / reference)
+            row = ctx.timed("quality", lambda: assess(run, held, seg_net, qcfg, ctx.out / "quality", ctx.progress))
+            write_json(cache, row)
+        rows.append({"repeat": d.repeat, "k": d.k, "slice": ip.name, **row})
+    return rows
+
+
 def run_few_shot(data: str | Path, out: str | Path, cfg: ExperimentConfig, test: str | Path | None = None,
                  normals: str | Path | None = None, progress: bool = True, log=print) -> dict:
     t_start = time.time()
@@ -82,6 +104,7 @@ def run_few_shot(data: str | Path, out: str | Path, cfg: ExperimentConfig, test:
                             "infection (pass --normals DIR)")}
     test_names = {p[0].name for p in ctx.tests}
     reference: dict[int, str] = {}  # repeat -> training set of the reference arm's U-Net
+    quality_rows: list[dict] = []
     for r in range(cfg.repeats):
         for arm in ARMS.values():
             if not arm.per_k:
@@ -94,8 +117,11 @@ def run_few_shot(data: str | Path, out: str | Path, cfg: ExperimentConfig, test:
             for arm in ARMS.values():
                 if arm.per_k:
                     run_arm(ctx, arm, r, d, reference)
+            if cfg.quality and r in reference:
+                quality_rows += generator_quality(ctx, d, reference[r])
     record["results"] = ctx.results
     record["fidelity"] = ctx.fidelity
+    record["quality"] = quality_rows
     record["timings_s"] = ctx.timings
     record["wall_s"] = time.time() - t_start  # this invocation (work reused from earlier ones is not counted)
     record["table"] = table(ctx.results)
