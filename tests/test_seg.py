@@ -48,8 +48,8 @@ def test_infection_uses_3mm_tolerance():
 
 def test_empty_mask_policy():
     lung = _square(30, 30, 5, 5, 10, 1)
-    s = score_case(lung, lung, None)  # no infection anywhere: perfect
-    assert s["infection_dsc"] == 1.0 and s["infection_nsd"] == 1.0
+    s = score_case(lung, lung, None)  # no infection anywhere: not scored (the benchmark's NaN, issue 12)
+    assert np.isnan(s["infection_dsc"]) and np.isnan(s["infection_nsd"])
     pred = lung.copy()
     pred[6:8, 6:8] = 2  # infection predicted where there is none
     s = score_case(pred, lung, None)

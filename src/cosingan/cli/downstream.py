@@ -24,6 +24,8 @@ def add_seg(sub) -> None:
     e.add_argument("--model", required=True)
     e.add_argument("--data", nargs="+", required=True)
     e.add_argument("--out", required=True, help="report folder: cases.csv, summary.json, cases.png")
+    e.add_argument("--spacing", type=float, default=1.0, help="mm per original pixel for slices whose files "
+                   "carry no spacing (PNG/JPG; default 1)")
 
 
 def cmd_seg(args: argparse.Namespace) -> int:
@@ -47,11 +49,16 @@ def cmd_seg(args: argparse.Namespace) -> int:
               f"{cfg.steps} steps in {meta['seconds']:.0f} s; best at step {meta['best_step']} -> {args.out}/model.pt")
         return 0
     net, cfg = seg.load_seg(args.model)
-    summary = seg.evaluate(net, cfg, seg.load_folders(args.data), args.out)
-    m = summary["mean"]
+    if not args.spacing > 0:
+        raise InputError(f"--spacing must be a positive number of mm, got {args.spacing}")
+    summary = seg.evaluate(net, cfg, seg.load_folders(args.data), args.out, args.spacing)
+    m, ex = summary["mean"], summary["excluded"]
+    left_out = ", ".join(f"{r} {n}" for r, n in ex.items() if n)
     print(f"{summary['n']} slices: lung DSC {m['lung_dsc']:.3f} NSD {m['lung_nsd']:.3f}, infection DSC "
           f"{m['infection_dsc']:.3f} NSD {m['infection_nsd']:.3f}"
-          + ("" if summary["spacing_known"] else " (spacing unknown: 1 mm per pixel)") + f" -> {args.out}")
+          + ("" if summary["spacing_known"] else f" (spacing unknown: {args.spacing:g} mm per pixel)")
+          + (f"; left out (region absent from truth and prediction): {left_out}" if left_out else "")
+          + f" -> {args.out}")
     return 0
 
 

@@ -36,6 +36,8 @@ def add_experiment(sub) -> None:
     f.add_argument("--cls-steps", type=int, default=600, help="classifier budget for every arm")
     f.add_argument("--ablation", action="store_true", help="also generators with each CoSinGAN part off "
                    "(two-stage, mixed reconstruction, hierarchical augmentation), on the first regime")
+    f.add_argument("--spacing", type=float, default=1.0, help="mm per original pixel for test slices whose "
+                   "files carry no spacing (PNG/JPG; default 1), for NSD")
     f.add_argument("--no-quality", action="store_true", help="skip the quality measures of the generators "
                    "(`cosingan quality`: fidelity, realism, grey levels, diversity)")
     f.add_argument("--seed", type=int, default=0)
@@ -49,13 +51,15 @@ def cmd_experiment(args: argparse.Namespace) -> int:
     from ..gan.config import preset
 
     preset(args.preset)  # a clear error before any work
+    if not args.spacing > 0:
+        raise InputError(f"--spacing must be a positive number of mm, got {args.spacing}")
     if min(args.k) < 1 or args.repeats < 1 or args.n_synth < 1 or args.seg_steps < 1:
         raise InputError("--k, --repeats, --n-synth and --seg-steps must be at least 1")
     cfg = ExperimentConfig(ks=tuple(args.k), repeats=args.repeats, preset=args.preset,
                            regimes=tuple(args.regimes), n_synth=args.n_synth, seg_steps=args.seg_steps,
                            seg_size=args.seg_size, cls_steps=args.cls_steps, seed=args.seed,
                            ablation=args.ablation, mixed=args.mixed, select=args.select,
-                           quality=not args.no_quality)
+                           quality=not args.no_quality, spacing_mm=args.spacing)
     t0 = time.time()
     rec = run_few_shot(args.data, args.out, cfg, args.test, normals=args.normals, progress=not args.quiet,
                        log=(lambda *a: None) if args.quiet else print)

@@ -41,8 +41,20 @@ def write_text(path: str | Path, text: str) -> None:
         tmp.write_text(text)
 
 
+def _finite(x):
+    """JSON has no NaN or infinity: they become null."""
+    if isinstance(x, float) and not np.isfinite(x):
+        return None
+    if isinstance(x, dict):
+        return {k: _finite(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_finite(v) for v in x]
+    return x
+
+
 def write_json(path: str | Path, data, indent: int = 2) -> None:
-    write_text(path, json.dumps(data, indent=indent))
+    """Strict JSON (NaN and infinity written as null)."""
+    write_text(path, json.dumps(_finite(data), indent=indent, allow_nan=False))
 
 
 def write_csv(path: str | Path, fields: list[str], rows: list[dict]) -> None:

@@ -20,7 +20,7 @@ from ..data.pictures import image_to_uint8
 from ..data.readers import Slice, read_slice_folder
 from ..errors import InputError
 from .augment import augmentations
-from .metrics import EMPTY_POLICY, SEG_METRICS, TOLERANCE_MM, score_case
+from .metrics import EMPTY_POLICY, NSD_DEFINITION, SEG_METRICS, TOLERANCE_MM, score_case, summarize
 from .nets import load_net, save_net
 
 
@@ -126,7 +126,7 @@ def train_seg(train_slices: list[Slice], cfg: SegConfig, out: str | Path, progre
         if (step + 1) % cfg.val_every == 0 or last:
             if val:
                 scores = [score_case(predict(net, s, cfg.size), s.label, s.spacing) for s in val]
-                v = float(np.mean([(c["lung_dsc"] + c["infection_dsc"]) / 2 for c in scores]))
+                v = float(np.nanmean([np.nanmean([c["lung_dsc"], c["infection_dsc"]]) for c in scores]))
             else:
                 v = float(step)  # no validation slices: keep the last
             log.append({"step": step + 1, "loss": float(loss.detach()), "val": v})
@@ -149,23 +149,27 @@ def load_seg(path: str | Path) -> tuple[torch.nn.Module, SegConfig]:
 
 # -------------------------------------------------------------------------------------- evaluation
 
-def evaluate(net: torch.nn.Module, cfg: SegConfig, slices: list[Slice], out: str | Path | None = None) -> dict:
-    """Per-case scores and their means; writes cases.csv, summary.json, cases.png when `out` is given."""
+def evaluate(net: torch.nn.Module, cfg: SegConfig, slices: list[Slice], out: str | Path | None = None,
+             spacing_mm: float = 1.0) -> dict:
+    """Per-case scores and their means; writes cases.csv, summary.json, cases.png when `out` is given.
+    Slices without a known spacing (PNG/JPG) are scored at `spacing_mm` per original pixel."""
     cases = []
     preds = []
     for s in slices:
         pred = predict(net, s, cfg.size)
         preds.append(pred)
-        cases.append({"case": Path(s.image_path).stem or s.image_path, **score_case(pred, s.label, s.spacing)})
+        sp = s.spacing if s.spacing is not None else (spacing_mm, spacing_mm)
+        cases.append({"case": Path(s.image_path).stem or s.image_path, **score_case(pred, s.label, sp)})
     keys = list(SEG_METRICS)
-    mean = {k: float(np.mean([c[k] for c in cases])) for k in keys}
-    std = {k: float(np.std([c[k] for c in cases])) for k in keys}
-    summary = {"mean": mean, "std": std, "n": len(cases), "policy": EMPTY_POLICY,
-               "spacing_known": all(s.spacing is not None for s in slices),
+    known = all(s.spacing is not None for s in slices)
+    summary = {**summarize(cases, keys), "n": len(cases), "cases": "2-D slices", "policy": EMPTY_POLICY,
+               "nsd": NSD_DEFINITION, "spacing_known": known,
+               "spacing": "from the files" if known else f"{spacing_mm:g} mm per original pixel where the files carry none",
                "tolerance_mm": TOLERANCE_MM, "metric_per_case": cases}
     if out is not None:
         out = Path(out)
-        write_csv(out / "cases.csv", ["case", *keys], cases)
+        write_csv(out / "cases.csv", ["case", *keys],
+                  [{k: ("" if isinstance(v, float) and np.isnan(v) else v) for k, v in c.items()} for c in cases])
         write_json(out / "summary.json", summary)
         _overlays(slices, preds, cases, out / "cases.png")
     return summary

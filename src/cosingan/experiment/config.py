@@ -24,6 +24,7 @@ class ExperimentConfig:
     ablation: bool = False  # also train generators with each CoSinGAN part off (first regime only)
     mixed: bool = False  # also arm M: synthetic (first regime) + the k real slices (oversampled), strong aug
     mix_real_fraction: float = 0.25  # share of arm M's training pairs that are (repeated) real slices
+    spacing_mm: float = 1.0  # mm per original pixel for slices whose files carry no spacing (PNG)
     quality: bool = True  # `cosingan quality` measures of every generator (reference: arm C's U-Net)
     select: str = "random"  # how the k slices are drawn from the pool: random, or area (see split.py)
 

@@ -7,6 +7,7 @@ import html
 from pathlib import Path
 
 from ..data.files import save_figure, write_text
+from ..downstream.metrics import EMPTY_POLICY, NSD_DEFINITION
 from .arms import ARMS
 from .table import COLUMNS
 
@@ -36,11 +37,20 @@ def _paragraphs(record: dict) -> list[str]:
         "normals from that same folder can learn to tell the two sources apart (scanner, "
         "windowing, compression) instead of infection, so read B's and C's detection scores "
         "as upper bounds; arm A never sees that folder." if record.get("normals", {}).get("folder") else "")
+    excluded: dict[str, int] = {}
+    for r in record["results"]:
+        for region, n in r.get("excluded", {}).items():
+            excluded[region] = max(excluded.get(region, 0), n)
+    metrics = (f"Metrics: DSC and NSD per 2-D test slice, then the mean over slices; {NSD_DEFINITION}; pixel "
+               f"spacing {c.get('spacing_mm', 1.0):g} mm per original pixel where the files carry none; empty "
+               f"masks: {EMPTY_POLICY}. Left out (most in any arm): "
+               + (", ".join(f"{k} {v}" for k, v in excluded.items()) if excluded else "none") + ".")
     return [
         f"Training pool: {len(record['pool'])} slices; test: {len(record['test_slices'])} slices; "
         f"repeats: {c['repeats']}; preset: {c['preset']}; U-Net budget: {c['seg_steps']} steps at "
         f"{c['seg_size']} px; classifier budget: {c['cls_steps']} steps.",
         detection,
+        metrics,
     ]
 
 

@@ -23,7 +23,7 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-from ..data.files import write_json, write_text
+from ..data.files import write_json
 from ..data.readers import read_image, read_slice_folder
 from ..downstream.seg import load_seg
 from ..errors import InputError
@@ -126,6 +126,6 @@ def run_few_shot(data: str | Path, out: str | Path, cfg: ExperimentConfig, test:
     record["wall_s"] = time.time() - t_start  # this invocation (work reused from earlier ones is not counted)
     record["table"] = table(ctx.results)
     record["paired"] = paired(ctx.results)
-    write_text(out / "results.json", json.dumps(record, indent=2))
+    write_json(out / "results.json", record)
     write_report(out, record)
     return record

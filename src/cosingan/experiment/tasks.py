@@ -43,8 +43,9 @@ def segmentation(ctx: Context, ts: TrainingSet) -> dict:
         scfg = seg.SegConfig(size=ctx.cfg.seg_size, steps=ctx.cfg.seg_steps, aug=ts.aug, seed=ts.seed)
         ctx.timed("seg_train", lambda: seg.train_seg(seg.load_folders(list(ts.folders)), scfg, model_dir, ctx.progress))
     net, scfg = seg.load_seg(model_dir)
-    summary = ctx.timed("seg_eval", lambda: seg.evaluate(net, scfg, ctx.test_slices, ctx.out / "eval" / ts.name))
-    return summary["mean"]
+    summary = ctx.timed("seg_eval", lambda: seg.evaluate(net, scfg, ctx.test_slices, ctx.out / "eval" / ts.name,
+                                                         ctx.cfg.spacing_mm))
+    return {**summary["mean"], "excluded": summary["excluded"]}
 
 
 def detection(ctx: Context, ts: TrainingSet) -> dict:
@@ -69,7 +70,8 @@ def detection(ctx: Context, ts: TrainingSet) -> dict:
 def condition_fidelity(ctx: Context, reference: str, ts: TrainingSet) -> dict:
     """DSC of a reference U-Net (trained on real slices) on synthetic images against their own maps."""
     net, scfg = seg.load_seg(ctx.out / "seg" / reference)
-    fid = ctx.timed("seg_eval", lambda: seg.evaluate(net, scfg, seg.load_folders(list(ts.folders))))
+    fid = ctx.timed("seg_eval", lambda: seg.evaluate(net, scfg, seg.load_folders(list(ts.folders)),
+                                                     spacing_mm=ctx.cfg.spacing_mm))
     return {m: fid["mean"][m] for m in ("lung_dsc", "infection_dsc")}
 
 
