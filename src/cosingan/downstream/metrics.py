@@ -19,7 +19,7 @@ import torch
 
 REGIONS = ("lung", "infection")
 TOLERANCE_MM = {"lung": 1.0, "infection": 3.0}
-EMPTY_POLICY = ("a region absent from both truth and prediction is not scored (NaN, left out of the means, "
+EMPTY_POLICY = ("a region absent from truth and prediction alike is not scored (NaN, left out of the means, "
                 "counted as excluded), as in the COVID-19-CT-Seg benchmark and nnU-Net; absent from only one: "
                 "DSC = NSD = 0")
 NSD_DEFINITION = ("normalized surface Dice at 1 mm (lung) and 3 mm (infection), surface-element definition of "
