@@ -163,3 +163,58 @@ def test_area_selection_prefers_large_lungs_with_some_infection(tmp_path):
         write(f"good{i}", 28 + i, 4)  # large lungs, 13-15 % infected
     pool = list_slice_folder(tmp_path)
     assert {pool[i][0].stem for i in typical(pool, 2)} == {f"good{i}" for i in range(4)}
+
+
+def check_html_report(path):
+    """Every image of report.html is embedded and decodes; every table row has one cell per heading."""
+    import base64
+    import io
+    from html.parser import HTMLParser
+
+    from PIL import Image
+
+    class Reader(HTMLParser):
+        def __init__(self):
+            super().__init__()
+            self.images, self.tables, self.row = [], [], None
+
+        def handle_starttag(self, tag, attrs):
+            a = dict(attrs)
+            if tag == "img":
+                self.images.append(a)
+            elif tag == "table":
+                self.tables.append([])
+            elif tag == "tr":
+                self.row = 0
+            elif tag in ("td", "th"):
+                self.row += 1
+
+        def handle_endtag(self, tag):
+            if tag == "tr":
+                self.tables[-1].append(self.row)
+
+    r = Reader()
+    r.feed(path.read_text())
+    assert r.images and r.tables
+    for img in r.images:
+        assert img["src"].startswith("data:image/png;base64,") and img.get("alt")
+        Image.open(io.BytesIO(base64.b64decode(img["src"].split(",", 1)[1]))).load()
+    for rows in r.tables:
+        assert len(rows) >= 2 and len(set(rows)) == 1, rows
+    return r
+
+
+def test_html_report_is_self_contained_and_complete(tmp_path, phantom_folder, normals_folder):
+    out = tmp_path / "rep"
+    assert main(["experiment", "few-shot", "--data", str(phantom_folder), "--k", "1", "--out", str(out),
+                 "--normals", str(normals_folder), "--preset", "tiny", "--regimes", "kmaps", "--n-synth", "4",
+                 "--seg-steps", "1", "--seg-size", "32", "--cls-steps", "2", "--quiet"]) == 0
+    r = check_html_report(out / "report.html")
+    alts = " ".join(i["alt"] for i in r.images)
+    assert "ROC" in alts and "Bar charts" in alts and "Grid of real source" in alts and "overlays" in alts
+    page = (out / "report.html").read_text()
+    for title in ("What was compared", "Headline", "Results", "Paired differences", "Detection",
+                  "Condition fidelity", "Generator quality", "Samples", "Per case", "Metric definitions",
+                  "Settings, timings, versions"):
+        assert f"<h2>{title}</h2>" in page
+    assert "gap closure" in page and "surface-distance" in page and "torch" in page

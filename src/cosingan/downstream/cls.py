@@ -134,8 +134,18 @@ def evaluate_cls(net, cfg: ClsConfig, positives: list[np.ndarray], negatives: li
     if out is not None:
         out = Path(out)
         write_json(out / "summary.json", m)
+        write_json(out / "scores.json", {"score": p.tolist(), "target": y.tolist()})  # for joint ROC plots
         _roc_plot(p, y, m["auc"], out / "roc.png")
     return m
+
+
+def roc_curve(p: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(false positive rate, true positive rate) at every threshold, highest score first."""
+    order = np.argsort(-np.asarray(p), kind="stable")
+    ys = np.asarray(y)[order]
+    tpr = np.concatenate([[0], np.cumsum(ys) / max(1, ys.sum())])
+    fpr = np.concatenate([[0], np.cumsum(1 - ys) / max(1, (1 - ys).sum())])
+    return fpr, tpr
 
 
 def _roc_plot(p: np.ndarray, y: np.ndarray, auc: float, path: Path) -> None:
@@ -144,10 +154,7 @@ def _roc_plot(p: np.ndarray, y: np.ndarray, auc: float, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    order = np.argsort(-p)
-    ys = y[order]
-    tpr = np.concatenate([[0], np.cumsum(ys) / max(1, ys.sum())])
-    fpr = np.concatenate([[0], np.cumsum(1 - ys) / max(1, (1 - ys).sum())])
+    fpr, tpr = roc_curve(p, y)
     fig, ax = plt.subplots(figsize=(3.5, 3.5))
     ax.plot(fpr, tpr, lw=1.5, label=f"AUC {auc:.3f}")
     ax.plot([0, 1], [0, 1], ls=":", color="grey")

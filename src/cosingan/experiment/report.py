@@ -1,16 +1,48 @@
-"""The experiment's report, one writer per format: report.md, infection_dsc.png and report.html, all
-from the same record (results.json) and the same table cells."""
+"""The experiment's report. `sections()` turns the record (results.json) into a list of sections
+(paragraphs, tables, figures with captions and alt text); one writer per format renders the same
+sections: report.md (figures as files beside it) and report.html (self-contained: figures embedded,
+so it opens from an email attachment). To add a section, add a function to `SECTIONS`.
+"""
 
 from __future__ import annotations
 
+import base64
 import html
+import json
+from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from ..data.files import save_figure, write_text
-from ..downstream.metrics import EMPTY_POLICY, NSD_DEFINITION
+from ..downstream.metrics import EMPTY_POLICY, NSD_DEFINITION, SEG_METRICS
 from .arms import ARMS
+from .config import REGIMES
 from .table import COLUMNS
 
+
+@dataclass
+class Table:
+    heads: list[str]
+    rows: list[list[str]]
+
+
+@dataclass
+class Figure:
+    path: str  # relative to the experiment folder
+    caption: str
+    alt: str
+
+
+@dataclass
+class Section:
+    title: str
+    text: list[str] = field(default_factory=list)
+    tables: list[Table] = field(default_factory=list)
+    figures: list[Figure] = field(default_factory=list)
+
+
+# ------------------------------------------------------------------------------------------ cells
 
 def _columns(rows: list[dict]) -> list[str]:
     return [m for m in COLUMNS if any(m in r for r in rows)]
@@ -18,7 +50,7 @@ def _columns(rows: list[dict]) -> list[str]:
 
 def _cells(r: dict, cols: list[str]) -> list[str]:
     def fmt(m: str) -> str:
-        if m not in r:
+        if m not in r or r[m] is None:
             return "-"
         return f"{r[m]:.3f} ± {r[m + '_std']:.3f}" if r["n"] > 1 else f"{r[m]:.3f}"
 
@@ -29,71 +61,17 @@ def _heads(cols: list[str]) -> list[str]:
     return ["k", "arm", "conditions"] + [COLUMNS[m] for m in cols]
 
 
-def _paragraphs(record: dict) -> list[str]:
-    """The text of the report (settings, detection caveat, timings, chosen slices), one string each."""
-    c = record["config"]
-    detection = f"Detection: {record.get('detection', 'not run')}." + (
-        " Caution: the test negatives come from the --normals folder; an arm trained with real "
-        "normals from that same folder can learn to tell the two sources apart (scanner, "
-        "windowing, compression) instead of infection, so read B's and C's detection scores "
-        "as upper bounds; arm A never sees that folder." if record.get("normals", {}).get("folder") else "")
-    excluded: dict[str, int] = {}
-    for r in record["results"]:
-        for region, n in r.get("excluded", {}).items():
-            excluded[region] = max(excluded.get(region, 0), n)
-    metrics = (f"Metrics: DSC and NSD per 2-D test slice, then the mean over slices; {NSD_DEFINITION}; pixel "
-               f"spacing {c.get('spacing_mm', 1.0):g} mm per original pixel where the files carry none; empty "
-               f"masks: {EMPTY_POLICY}. Left out (most in any arm): "
-               + (", ".join(f"{k} {v}" for k, v in excluded.items()) if excluded else "none") + ".")
-    return [
-        f"Training pool: {len(record['pool'])} slices; test: {len(record['test_slices'])} slices; "
-        f"repeats: {c['repeats']}; preset: {c['preset']}; U-Net budget: {c['seg_steps']} steps at "
-        f"{c['seg_size']} px; classifier budget: {c['cls_steps']} steps.",
-        detection,
-        metrics,
-    ]
-
-
-def _footer(record: dict) -> list[str]:
-    return [
-        "Timings (s): " + ", ".join(f"{k} {v:.0f}" for k, v in record["timings_s"].items())
-        + (f"; wall time of this invocation {record['wall_s']:.0f}" if "wall_s" in record else ""),
-        "Chosen slices: " + "; ".join(f"repeat {x['repeat']} k={x['k']}: {', '.join(x['slices'])}"
-                                      for x in record["runs"]),
-    ]
-
-
-PAIRED_METRICS = ("lung_dsc", "lung_nsd", "infection_dsc", "infection_nsd")
-PAIRED_TEXT = ("Paired differences against arm B (same repeat, same k slices): mean [95 % t-interval over "
-               "repeats], and the gap closure (arm - B) / (C - B) of the means.")
-
-
-def _paired_heads(rows: list[dict]) -> list[str]:
-    ms = [m for m in PAIRED_METRICS if any(m + "_diff" in r for r in rows)]
-    return ["k", "arm", "conditions", "n"] + [f"{COLUMNS[m]} {w}" for m in ms for w in ("diff", "closure")]
-
-
 def _paired_cells(r: dict) -> list[str]:
     out = [str(r["k"]), ARMS[r["arm"]].title, r["regime"] or "-", str(r["n"])]
-    for m in PAIRED_METRICS:
+    for m in SEG_METRICS:
         if m + "_diff" not in r:
+            out += ["-", "-"]
             continue
         lo, hi = r[m + "_ci"]
-        ci = f" [{lo:+.3f}, {hi:+.3f}]" if r["n"] > 1 else ""
-        out += [f"{r[m + '_diff']:+.3f}{ci}", f"{r[m + '_closure']:.2f}" if m + "_closure" in r else "-"]
+        ci = f" [{lo:+.3f}, {hi:+.3f}]" if r["n"] > 1 and lo is not None else ""
+        closure = r.get(m + "_closure")
+        out += [f"{r[m + '_diff']:+.3f}{ci}", f"{closure:.2f}" if closure is not None else "-"]
     return out
-
-
-QUALITY_TEXT = ("Generator quality (`cosingan quality` on the test slices' maps, arm C's U-Net as the "
-                "reference segmenter): condition fidelity DSC, realism AUC of a real-vs-synthetic classifier "
-                "(0.5 = indistinguishable), grey-level Wasserstein distances to the real images per region, and "
-                "diversity between two samples of one map.")
-
-
-def _quality_heads() -> list[str]:
-    from ..synth.quality import COLUMNS as Q
-
-    return ["repeat", "k", "slice"] + list(Q.values())
 
 
 def _quality_cells(q: dict) -> list[str]:
@@ -103,91 +81,235 @@ def _quality_cells(q: dict) -> list[str]:
         f"{q[m]:.3f}" if m.startswith(("fid", "real")) else f"{q[m]:.1f}" for m in Q]
 
 
-FIDELITY_TEXT = ("Condition fidelity: DSC of the all-real U-Net (arm C) on synthetic images against "
-                 "the label maps they were generated from.")
-FIDELITY_HEADS = ["repeat", "k", "conditions", "lung DSC", "infection DSC"]
+# --------------------------------------------------------------------------------------- sections
+
+def _intro(out: Path, record: dict) -> Section:
+    c = record["config"]
+    arms = "; ".join(a.title for a in ARMS.values() if a.key != "M" or c.get("mixed"))
+    regimes = "; ".join(f"{k}: {REGIMES[k]}" for k in c["regimes"])
+    return Section("What was compared", [
+        f"Arms ({arms}) train the same U-Net with the same budget ({c['seg_steps']} steps at {c['seg_size']} px) "
+        f"and are scored on the same real test slices. A trains on synthetic slices from one CoSinGAN per real "
+        f"slice; B on the k real slices with strong augmentation; C on all real pool slices"
+        + ("; M on A's synthetic set (first regime) plus the k real slices." if c.get("mixed") else ".")
+        + f" Condition regimes of the synthetic arms: {regimes}.",
+        f"Training pool: {len(record['pool'])} slices; test: {len(record['test_slices'])} slices; repeats: "
+        f"{c['repeats']} (each a new draw of the k slices and new seeds); CoSinGAN preset: {c['preset']}; "
+        f"{c['n_synth']} synthetic pairs per set; classifier budget: {c['cls_steps']} steps.",
+    ])
 
 
-def _fidelity_cells(f: dict) -> list[str]:
-    return [str(f["repeat"]), str(f["k"]), f["regime"], f"{f['lung_dsc']:.3f}", f"{f['infection_dsc']:.3f}"]
+def _headline(out: Path, record: dict) -> Section:
+    lines = []
+    for r in record.get("paired", []):
+        parts = [f"{COLUMNS[m]} {r[m + '_closure']:.2f}" for m in SEG_METRICS if r.get(m + "_closure") is not None]
+        if parts:
+            lines.append(f"k = {r['k']}, {ARMS[r['arm']].title}, {r['regime']}: gap closure (arm - B) / (C - B) "
+                         + ", ".join(parts) + f" (n = {r['n']}; 1 = as good as all real data, 0 = no better than B).")
+    return Section("Headline", lines or ["No synthetic arm to compare."])
 
 
-def _figures(out: Path) -> list[Path]:
-    return sorted((out / "synthetic").glob("*/grid.png")) + sorted((out / "eval_cls").glob("*/roc.png"))
-
-
-def write_markdown(out: Path, record: dict) -> None:
+def _results(out: Path, record: dict) -> Section:
     rows = record["table"]
     cols = _columns(rows)
-    heads = _heads(cols)
-    lines = ["# Few-shot experiment", ""]
-    for p in _paragraphs(record):
-        lines += [p, ""]
-    lines += ["| " + " | ".join(heads) + " |", "|" + " --- |" * len(heads)]
-    lines += ["| " + " | ".join(_cells(r, cols)) + " |" for r in rows]
-    if record.get("paired"):
-        ph = _paired_heads(record["paired"])
-        lines += ["", PAIRED_TEXT, "", "| " + " | ".join(ph) + " |", "|" + " --- |" * len(ph)]
-        lines += ["| " + " | ".join(_paired_cells(r)) + " |" for r in record["paired"]]
-    if record.get("fidelity"):
-        lines += ["", FIDELITY_TEXT, "", "| " + " | ".join(FIDELITY_HEADS) + " |", "|" + " --- |" * len(FIDELITY_HEADS)]
-        lines += ["| " + " | ".join(_fidelity_cells(f)) + " |" for f in record["fidelity"]]
-    if record.get("quality"):
-        qh = _quality_heads()
-        lines += ["", QUALITY_TEXT, "", "| " + " | ".join(qh) + " |", "|" + " --- |" * len(qh)]
-        lines += ["| " + " | ".join(_quality_cells(q)) + " |" for q in record["quality"]]
-    lines.append("")
-    for p in _footer(record):
-        lines += [p, ""]
-    lines += ["![infection DSC](infection_dsc.png)", ""]
-    lines += [f"![{g.parent.name}]({g.relative_to(out)})" for g in _figures(out)]
-    write_text(out / "report.md", "\n".join(lines) + "\n")
+    s = Section("Results", ["Mean ± sd over repeats (one value when there is one repeat)."],
+                [Table(_heads(cols), [_cells(r, cols) for r in rows])])
+    if (out / "metrics.png").exists():
+        s.figures.append(Figure("metrics.png", "Segmentation on the real test slices, mean over repeats; error bars: "
+                                "sd over repeats.", "Bar charts of lung DSC, lung NSD, infection DSC and "
+                                "infection NSD for every arm and condition regime."))
+    return s
 
 
-def write_plot(out: Path, record: dict) -> None:
+def _paired(out: Path, record: dict) -> Section | None:
+    if not record.get("paired"):
+        return None
+    heads = ["k", "arm", "conditions", "n"] + [f"{COLUMNS[m]} {w}" for m in SEG_METRICS for w in ("diff", "closure")]
+    return Section("Paired differences", [
+        "Against arm B (same repeat, same k slices): mean difference [95 % t-interval over repeats], and the "
+        "gap closure (arm - B) / (C - B) of the means."], [Table(heads, [_paired_cells(r) for r in record["paired"]])])
+
+
+def _detection(out: Path, record: dict) -> Section:
+    s = Section("Detection", [f"{record.get('detection', 'not run')}."])
+    if record.get("normals", {}).get("folder"):
+        s.text.append("Caution: the test negatives come from the --normals folder; an arm trained with real normals "
+                      "from that same folder can learn to tell the two sources apart (scanner, windowing, "
+                      "compression) instead of infection, so read B's and C's detection scores as upper bounds; "
+                      "arm A never sees that folder.")
+    if (out / "roc.png").exists():
+        s.figures.append(Figure("roc.png", "ROC curves of every arm's classifier on the test slices (+ test normals).",
+                                "ROC curves, one line per arm, with their AUC in the legend."))
+    return s
+
+
+def _fidelity(out: Path, record: dict) -> Section | None:
+    if not record.get("fidelity"):
+        return None
+    return Section("Condition fidelity", [
+        "DSC of the all-real U-Net (arm C) on synthetic images against the label maps they were generated from."],
+        [Table(["repeat", "k", "conditions", "lung DSC", "infection DSC"],
+               [[str(f["repeat"]), str(f["k"]), f["regime"], f"{f['lung_dsc']:.3f}", f"{f['infection_dsc']:.3f}"]
+                for f in record["fidelity"]])])
+
+
+def _quality(out: Path, record: dict) -> Section | None:
+    if not record.get("quality"):
+        return None
+    from ..synth.quality import COLUMNS as Q
+
+    return Section("Generator quality", [
+        "`cosingan quality` on the test slices' maps, arm C's U-Net as the reference segmenter: condition fidelity "
+        "DSC, realism AUC of a real-vs-synthetic classifier (0.5 = indistinguishable), grey-level Wasserstein "
+        "distances to the real images per region, and diversity between two samples of one map."],
+        [Table(["repeat", "k", "slice"] + list(Q.values()), [_quality_cells(q) for q in record["quality"]])])
+
+
+def _samples(out: Path, record: dict) -> Section | None:
+    figs = []
+    for g in sorted((out / "synthetic").glob("*/grid.png")):
+        name = g.parent.name
+        figs.append(Figure(str(g.relative_to(out)), f"Synthetic set {name}: real source slice | condition | "
+                           "synthetic slice, two pairs per row, spread over the set.",
+                           f"Grid of real source slices, label maps and synthetic slices of set {name}."))
+    return Section("Samples", [], [], figs) if figs else None
+
+
+def _cases(out: Path, record: dict) -> Section | None:
+    names = sorted({p.parent.name for p in (out / "eval").glob("r0_*/cases.png")})
+    if not names:
+        return None
+    s = Section("Per case", ["Per-slice scores of every arm: " + ", ".join(
+        f"eval/{n}/cases.csv" for n in sorted(p.parent.name for p in (out / "eval").glob("*/cases.csv"))) + "."])
+    for n in names:
+        s.figures.append(Figure(f"eval/{n}/cases.png", f"{n}: the three worst and three best test slices by "
+                                "infection DSC: image | truth | prediction (blue lung, red infection).",
+                                f"Worst and best test slices of {n} with truth and prediction overlays."))
+    return s
+
+
+def _definitions(out: Path, record: dict) -> Section:
+    c = record["config"]
+    excluded: dict[str, int] = {}
+    for r in record["results"]:
+        for region, n in (r.get("excluded") or {}).items():
+            excluded[region] = max(excluded.get(region, 0), n)
+    return Section("Metric definitions", [
+        f"DSC and NSD per 2-D test slice, then the mean over slices; {NSD_DEFINITION}; pixel spacing "
+        f"{c.get('spacing_mm', 1.0):g} mm per original pixel where the files carry none; empty masks: {EMPTY_POLICY}. "
+        "Left out (most in any arm): " + (", ".join(f"{k} {v}" for k, v in excluded.items()) if excluded else "none")
+        + ".",
+        "Detection: AUC of the classifier's score, accuracy, sensitivity and specificity at threshold 0.5."])
+
+
+def _settings(out: Path, record: dict) -> Section:
+    return Section("Settings, timings, versions", [
+        "Chosen slices: " + "; ".join(f"repeat {x['repeat']} k={x['k']}: {', '.join(x['slices'])}" for x in record["runs"]),
+        "Timings (s): " + ", ".join(f"{k} {v:.0f}" for k, v in record["timings_s"].items())
+        + (f"; wall time of this invocation {record['wall_s']:.0f}" if "wall_s" in record else ""),
+        "Settings: " + json.dumps(record["config"]),
+        "Versions: " + ", ".join(f"{k} {v}" for k, v in record.get("versions", {}).items()),
+    ])
+
+
+SECTIONS = [_intro, _headline, _results, _paired, _detection, _fidelity, _quality, _samples, _cases, _definitions,
+            _settings]
+
+
+def sections(out: Path, record: dict) -> list[Section]:
+    return [s for f in SECTIONS if (s := f(out, record)) is not None]
+
+
+# ---------------------------------------------------------------------------------------- figures
+
+def write_plots(out: Path, record: dict) -> None:
+    """metrics.png (all four segmentation metrics with error bars), infection_dsc.png, and roc.png (every
+    arm's ROC curve, when detection ran)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     rows = record["table"]
-    fig, ax = plt.subplots(figsize=(7, 3))
     labels = [f"{r['arm']}{'' if not r['regime'] else '/' + r['regime']} k={r['k'] or 'all'}" for r in rows]
-    ax.bar(range(len(rows)), [r["infection_dsc"] for r in rows], yerr=[r["infection_dsc_std"] for r in rows])
+    fig, axes = plt.subplots(1, 4, figsize=(14, 3.4), sharey=True)
+    for ax, m in zip(axes, SEG_METRICS):
+        ax.bar(range(len(rows)), [r.get(m) or 0 for r in rows], yerr=[r.get(m + "_std") or 0 for r in rows])
+        ax.set_xticks(range(len(rows)), labels, rotation=40, ha="right", fontsize=7)
+        ax.set_title(COLUMNS[m], fontsize=9)
+    axes[0].set_ylabel("test score")
+    fig.tight_layout()
+    save_figure(fig, out / "metrics.png")
+    fig, ax = plt.subplots(figsize=(7, 3))
+    ax.bar(range(len(rows)), [r.get("infection_dsc") or 0 for r in rows],
+           yerr=[r.get("infection_dsc_std") or 0 for r in rows])
     ax.set_xticks(range(len(rows)), labels, rotation=30, ha="right", fontsize=8)
     ax.set_ylabel("infection DSC (test)")
     fig.tight_layout()
     save_figure(fig, out / "infection_dsc.png")
+    curves = sorted((out / "eval_cls").glob("*/scores.json"))
+    if curves:
+        from ..downstream.cls import roc_curve
+        from ..downstream.metrics import detection_metrics
+
+        fig, ax = plt.subplots(figsize=(5, 5))
+        for c in curves:
+            d = json.loads(c.read_text())
+            p, y = np.array(d["score"]), np.array(d["target"])
+            fpr, tpr = roc_curve(p, y)
+            ax.plot(fpr, tpr, lw=1.2, label=f"{c.parent.name} (AUC {detection_metrics(p, y)['auc']:.3f})")
+        ax.plot([0, 1], [0, 1], ls=":", color="grey")
+        ax.set_xlabel("1 - specificity")
+        ax.set_ylabel("sensitivity")
+        ax.legend(loc="lower right", fontsize=6)
+        fig.tight_layout()
+        save_figure(fig, out / "roc.png")
 
 
-def _html_table(heads: list[str], rows: list[list[str]]) -> str:
-    return ("<table border=1 cellpadding=4><tr>" + "".join(f"<th>{h}</th>" for h in heads) + "</tr>"
-            + "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in rows)
-            + "</table>")
+# ---------------------------------------------------------------------------------------- writers
+
+def write_markdown(out: Path, secs: list[Section]) -> None:
+    lines = ["# Few-shot experiment", ""]
+    for s in secs:
+        lines += [f"## {s.title}", ""]
+        for p in s.text:
+            lines += [p, ""]
+        for t in s.tables:
+            lines += ["| " + " | ".join(t.heads) + " |", "|" + " --- |" * len(t.heads)]
+            lines += ["| " + " | ".join(r) + " |" for r in t.rows]
+            lines.append("")
+        for f in s.figures:
+            lines += [f"![{f.alt}]({f.path})", "", f"*{f.caption}*", ""]
+    write_text(out / "report.md", "\n".join(lines))
 
 
-def write_html(out: Path, record: dict) -> None:
-    rows = record["table"]
-    cols = _columns(rows)
-    text = _paragraphs(record) + ([FIDELITY_TEXT] if record.get("fidelity") else []) + _footer(record)
-    imgs = ["infection_dsc.png"] + [str(g.relative_to(out)) for g in _figures(out)]
-    page = ("<!doctype html><html><head><meta charset='utf-8'><title>cosingan few-shot</title></head><body>"
-            "<h1>Few-shot experiment</h1>" + "".join(f"<p>{html.escape(t)}</p>" for t in text)
-            + _html_table(_heads(cols), [_cells(r, cols) for r in rows])
-            + (f"<h2>Paired differences</h2><p>{html.escape(PAIRED_TEXT)}</p>"
-               + _html_table(_paired_heads(record["paired"]), [_paired_cells(r) for r in record["paired"]])
-               if record.get("paired") else "")
-            + ("<h2>Condition fidelity</h2>" + _html_table(FIDELITY_HEADS, [_fidelity_cells(f) for f in record["fidelity"]])
-               if record.get("fidelity") else "")
-            + (f"<h2>Generator quality</h2><p>{html.escape(QUALITY_TEXT)}</p>"
-               + _html_table(_quality_heads(), [_quality_cells(q) for q in record["quality"]])
-               if record.get("quality") else "")
-            + "".join(f"<p><img src='{html.escape(i)}' style='max-width:100%'></p>" for i in imgs)
-            + "</body></html>\n")
-    write_text(out / "report.html", page)
+def _data_uri(path: Path) -> str:
+    return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode("ascii")
+
+
+def write_html(out: Path, secs: list[Section]) -> None:
+    e = html.escape
+    parts = ["<!doctype html><html lang='en'><head><meta charset='utf-8'><title>cosingan few-shot experiment</title>"
+             "<style>body{font-family:sans-serif;max-width:70em;margin:auto;padding:1em}"
+             "table{border-collapse:collapse;margin:1em 0;font-size:90%}td,th{border:1px solid #aaa;padding:3px 6px}"
+             "figure{margin:1em 0}img{max-width:100%}figcaption{font-style:italic;font-size:90%}</style></head>"
+             "<body><h1>Few-shot experiment</h1>"]
+    for s in secs:
+        parts.append(f"<h2>{e(s.title)}</h2>")
+        parts += [f"<p>{e(p)}</p>" for p in s.text]
+        for t in s.tables:
+            parts.append("<table><tr>" + "".join(f"<th>{e(h)}</th>" for h in t.heads) + "</tr>"
+                         + "".join("<tr>" + "".join(f"<td>{e(c)}</td>" for c in r) + "</tr>" for r in t.rows)
+                         + "</table>")
+        for f in s.figures:
+            parts.append(f"<figure><img src='{_data_uri(out / f.path)}' alt='{e(f.alt)}'>"
+                         f"<figcaption>{e(f.caption)}</figcaption></figure>")
+    parts.append("</body></html>\n")
+    write_text(out / "report.html", "".join(parts))
 
 
 def write_report(out: Path, record: dict) -> None:
-    write_markdown(out, record)
-    write_plot(out, record)
-    write_html(out, record)
+    write_plots(out, record)
+    secs = sections(out, record)
+    write_markdown(out, secs)
+    write_html(out, secs)

@@ -27,6 +27,7 @@ from ..data.files import write_json
 from ..data.readers import read_image, read_slice_folder
 from ..downstream.seg import load_seg
 from ..errors import InputError
+from ..gan.checkpoint import versions
 from ..synth.quality import QualityConfig, assess
 from .arms import ARMS, Arm, generator_folder
 from .config import ExperimentConfig
@@ -123,6 +124,7 @@ def run_few_shot(data: str | Path, out: str | Path, cfg: ExperimentConfig, test:
     record["fidelity"] = ctx.fidelity
     record["quality"] = quality_rows
     record["timings_s"] = ctx.timings
+    record["versions"] = versions()
     record["wall_s"] = time.time() - t_start  # this invocation (work reused from earlier ones is not counted)
     record["table"] = table(ctx.results)
     record["paired"] = paired(ctx.results)
