@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 import time
-from pathlib import Path
 
+from ..data.outputs import output
 from ..errors import InputError
 
 
@@ -39,8 +39,9 @@ def cmd_masks(args: argparse.Namespace) -> int:
         raise InputError(f"--n must be at least 1, got {args.n}")
     sources = [s for d in args.data for s in sources_from_folder(d)]
     t0 = time.time()
-    rep = write_masks(sources, Path(args.out), args.n, edit_list(args.edits), args.negatives, args.seed,
-                      progress=not args.quiet)
+    with output(args.out, "masks", tuple(args.data)) as out:
+        rep = write_masks(sources, out, args.n, edit_list(args.edits), args.negatives, args.seed,
+                          progress=not args.quiet)
     print(f"made {rep['made']} of {rep['asked']} maps from {len(sources)} sources in {time.time() - t0:.0f} s "
           f"-> {args.out}/labels; rejected attempts: {rejections(rep['rejected'])}")
     return 0
@@ -69,7 +70,8 @@ def cmd_synthesize(args: argparse.Namespace) -> int:
         raise InputError(f"--n must be at least 1, got {args.n}")
     t0 = time.time()
     syn = Synthesizer(args.runs, args.conditions, edit_list(args.edit), args.negatives, args.seed, args.device)
-    rep = synthesize(syn, args.n, args.out, args.format, progress=not args.quiet)
+    with output(args.out, "synthesize", (args.conditions, *args.runs)) as out:
+        rep = synthesize(syn, args.n, out, args.format, progress=not args.quiet)
     print(f"{rep['made']} new pairs, {rep['kept']} kept from before, {rep['total']} in {args.out} "
           f"({time.time() - t0:.0f} s); rejected edit attempts: {rejections(rep['rejected'])}")
     return 0

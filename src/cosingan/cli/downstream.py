@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from ..data.outputs import output
 from ..errors import InputError
 
 
@@ -44,14 +45,18 @@ def cmd_seg(args: argparse.Namespace) -> int:
             cfg = replace(cfg, steps=args.steps)
         if cfg.steps < 1:
             raise InputError("--steps must be at least 1")
-        meta = seg.train_seg(slices, cfg, args.out, progress=not args.quiet)
+        seg.check_config(cfg)  # before the output folder is made
+        with output(args.out, "seg train", tuple(args.data)) as out:
+            meta = seg.train_seg(slices, cfg, out, progress=not args.quiet)
         print(f"trained on {meta['train_slices']} slices ({meta['val_slices']} held out for validation), "
               f"{cfg.steps} steps in {meta['seconds']:.0f} s; best at step {meta['best_step']} -> {args.out}/model.pt")
         return 0
     net, cfg = seg.load_seg(args.model)
     if not args.spacing > 0:
         raise InputError(f"--spacing must be a positive number of mm, got {args.spacing}")
-    summary = seg.evaluate(net, cfg, seg.load_folders(args.data), args.out, args.spacing)
+    slices = seg.load_folders(args.data)
+    with output(args.out, "seg eval", (args.model, *args.data)) as out:
+        summary = seg.evaluate(net, cfg, slices, out, args.spacing)
     m, ex = summary["mean"], summary["excluded"]
     left_out = ", ".join(f"{r} {n}" for r, n in ex.items() if n)
     print(f"{summary['n']} slices: lung DSC {m['lung_dsc']:.3f} NSD {m['lung_nsd']:.3f}, infection DSC "
@@ -92,14 +97,16 @@ def cmd_cls(args: argparse.Namespace) -> int:
         if args.steps < 1:
             raise InputError("--steps must be at least 1")
         cfg = cls.ClsConfig(size=args.size, steps=args.steps, aug=args.aug, seed=args.seed)
-        meta = cls.train_cls(images + negatives, targets + [0] * len(negatives), cfg, args.out, not args.quiet)
+        with output(args.out, "cls train", (*args.data, *args.negatives)) as out:
+            meta = cls.train_cls(images + negatives, targets + [0] * len(negatives), cfg, out, not args.quiet)
         print(f"trained on {meta['n']} slices ({meta['positives']} with infection) in {meta['seconds']:.0f} s "
               f"-> {args.out}/model.pt")
         return 0
     net, cfg = cls.load_cls(args.model)
     pos = [im for im, t in zip(images, targets) if t]
     neg = [im for im, t in zip(images, targets) if not t] + negatives
-    m = cls.evaluate_cls(net, cfg, pos, neg, args.out)
+    with output(args.out, "cls eval", (args.model, *args.data, *args.negatives)) as out:
+        m = cls.evaluate_cls(net, cfg, pos, neg, out)
     print(f"{m['positives']} positives, {m['negatives']} negatives: AUC {m['auc']:.3f}, accuracy {m['accuracy']:.3f}, "
           f"sensitivity {m['sensitivity']:.3f}, specificity {m['specificity']:.3f} -> {args.out}")
     return 0

@@ -156,6 +156,14 @@ def add_demo(sub) -> None:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    from ..data.outputs import output
+
+    t0 = time.time()
+    with output(args.out, "demo") as out:
+        return _demo(args, out, t0)
+
+
+def _demo(args: argparse.Namespace, out: Path, t0: float) -> int:
     from ..data.files import save_png
     from ..data.layout import pair_paths
     from ..data.phantom import chest_phantom
@@ -164,9 +172,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from ..gan.train import ensure_trained
     from ..synth.sample import sample_run
 
-    out = Path(args.out)
     run = out / "run"
-    t0 = time.time()
     data = out / "phantom"
     labels = []
     for seed in (0, 1):  # phantom_1 is another map the model never saw

@@ -102,12 +102,30 @@ def make_condition(src: Source, edits: list[str], seed: int, negative: bool, min
     return None, [], rejects
 
 
+def _remove_earlier(out: Path) -> None:
+    """Maps of an earlier `masks` run into this folder (listed in its masks.csv) go before new ones are
+    written: a re-run with other settings leaves no stale map behind."""
+    import csv
+
+    listed = out / MASKS_CSV
+    if not listed.exists():
+        return
+    with open(listed, newline="") as f:
+        names = [r["name"] for r in csv.DictReader(f)]
+    for name in names:
+        label_path = pair_paths(out, name)[1]
+        for p in (label_path, body_file(out, label_path)):
+            p.unlink(missing_ok=True)
+    listed.unlink()
+
+
 def write_masks(sources: list[Source], out: Path, n: int, edits: list[str], negatives: float, seed: int,
                 progress: bool = True, always: tuple[str, ...] = ()) -> dict:
     """`cosingan masks`: n edited maps (labels/ 0/1/2 PNG + bodies/ PNG) and masks.csv."""
     from tqdm.auto import tqdm
 
     check_edits(list(edits) + list(always))
+    _remove_earlier(out)
     rows, rejected, made = [], Counter(), 0
     n_neg = int(round(n * negatives))
     for i in tqdm(range(n), desc="masks", disable=not progress, dynamic_ncols=True):

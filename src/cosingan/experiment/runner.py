@@ -24,6 +24,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from ..data.files import write_json
+from ..data.outputs import claim_output, locked
 from ..data.readers import read_image, read_slice_folder
 from ..downstream.seg import load_seg
 from ..errors import InputError
@@ -43,7 +44,9 @@ def prepare(data: Path, out: Path, cfg: ExperimentConfig, test: Path | None, nor
     """Validate and split the inputs (before anything is written), link the data, read the test set."""
     pool, tests = split(data, test, cfg)
     normal_pool, normal_test = split_normals(normals, cfg.seed) if normals else ([], [])
-    out.mkdir(parents=True, exist_ok=True)
+    if len(pool) < max(cfg.ks):
+        raise InputError(f"{data}: {len(pool)} training slices are too few for k={max(cfg.ks)}")
+    claim_output(out, "experiment", (data, test, normals))
     test_dir = link_folder(tests, out / "data" / "test")
     pool_dir = link_folder(pool, out / "data" / "pool")
     test_slices = read_slice_folder(test_dir)
@@ -96,6 +99,12 @@ def run_few_shot(data: str | Path, out: str | Path, cfg: ExperimentConfig, test:
     out = Path(out)
     ctx = prepare(Path(data), out, cfg, Path(test) if test else None, Path(normals) if normals else None,
                   progress, log)
+    with locked(out):
+        return _run(ctx, data, test, normals, t_start)
+
+
+def _run(ctx: Context, data, test, normals, t_start: float) -> dict:
+    cfg, out, log = ctx.cfg, ctx.out, ctx.log
     record = {"config": asdict(cfg), "data": str(data), "test": str(test) if test else None,
               "pool": [p[0].name for p in ctx.pool], "test_slices": [p[0].name for p in ctx.tests], "runs": [],
               "normals": {"folder": str(normals) if normals else None, "pool": [p.name for p in ctx.normal_pool],

@@ -24,10 +24,25 @@ from pathlib import Path
 
 from ..data.files import write_csv
 from ..data.layout import stem
+from ..data.outputs import claim_output, locked
 from ..data.readers import Slice, load_slice
 from ..errors import InputError
 from .checkpoint import run_status
 from .config import Config, config_from_dict, config_to_dict
+
+
+def _die_with_parent() -> None:
+    """Pool worker initializer: on Linux the kernel sends the worker SIGTERM when its parent dies, so a
+    killed `train-many` leaves no orphan training into its run folders."""
+    import ctypes
+    import signal
+    import sys
+
+    if sys.platform.startswith("linux"):
+        try:
+            ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+        except OSError:
+            pass
 
 
 def _train_local(run: str, sl: Slice | None, cfg: dict | None, threads: int) -> float:
@@ -73,7 +88,6 @@ def train_many(pairs: list[tuple[Path, Path]], out: str | Path, cfg: Config, wor
                backend: str = "local", address: str | None = None, threads: int | None = None,
                progress: bool = True) -> list[dict]:
     """Train every pair not yet finished; returns one summary row per pair (also RUNS/summary.csv)."""
-    from tqdm.auto import tqdm
 
     if backend not in ("local", "ray"):
         raise InputError(f"--backend must be local or ray, got {backend!r}")
@@ -85,12 +99,14 @@ def train_many(pairs: list[tuple[Path, Path]], out: str | Path, cfg: Config, wor
     if dup:
         raise InputError(f"{pairs[0][0].parent}: several images share the name {sorted(dup)[0]!r}")
     slices = [load_slice(ip, lp) for ip, lp in pairs]  # validate everything before training anything
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise InputError(f"{out}: cannot create the output folder ({e.strerror})") from None
-    if not os.access(out, os.W_OK):
-        raise InputError(f"{out}: output folder is not writable")
+    claim_output(out, "train-many", (pairs[0][0].parent, pairs[0][1].parent))
+    with locked(out):
+        return _train_all(names, pairs, slices, out, cfg, workers, backend, address, threads, progress)
+
+
+def _train_all(names, pairs, slices, out: Path, cfg: Config, workers: int, backend: str, address, threads,
+               progress: bool) -> list[dict]:
+    from tqdm.auto import tqdm
     threads = threads or max(1, (os.cpu_count() or 1) // workers)
     state = {n: run_status(out / n) for n in names}
     rows = {n: {"name": n, "image": str(ip), "status": "skipped (finished before)" if state[n] == "done" else "",
@@ -112,7 +128,8 @@ def train_many(pairs: list[tuple[Path, Path]], out: str | Path, cfg: Config, wor
     if todo and backend == "local":
         import multiprocessing as mp
 
-        with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn")) as ex:
+        with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"),
+                                 initializer=_die_with_parent) as ex:
             futs = {ex.submit(_train_local, str(out / n), None if state[n] == "resume" else sl,
                               None if state[n] == "resume" else cfg_dict, threads): n for n, sl in todo}
             for f in as_completed(futs):

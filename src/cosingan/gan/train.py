@@ -17,6 +17,7 @@ import torch
 
 from ..data.files import save_png, write_text
 from ..data.labelmap import body_from_image, label4_to_label, to_label4
+from ..data.outputs import claim_output, locked
 from ..data.pictures import label_to_uint8
 from ..data.readers import Slice
 from ..errors import InputError
@@ -49,16 +50,7 @@ def check_config(cfg: Config) -> None:
 
 
 def _start(run: Path, sl: Slice, cfg: Config) -> Trainer:
-    if (run / CKPT).exists():
-        raise InputError(f"{run}: already holds a run; use --resume to continue it or choose another --out")
-    check_config(cfg)
-    try:
-        run.mkdir(parents=True, exist_ok=True)
-        probe = run / ".write_test"
-        probe.write_text("")
-        probe.unlink()
-    except OSError as e:
-        raise InputError(f"{run}: output folder is not writable ({e.strerror})") from None
+    """A new run in `run` (which the caller has claimed and locked)."""
     seed_everything(cfg.seed)
     image, label4 = prepare_pair(sl, cfg.model.max_size)
     trainer = Trainer(run, cfg, image, label4)
@@ -75,9 +67,9 @@ def _start(run: Path, sl: Slice, cfg: Config) -> Trainer:
 
 def _reopen(run: Path) -> tuple[Trainer, bool]:
     """The trainer of an existing run folder, restored to its checkpoint; and whether it is done."""
-    for stale in run.glob(".*.tmp"):  # left by a write that was killed mid-way
+    ckpt = load_checkpoint(run)  # first make sure this is a run: nothing of another folder is touched
+    for stale in run.glob(".*.tmp"):  # left by one of our atomic writes that was killed mid-way
         stale.unlink()
-    ckpt = load_checkpoint(run)
     cfg = config_from_dict(ckpt["config"], str(run / CKPT))
     trainer = Trainer(run, cfg, ckpt["data"]["image"].numpy(), ckpt["data"]["label4"].numpy())
     trainer.source = {"kind": ckpt["data"]["kind"], "spacing": ckpt["data"]["spacing"]}
@@ -92,12 +84,20 @@ def train(run: str | Path, sl: Slice | None, cfg: Config | None, stop_after: int
     """Start a new run from a slice (sl) or, with sl=None, resume the run folder."""
     run = Path(run)
     if sl is None:
-        trainer, done = _reopen(run)
-        if done:
-            return trainer
+        load_checkpoint(run)  # a run folder, or a clear error before anything is touched
     else:
-        trainer = _start(run, sl, cfg)
-    trainer.fit(stop_after=stop_after, progress=progress)
+        if (run / CKPT).exists():
+            raise InputError(f"{run}: already holds a run; use --resume to continue it or choose another --out")
+        check_config(cfg)  # config errors before anything is written
+        claim_output(run, "train", (sl.image_path or None, sl.label_path or None))
+    with locked(run):
+        if sl is None:
+            trainer, done = _reopen(run)
+            if done:
+                return trainer
+        else:
+            trainer = _start(run, sl, cfg)
+        trainer.fit(stop_after=stop_after, progress=progress)
     return trainer
 
 

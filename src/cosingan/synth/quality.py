@@ -27,6 +27,7 @@ import torch
 from ..data.files import write_json, write_text
 from ..data.labelmap import BODY, INFECTION, LUNG, body_from_image, label4_to_label
 from ..data.layout import list_slice_folder
+from ..data.outputs import output
 from ..data.readers import Slice, load_slice
 from ..downstream import cls as clsmod
 from ..downstream import seg
@@ -134,7 +135,11 @@ def quality(runs: list[str | Path], data: str | Path, out: str | Path, cfg: Qual
     for r in runs:  # every run must load before any work
         TrainedRun.from_pretrained(r)
     held = [load_slice(i, l) for i, l in held_pairs]
-    out.mkdir(parents=True, exist_ok=True)
+    with output(out, "quality", (data, *runs)) as out:
+        return _quality(runs, data, out, cfg, ref, held, held_pairs, progress)
+
+
+def _quality(runs, data, out: Path, cfg: QualityConfig, ref, held, held_pairs, progress: bool) -> dict:
     segmenter = reference_segmenter(ref, cfg, out, progress)
     real_fid = seg.evaluate(*segmenter, held)["mean"]
     rows = [assess(r, held, segmenter, cfg, out, progress) for r in runs]

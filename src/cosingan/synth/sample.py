@@ -14,6 +14,7 @@ import numpy as np
 from ..data.files import save_nifti, save_png
 from ..data.labelmap import body_from_image, label4_to_label
 from ..data.layout import pair_paths, paired_image, stem
+from ..data.outputs import output
 from ..data.pictures import image_to_uint8, label_to_uint8, tile
 from ..data.readers import read_image, read_label
 from ..errors import InputError
@@ -43,18 +44,24 @@ def load_conditions(run: TrainedRun, labels: list[str], body: str = "auto") -> l
 
 def sample_run(run: str | Path, n: int, out: str | Path, labels: list[str] | None = None, seed: int = 0,
                device: str = "cpu", body: str = "auto", batch: int = 16, progress: bool = True) -> list[Path]:
-    from tqdm.auto import tqdm
-
     if n < 1:
         raise InputError(f"--n must be at least 1, got {n}")
     trained = TrainedRun.from_pretrained(run, device)
     conds = load_conditions(trained, labels, body) if labels else [("train", trained.train_label4)]
-    out = Path(out)
-    try:
+    names = [name for name, _ in conds]
+    dup = sorted({n for n in names if names.count(n) > 1})
+    if dup:
+        raise InputError(f"--label: several label maps are named {dup[0]!r}; their samples would overwrite "
+                         "each other (rename one)")
+    with output(out, "sample", (run, *(labels or []))) as out:
         for d in pair_paths(out, "x"):
             d.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise InputError(f"{out}: cannot create output folder ({e.strerror})") from None
+        return _write_samples(trained, conds, n, out, seed, batch, progress)
+
+
+def _write_samples(trained: TrainedRun, conds, n: int, out: Path, seed: int, batch: int, progress: bool) -> list[Path]:
+    from tqdm.auto import tqdm
+
     nifti = trained.kind == "nifti"
     written, grid_rows = [], []
     bar = tqdm(total=n * len(conds), desc="sampling", disable=not progress, dynamic_ncols=True)
