@@ -25,13 +25,38 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+# every numeric flag's range, checked in one place before any command runs: (low, high), None = open
+ARG_LIMITS = {"seed": (0, 2**63 - 1), "n": (1, None), "batch": (1, None), "steps": (1, None), "epochs": (1, None),
+              "size": (16, 4096), "workers": (1, None), "threads": (1, None), "maps": (1, None),
+              "seg_steps": (1, None), "c2st_steps": (1, None), "repeats": (1, None), "n_synth": (1, None),
+              "cls_steps": (1, None), "seg_size": (16, 4096), "k": (1, None), "negatives": (0.0, 1.0),
+              "spacing": (1e-3, 100.0)}
+
+
+def check_args(args: argparse.Namespace) -> None:
+    import math
+
+    for name, (lo, hi) in ARG_LIMITS.items():
+        values = getattr(args, name, None)
+        for v in values if isinstance(values, list) else [values]:
+            if not isinstance(v, (int, float)):  # (cls --negatives is a list of folders)
+                continue
+            if (isinstance(v, float) and not math.isfinite(v)) or v < lo or (hi is not None and v > hi):
+                flag = "--" + name.replace("_", "-")
+                rng = f"at least {lo}" if hi is None else f"between {lo} and {hi}"
+                raise InputError(f"{flag} must be {rng}, got {v}")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
+        check_args(args)
         return COMMANDS[args.command][1](args)
     except InputError as e:
         print(f"cosingan: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("cosingan: interrupted (a run folder resumes with `cosingan train --resume RUN`)", file=sys.stderr)
+        again = ("`cosingan train --resume RUN` continues the run" if args.command == "train"
+                 else "run the same command again to continue where it stopped")
+        print(f"cosingan: interrupted; {again}", file=sys.stderr)
         return 130

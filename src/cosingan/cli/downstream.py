@@ -97,6 +97,11 @@ def cmd_cls(args: argparse.Namespace) -> int:
         if args.steps < 1:
             raise InputError("--steps must be at least 1")
         cfg = cls.ClsConfig(size=args.size, steps=args.steps, aug=args.aug, seed=args.seed)
+        cls.check_config(cfg)
+        overlap = cls.shared_images(images, negatives)
+        if overlap:
+            raise InputError(f"--negatives: {overlap} image(s) are also in --data; the same slice cannot be both "
+                             "a positive and a negative")
         with output(args.out, "cls train", (*args.data, *args.negatives)) as out:
             meta = cls.train_cls(images + negatives, targets + [0] * len(negatives), cfg, out, not args.quiet)
         print(f"trained on {meta['n']} slices ({meta['positives']} with infection) in {meta['seconds']:.0f} s "

@@ -64,6 +64,9 @@ def _read_raster(path: Path) -> np.ndarray:
                 raise InputError(f"{path}: unsupported image mode {mode!r}")
     except InputError:
         raise
+    except Image.DecompressionBombError:
+        raise InputError(f"{path}: image too large to be a CT slice (over {Image.MAX_IMAGE_PIXELS} pixels); "
+                         "downscale it first") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
         raise InputError(f"{path}: not a readable image ({type(e).__name__}: {e})") from None
     return arr
@@ -228,6 +231,18 @@ def _affine_of(path: str | Path) -> np.ndarray | None:
     import nibabel as nib
 
     return nib.as_closest_canonical(nib.load(str(path))).affine
+
+
+def content_hash(*arrays: np.ndarray) -> str:
+    """A digest of array contents (shape and values): the same slice under another name has the same one."""
+    import hashlib
+
+    h = hashlib.sha1()
+    for a in arrays:
+        a = np.ascontiguousarray(a)
+        h.update(str((a.shape, a.dtype.str)).encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
 
 
 def read_slice_folder(root: str | Path) -> list[Slice]:

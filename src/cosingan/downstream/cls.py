@@ -68,9 +68,24 @@ def load_labelled(dirs: list[str | Path]) -> tuple[list[np.ndarray], list[int]]:
     return images, targets
 
 
+def shared_images(a: list[np.ndarray], b: list[np.ndarray]) -> int:
+    """How many images of `b` also appear (same pixels) in `a`."""
+    from ..data.readers import content_hash
+
+    seen = {content_hash(x) for x in a}
+    return sum(content_hash(x) in seen for x in b)
+
+
 def load_images(dirs: list[str | Path]) -> list[np.ndarray]:
     """Every image in the folders (or their images/ subfolder), no labels needed."""
     return [read_image(p)[0] for d in dirs for p in image_files(d)]
+
+
+def check_config(cfg: ClsConfig) -> None:
+    step = 2 ** len(cfg.channels)
+    if cfg.size < step or cfg.size % step:
+        raise InputError(f"classifier size must be a multiple of {step} (the network halves it "
+                         f"{len(cfg.channels)} times), got {cfg.size}")
 
 
 def make_net(cfg: ClsConfig) -> torch.nn.Module:

@@ -6,6 +6,7 @@ decorate it with `@register_arm`: the runner, the table and the report pick it u
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -13,6 +14,8 @@ from typing import Callable, Iterator
 
 from ..data.conditions import sources_from_folder, write_masks
 from ..data.edits import whole_map_edits
+from ..data.files import write_json
+from ..errors import InputError
 from ..data.readers import load_slice
 from ..gan.config import merge, preset
 from ..gan.train import ensure_trained
@@ -89,11 +92,18 @@ assert set(CONDITION_REGIMES) == set(REGIMES)
 
 def _conditions(ctx: Context, d: Draw, regime: str):
     masks = ctx.out / "conditions" / f"{d.tag}_{regime}"
-    if not (masks / "masks.csv").exists():
-        rg, c = CONDITION_REGIMES[regime], ctx.cfg
-        src = rg.source(ctx, d)
-        ctx.timed("masks", lambda: write_masks(sources_from_folder(src), masks, c.n_synth, rg.edits(ctx),
-                                               c.negatives, d.seed, ctx.progress, always=rg.always))
+    rg, c = CONDITION_REGIMES[regime], ctx.cfg
+    settings = {"regime": regime, "n": c.n_synth, "edits": rg.edits(ctx), "always": list(rg.always),
+                "negatives": c.negatives, "seed": d.seed, "slices": d.names}
+    record = masks / "conditions.json"
+    if (masks / "masks.csv").exists():
+        if record.exists() and json.loads(record.read_text()) != settings:  # (folders of earlier versions: none)
+            raise InputError(f"{masks}: conditions made with other settings; use a new --out for these settings")
+        return masks
+    src = rg.source(ctx, d)
+    ctx.timed("masks", lambda: write_masks(sources_from_folder(src), masks, c.n_synth, rg.edits(ctx),
+                                           c.negatives, d.seed, ctx.progress, always=rg.always))
+    write_json(record, settings)
     return masks
 
 

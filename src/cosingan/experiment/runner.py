@@ -46,6 +46,11 @@ def prepare(data: Path, out: Path, cfg: ExperimentConfig, test: Path | None, nor
     normal_pool, normal_test = split_normals(normals, cfg.seed) if normals else ([], [])
     if len(pool) < max(cfg.ks):
         raise InputError(f"{data}: {len(pool)} training slices are too few for k={max(cfg.ks)}")
+    earlier = out / "results.json"
+    if earlier.exists():  # the same folder must keep the same split: its models were trained on it
+        prev = json.loads(earlier.read_text())
+        if prev.get("pool") != [p[0].name for p in pool] or prev.get("test_slices") != [p[0].name for p in tests]:
+            raise InputError(f"{out}: holds an experiment on another training/test split; use a new --out")
     claim_output(out, "experiment", (data, test, normals))
     test_dir = link_folder(tests, out / "data" / "test")
     pool_dir = link_folder(pool, out / "data" / "pool")

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from ..data.layout import IMAGES, LABELS, image_folder, list_slice_folder, slice_files, stem, suffix
-from ..data.readers import read_label
+from ..data.readers import content_hash, read_image, read_label
 from ..errors import InputError
 from .config import ExperimentConfig
 
@@ -41,6 +41,12 @@ def repeat_folder(pairs: list[Pair], copies: int, out: Path) -> Path:
     return out
 
 
+def _pair_hash(pair: Pair) -> str:
+    """Content of a slice (decoded image and label map), whatever its file name or format."""
+    image, _, _, _ = read_image(pair[0])
+    return content_hash(image, read_label(pair[1]))
+
+
 def split(data: Path, test: Path | None, cfg: ExperimentConfig) -> tuple[list[Pair], list[Pair]]:
     """(train pool, test) pairs. Without a test folder the data is split (seeded)."""
     pool = list_slice_folder(data)
@@ -49,6 +55,12 @@ def split(data: Path, test: Path | None, cfg: ExperimentConfig) -> tuple[list[Pa
         overlap = {p[0].resolve() for p in pool} & {p[0].resolve() for p in tests}
         if overlap:
             raise InputError(f"{test}: {len(overlap)} test slice(s) are also in --data {data}")
+        seen = {_pair_hash(p): p for p in pool}
+        copies = [(t, seen[h]) for t in tests if (h := _pair_hash(t)) in seen]
+        if copies:
+            (t, d), n = copies[0], len(copies)
+            raise InputError(f"{test}: {n} test slice(s) have the same image and label as slices of --data "
+                             f"(e.g. {t[0].name} = {d[0].name}); test slices must not be training slices")
         return pool, tests
     rng = np.random.default_rng(cfg.seed)
     order = rng.permutation(len(pool))

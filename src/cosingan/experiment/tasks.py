@@ -12,6 +12,7 @@ from ..data.readers import read_image
 from ..downstream import cls as clsmod
 from ..downstream import seg
 from ..downstream.metrics import DETECTION_METRICS
+from ..errors import InputError
 from .context import Context
 
 
@@ -33,14 +34,28 @@ class Task:
     run: Callable[[Context, TrainingSet], dict]  # metrics, or {} when the task cannot run here
 
 
-def _trained(model_dir: Path) -> bool:
-    return (model_dir / "model.pt").exists() and (model_dir / "train.json").exists()
+def _trained(model_dir: Path, cfg) -> bool:
+    """True when the model was trained before with exactly `cfg`; a model of other settings is refused
+    (never silently reused under settings it was not made with)."""
+    import json
+    from dataclasses import asdict
+
+    if not ((model_dir / "model.pt").exists() and (model_dir / "train.json").exists()):
+        return False
+    stored = json.loads((model_dir / "train.json").read_text()).get("config")
+    want = json.loads(json.dumps(asdict(cfg)))
+    if stored != want:
+        diff = sorted(k for k in want if (stored or {}).get(k) != want[k])
+        raise InputError(f"{model_dir}: was trained with other settings ({', '.join(diff)}: "
+                         f"{', '.join(f'{(stored or {}).get(k)} -> {want[k]}' for k in diff)}); use a new --out "
+                         "for an experiment with these settings")
+    return True
 
 
 def segmentation(ctx: Context, ts: TrainingSet) -> dict:
     model_dir = ctx.out / "seg" / ts.name
-    if not _trained(model_dir):
-        scfg = seg.SegConfig(size=ctx.cfg.seg_size, steps=ctx.cfg.seg_steps, aug=ts.aug, seed=ts.seed)
+    scfg = seg.SegConfig(size=ctx.cfg.seg_size, steps=ctx.cfg.seg_steps, aug=ts.aug, seed=ts.seed)
+    if not _trained(model_dir, scfg):
         ctx.timed("seg_train", lambda: seg.train_seg(seg.load_folders(list(ts.folders)), scfg, model_dir, ctx.progress))
     net, scfg = seg.load_seg(model_dir)
     summary = ctx.timed("seg_eval", lambda: seg.evaluate(net, scfg, ctx.test_slices, ctx.out / "eval" / ts.name,
@@ -52,14 +67,14 @@ def detection(ctx: Context, ts: TrainingSet) -> dict:
     if ts.negatives is None or not ctx.can_detect:
         return {}
     model_dir = ctx.out / "cls" / ts.name
-    if not _trained(model_dir):
+    ccfg = clsmod.ClsConfig(steps=ctx.cfg.cls_steps, aug=ts.aug, seed=ts.seed)
+    if not _trained(model_dir, ccfg):
         images, targets = clsmod.load_labelled(list(ts.folders))
         images += [read_image(p)[0] for p in ts.negatives]
         targets += [0] * len(ts.negatives)
         if len(set(targets)) < 2:
             ctx.log(f"{ts.name}: no infection-free training slices, detection skipped")
             return {}
-        ccfg = clsmod.ClsConfig(steps=ctx.cfg.cls_steps, aug=ts.aug, seed=ts.seed)
         ctx.timed("cls_train", lambda: clsmod.train_cls(images, targets, ccfg, model_dir, ctx.progress))
     net, ccfg = clsmod.load_cls(model_dir)
     m = ctx.timed("cls_eval", lambda: clsmod.evaluate_cls(net, ccfg, ctx.test_pos, ctx.test_neg,

@@ -20,6 +20,8 @@ from ..errors import InputError
 from .config import FORMAT_VERSION
 
 CKPT = "checkpoint.pt"
+REQUIRED = ("config", "sizes", "stage", "iter", "model", "opt_g", "opt_d", "rng", "log", "stage_ends", "data")
+REQUIRED_DATA = ("image", "label4", "kind", "spacing")
 
 
 def versions() -> dict[str, str]:
@@ -72,6 +74,10 @@ def load_checkpoint(run: str | Path, map_location="cpu") -> dict:
     if ckpt["format_version"] != FORMAT_VERSION:
         raise InputError(f"{path}: checkpoint format {ckpt['format_version']} is not supported by this "
                          f"cosingan (format {FORMAT_VERSION}); retrain or use a matching version")
+    missing = [k for k in REQUIRED if k not in ckpt] + [f"data.{k}" for k in REQUIRED_DATA
+                                                        if k not in (ckpt.get("data") or {})]
+    if missing:
+        raise InputError(f"{path}: incomplete checkpoint (missing {', '.join(missing)}); retrain the run")
     return ckpt
 
 
@@ -80,6 +86,28 @@ def run_status(run: str | Path) -> str:
     if not (Path(run) / CKPT).exists():
         return "new"
     return "done" if load_checkpoint(run).get("done") else "resume"
+
+
+def check_same_config(run: str | Path, cfg_dict: dict, ckpt: dict | None = None) -> None:
+    """Refuse to reuse a run trained with other settings (the device may differ: it changes no weights)."""
+    stored = dict((ckpt or load_checkpoint(run))["config"])
+    want = dict(cfg_dict)
+    diff = []
+    for key in sorted(set(stored) | set(want)):
+        if key == "device":
+            continue
+        a, b = stored.get(key), want.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            diff += [f"{key}.{k}" for k in sorted(set(a) | set(b)) if _plain(a.get(k)) != _plain(b.get(k))]
+        elif _plain(a) != _plain(b):
+            diff.append(key)
+    if diff:
+        raise InputError(f"{run}: holds a run trained with other settings ({', '.join(diff)}); use another folder "
+                         "for these settings")
+
+
+def _plain(v):
+    return list(v) if isinstance(v, tuple) else v
 
 
 def resolve_device(name: str) -> torch.device:

@@ -18,6 +18,31 @@ from ..errors import InputError
 FORMAT_VERSION = 1
 
 
+def _check(obj, section: str, rules: dict[str, tuple]) -> None:
+    """Type and range of every field: (kind, low, high) with kind int, float, bool, or a tuple of allowed
+    strings. Raises ValueError naming the field; JSON's integers are accepted for float fields."""
+    import math
+
+    for name, rule in rules.items():
+        v = getattr(obj, name)
+        kind, lo, hi = (rule + (None, None))[:3]
+        where = f"{section}.{name}" if section else name
+        if isinstance(kind, tuple):
+            if v not in kind:
+                allowed = " or ".join(kind) if len(kind) == 2 else "one of " + ", ".join(kind)
+                raise ValueError(f"{where} must be {allowed}, got {v!r}")
+            continue
+        if kind is bool:
+            if not isinstance(v, bool):
+                raise ValueError(f"{where} must be true or false, got {v!r}")
+            continue
+        if isinstance(v, bool) or not isinstance(v, (int, float) if kind is float else int):
+            raise ValueError(f"{where} must be {'a number' if kind is float else 'an integer'}, got {v!r}")
+        if not math.isfinite(v) or (lo is not None and v < lo) or (hi is not None and v > hi):
+            rng = f">= {lo}" if hi is None else f"in [{lo}, {hi}]"
+            raise ValueError(f"{where} must be {rng}, got {v!r}")
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     max_size: int = 256  # long side of the finest scale (px)
@@ -33,6 +58,14 @@ class ModelConfig:
     # --- the three CoSinGAN parts, each switchable ---
     two_stage: bool = True  # per scale: structure G + lung-masked refinement G with a lung critic
     refine_layers: int = 3  # conv blocks of the refinement generator
+
+    def __post_init__(self):
+        _check(self, "model", {"max_size": (int, 8, 4096), "min_size": (int, 3, 4096),
+                               "scale_factor": (float, 0.05, 0.99), "channels": (int, 1, 1024),
+                               "num_layers": (int, 1, 64), "coarse_layers": (int, 0, 64), "coarse_max": (int, 1, 4096),
+                               "body_channel": (bool,), "two_stage": (bool,), "refine_layers": (int, 1, 64)})
+        if self.min_size > self.max_size:
+            raise ValueError(f"model.min_size ({self.min_size}) must not exceed model.max_size ({self.max_size})")
 
 
 @dataclass(frozen=True)
@@ -65,6 +98,21 @@ class TrainConfig:
     amp: str = "none"
     sample_every_stage: bool = True  # write samples_stageNN.png at each stage end
 
+    def __post_init__(self):
+        _check(self, "train", {
+            "iters": (int, 1, 10**7), "train_depth": (int, 1, 64), "lr_g": (float, 1e-12, 10.0),
+            "lr_d": (float, 1e-12, 10.0), "lr_scale": (float, 0.0, 10.0), "lr_decay_at": (float, 0.0, 1.0),
+            "d_steps": (int, 1, 1000), "g_steps": (int, 1, 1000), "gp_weight": (float, 0.0, 1e6),
+            "rec_weight": (float, 0.0, 1e6), "noise_amp": (float, 0.0, 100.0), "d_crop": (int, 0, 4096),
+            "mixed_rec": (bool,), "rec_teacher_weight": (float, 0.0, 1.0), "rec_ssim_weight": (float, 0.0, 100.0),
+            "hier_aug": (bool,), "aug_bank": (int, 0, 10000), "aug_p_coarse": (float, 0.0, 1.0),
+            "aug_p_fine": (float, 0.0, 1.0), "ckpt_every": (int, 1, 10**7), "amp": (("none", "bf16"),),
+            "sample_every_stage": (bool,)})
+        b = self.betas
+        if not (isinstance(b, tuple) and len(b) == 2 and all(isinstance(x, (int, float)) and not isinstance(x, bool)
+                                                             and 0.0 <= x < 1.0 for x in b)):
+            raise ValueError(f"train.betas must be two numbers in [0, 1), got {b!r}")
+
 
 @dataclass(frozen=True)
 class Config:
@@ -73,6 +121,14 @@ class Config:
     seed: int = 0
     device: str = "cpu"
     preset: str = "custom"
+
+    def __post_init__(self):
+        _check(self, "", {"seed": (int, 0, 2**63 - 1)})
+        for name in ("device", "preset"):
+            if not isinstance(getattr(self, name), str):
+                raise ValueError(f"{name} must be a string, got {getattr(self, name)!r}")
+        if not isinstance(self.model, ModelConfig) or not isinstance(self.train, TrainConfig):
+            raise ValueError("model and train must be objects of settings")
 
 
 PRESETS: dict[str, Config] = {
@@ -110,13 +166,18 @@ def _from_dict(cls, data: dict[str, Any], where: str):
     kwargs = {}
     for name, value in data.items():
         if name in ("model", "train"):
+            if not isinstance(value, dict):
+                raise InputError(f"{where}: {name} must be an object of settings, got {value!r}")
             sub = ModelConfig if name == "model" else TrainConfig
             kwargs[name] = _from_dict(sub, value, f"{where} [{name}]")
         elif isinstance(value, list):
             kwargs[name] = tuple(value)
         else:
             kwargs[name] = value
-    return cls(**kwargs)
+    try:
+        return cls(**kwargs)
+    except (TypeError, ValueError) as e:
+        raise InputError(f"{where}: {e}") from None
 
 
 def config_from_dict(data: dict[str, Any], where: str = "config") -> Config:
@@ -131,6 +192,8 @@ def config_to_dict(cfg: Config) -> dict[str, Any]:
 def merge(base: Config, overrides: dict[str, Any], where: str) -> Config:
     """Apply a (possibly partial) nested dict of overrides, e.g. from `--config FILE`."""
     merged = config_to_dict(base)
+    if not isinstance(overrides, dict):
+        raise InputError(f"{where}: settings must be a JSON object")
     for key, value in overrides.items():
         if key in ("model", "train") and isinstance(value, dict):
             unknown = set(value) - set(merged[key])

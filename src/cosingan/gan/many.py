@@ -27,7 +27,7 @@ from ..data.layout import stem
 from ..data.outputs import claim_output, locked
 from ..data.readers import Slice, load_slice
 from ..errors import InputError
-from .checkpoint import run_status
+from .checkpoint import check_same_config, run_status
 from .config import Config, config_from_dict, config_to_dict
 
 
@@ -109,6 +109,9 @@ def _train_all(names, pairs, slices, out: Path, cfg: Config, workers: int, backe
     from tqdm.auto import tqdm
     threads = threads or max(1, (os.cpu_count() or 1) // workers)
     state = {n: run_status(out / n) for n in names}
+    for n in names:
+        if state[n] != "new":
+            check_same_config(out / n, config_to_dict(cfg))
     rows = {n: {"name": n, "image": str(ip), "status": "skipped (finished before)" if state[n] == "done" else "",
                 "seconds": 0.0} for n, (ip, _) in zip(names, pairs)}
     todo = [(n, sl) for n, sl in zip(names, slices) if state[n] != "done"]

@@ -16,12 +16,13 @@ import numpy as np
 import torch
 
 from ..data.files import save_png, write_text
-from ..data.labelmap import body_from_image, label4_to_label, to_label4
+from ..data.labelmap import LUNG, body_from_image, label4_to_label, to_label4
 from ..data.outputs import claim_output, locked
 from ..data.pictures import label_to_uint8
 from ..data.readers import Slice
 from ..errors import InputError
-from .checkpoint import CKPT, load_checkpoint, resolve_device, run_status, seed_everything, versions
+from .checkpoint import (CKPT, check_same_config, load_checkpoint, resolve_device, run_status, seed_everything,
+                         versions)
 from .config import FORMAT_VERSION, Config, config_from_dict, config_to_dict
 from .pyramid import finest_size, resize_image, resize_labels
 from .trainer import Trainer
@@ -33,7 +34,11 @@ def prepare_pair(sl: Slice, max_size: int) -> tuple[np.ndarray, np.ndarray]:
     label4 = to_label4(sl.label, body)
     h, w = finest_size(*sl.image.shape, max_size)
     img = resize_image(torch.from_numpy(sl.image)[None, None], (h, w))[0, 0].numpy()
-    return img, resize_labels(label4, (h, w))
+    label4 = resize_labels(label4, (h, w))
+    if not (label4 >= LUNG).any():
+        raise InputError(f"{sl.label_path or 'label map'}: the lung vanishes when the slice is resized to the "
+                         f"training size {h}x{w} (it is too small); check the label map")
+    return img, label4
 
 
 def write_config_json(run: Path, cfg: Config) -> None:
@@ -49,10 +54,9 @@ def check_config(cfg: Config) -> None:
                          "WGAN-GP's penalty under-/overflows without careful loss scaling)")
 
 
-def _start(run: Path, sl: Slice, cfg: Config) -> Trainer:
-    """A new run in `run` (which the caller has claimed and locked)."""
+def _start(run: Path, sl: Slice, cfg: Config, image: np.ndarray, label4: np.ndarray) -> Trainer:
+    """A new run in `run` (which the caller has claimed and locked) from the prepared pair."""
     seed_everything(cfg.seed)
-    image, label4 = prepare_pair(sl, cfg.model.max_size)
     trainer = Trainer(run, cfg, image, label4)
     spacing = None
     if sl.spacing is not None:  # pixel spacing after resizing to the training size
@@ -88,7 +92,8 @@ def train(run: str | Path, sl: Slice | None, cfg: Config | None, stop_after: int
     else:
         if (run / CKPT).exists():
             raise InputError(f"{run}: already holds a run; use --resume to continue it or choose another --out")
-        check_config(cfg)  # config errors before anything is written
+        check_config(cfg)  # config and data errors before anything is written
+        image, label4 = prepare_pair(sl, cfg.model.max_size)
         claim_output(run, "train", (sl.image_path or None, sl.label_path or None))
     with locked(run):
         if sl is None:
@@ -96,7 +101,7 @@ def train(run: str | Path, sl: Slice | None, cfg: Config | None, stop_after: int
             if done:
                 return trainer
         else:
-            trainer = _start(run, sl, cfg)
+            trainer = _start(run, sl, cfg, image, label4)
         trainer.fit(stop_after=stop_after, progress=progress)
     return trainer
 
@@ -106,6 +111,8 @@ def ensure_trained(run: str | Path, sl: Slice | Callable[[], Slice] | None, cfg:
     """Leave `run` finished: skip it when done, resume it when interrupted, else train it from `sl` (a
     slice, or a function that reads one: only called when needed). Returns "done", "resumed" or "trained"."""
     status = run_status(run)
+    if status != "new" and cfg is not None:
+        check_same_config(run, config_to_dict(cfg))  # never reuse a run under settings it was not made with
     if status == "done":
         return "done"
     if status == "resume":

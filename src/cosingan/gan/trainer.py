@@ -168,6 +168,13 @@ class Trainer:
         entry.update(self._generator_steps(pyr, noises, x_lo))
         return entry
 
+    def _finite(self, loss: torch.Tensor, which: str) -> None:
+        """Stop at the first non-finite loss: training on would only write a NaN model."""
+        if not torch.isfinite(loss):
+            raise InputError(f"{self.run}: the {which} loss became {float(loss.detach())} at stage {self.stage + 1}, "
+                             f"iteration {self.iter + 1}; training stopped (check the learning rates and loss "
+                             "weights in the config)")
+
     def _draw_pair(self) -> Pyramids:
         """Hierarchical augmentation: a deformed copy with the stage's probability, else the real pair."""
         if self.bank and torch.rand(()) < aug_probability(self.stage, self.model.num_scales,
@@ -196,6 +203,7 @@ class Trainer:
                 l2, wd2 = critic_loss(lung_critic, r, f2, c, tc.gp_weight, lung_weight(c))
                 loss_d = loss_d + l2
                 entry["wdist_lung"] = float(wd2)
+            self._finite(loss_d, "critic")
             self.opt_d.zero_grad(set_to_none=True)
             loss_d.backward()
             self.opt_d.step()
@@ -221,6 +229,7 @@ class Trainer:
                 adv = adv - score(lung_critic(f2, c), lung_weight(c)).mean()
             terms = self._reconstruction(win)
             loss_g = adv + tc.rec_weight * terms["rec"]
+            self._finite(loss_g, "generator")
             self.opt_g.zero_grad(set_to_none=True)
             loss_g.backward()
             self.opt_g.step()

@@ -49,12 +49,24 @@ def _valid_file(path: Path) -> bool:
         return False
 
 
-def _read_manifest(out: Path) -> dict[str, dict]:
+def _read_manifest(out: Path, runs: list[str]) -> dict[str, dict]:
+    """The rows of an earlier run into this folder, each checked (an edited manifest is refused)."""
     p = out / MANIFEST
     if not p.exists():
         return {}
     with open(p, newline="") as f:
-        return {r["name"]: r for r in csv.DictReader(f)}
+        reader = csv.DictReader(f)
+        missing = set(FIELDS) - set(reader.fieldnames or [])
+        if missing:
+            raise InputError(f"{p}: not a cosingan manifest (missing column(s) {', '.join(sorted(missing))})")
+        rows = list(reader)
+    for r in rows:
+        bad = ("run" if r["run"] not in runs else "negative" if r["negative"] not in ("0", "1") else
+               "edit_seed" if not r["edit_seed"].isdigit() else "noise_seed" if not r["noise_seed"].isdigit() else None)
+        if bad:
+            raise InputError(f"{p}: row {r['name']!r} has an invalid {bad} ({r[bad]!r}); the manifest was edited, "
+                             "use another --out")
+    return {r["name"]: r for r in rows}
 
 
 def _write_manifest(out: Path, rows: dict[str, dict]) -> None:
@@ -122,7 +134,11 @@ def synthesize(syn: Synthesizer, n: int, out: str | Path, fmt: str = "png", prog
     spec_path = out / "synthesize.json"
     spec = {**syn.spec(), "format": fmt}
     if spec_path.exists():
-        old = json.loads(spec_path.read_text())
+        try:
+            old = json.loads(spec_path.read_text())
+            assert isinstance(old, dict)
+        except (ValueError, AssertionError, UnicodeDecodeError):
+            raise InputError(f"{spec_path}: unreadable (not the JSON this command writes); use another --out") from None
         if {k: v for k, v in old.items() if k != "n"} != spec:
             raise InputError(f"{out}: holds a dataset made with other settings ({spec_path}); use another --out")
     try:
@@ -130,7 +146,7 @@ def synthesize(syn: Synthesizer, n: int, out: str | Path, fmt: str = "png", prog
     except OSError as e:
         raise InputError(f"{out}: cannot create output folder ({e.strerror})") from None
     write_json(spec_path, {**spec, "n": n})
-    rows = _read_manifest(out)
+    rows = _read_manifest(out, syn.runs)
     spacing = None
     made = skipped = 0
     rejected: Counter = Counter()
