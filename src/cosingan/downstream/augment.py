@@ -3,7 +3,18 @@ augmentation (arm B) and is meant to be strong; segmentation moves image and lab
 
 from __future__ import annotations
 
+import torch
+
 from ..errors import InputError
+
+
+def plain(x) -> torch.Tensor:
+    """A transform's output as an ordinary tensor that owns its memory. (`np.asarray` of a MONAI MetaTensor
+    can view a temporary that is freed at once: training then read reused memory, and the same seed gave
+    different models.)"""
+    if hasattr(x, "as_tensor"):
+        x = x.as_tensor()
+    return torch.as_tensor(x).clone()
 
 
 def augmentations(kind: str, seed: int, keys: tuple[str, ...] = ("image", "label")):

@@ -20,7 +20,7 @@ from ..data.labelmap import largest_component
 from ..data.layout import image_files, list_slice_folder
 from ..data.readers import read_image, read_label
 from ..errors import InputError
-from .augment import image_augmentations
+from .augment import image_augmentations, plain
 from .metrics import detection_metrics
 from .nets import load_net, save_net
 
@@ -116,7 +116,7 @@ def train_cls(images: list[np.ndarray], targets: list[int], cfg: ClsConfig, out:
     net.train()
     for _ in tqdm(range(cfg.steps), desc="cls train", disable=not progress, dynamic_ncols=True):
         idx = rng.integers(len(x_all), size=cfg.batch)
-        x = torch.stack([torch.as_tensor(np.asarray(aug(x_all[i]))) for i in idx]).float()
+        x = torch.stack([plain(aug(x_all[i])) for i in idx]).float()
         loss = loss_fn(net(x)[:, 0], y_all[idx])
         opt.zero_grad(set_to_none=True)
         loss.backward()

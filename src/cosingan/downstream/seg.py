@@ -19,7 +19,7 @@ from ..data.files import save_png, write_csv, write_json
 from ..data.pictures import image_to_uint8
 from ..data.readers import Slice, read_slice_folder
 from ..errors import InputError
-from .augment import augmentations
+from .augment import augmentations, plain
 from .metrics import EMPTY_POLICY, NSD_DEFINITION, SEG_METRICS, TOLERANCE_MM, score_case, summarize
 from .nets import load_net, save_net
 
@@ -48,8 +48,7 @@ def _prep(sl: Slice, size: int) -> dict:
                           mode=("bilinear", "nearest-exact"), anti_aliasing=(True, False)),
                   SpatialPadd(keys=["image", "label"], spatial_size=(size, size), mode="constant")])
     out = tf(d)
-    return {"image": torch.as_tensor(np.asarray(out["image"])).float(),
-            "label": torch.as_tensor(np.asarray(out["label"])).round().long()}
+    return {"image": plain(out["image"]).float(), "label": plain(out["label"]).round().long()}
 
 
 def load_folders(dirs: list[str | Path]) -> list[Slice]:
@@ -115,9 +114,11 @@ def train_seg(train_slices: list[Slice], cfg: SegConfig, out: str | Path, progre
     for step in tqdm(range(cfg.steps), desc="seg train", disable=not progress, dynamic_ncols=True):
         net.train()
         idx = rng.integers(len(data), size=cfg.batch)
-        items = [aug(dict(data[i])) if aug else data[i] for i in idx]
-        x = torch.stack([torch.as_tensor(np.asarray(it["image"])) for it in items]).float()
-        y = torch.stack([torch.as_tensor(np.asarray(it["label"])) for it in items]).round().long()
+        # each augmented pair becomes plain tensors at once (read lazily, MONAI's outputs made the same
+        # seed train different models)
+        items = [{k: plain(v) for k, v in aug(dict(data[i])).items()} if aug else data[i] for i in idx]
+        x = torch.stack([it["image"] for it in items]).float()
+        y = torch.stack([it["label"] for it in items]).round().long()
         loss = loss_fn(net(x), y)
         opt.zero_grad(set_to_none=True)
         loss.backward()
