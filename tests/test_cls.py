@@ -38,7 +38,7 @@ def test_cls_train_and_eval(tmp_path):
         img, lab = chest_phantom(48, seed=30 + k)
         save_png(img, data / "images" / f"p{k}.png")
         save_png(lab, data / "labels" / f"p{k}.png")
-        save_png(img, neg / f"n{k}.png")
+        save_png(chest_phantom(48, seed=60 + k)[0], neg / f"n{k}.png")  # other slices: never both labels
     assert main(["cls", "train", "--data", str(data), "--negatives", str(neg), "--out", str(tmp_path / "m"),
                  "--steps", "3", "--size", "32", "--quiet"]) == 0
     assert main(["cls", "eval", "--model", str(tmp_path / "m"), "--data", str(data), "--negatives", str(neg),
