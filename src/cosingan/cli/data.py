@@ -1,4 +1,4 @@
-"""Commands of the data and synthesis layers: masks, synthesize, quality."""
+"""Commands of the data and synthesis layers: slices, masks, synthesize, quality."""
 
 from __future__ import annotations
 
@@ -108,5 +108,30 @@ def cmd_quality(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"masks": (add_masks, cmd_masks), "synthesize": (add_synthesize, cmd_synthesize),
+def add_slices(sub) -> None:
+    p = sub.add_parser("slices", help="export the slices of CT volumes as a slice folder (spacing kept)",
+                       description="Read a COVID-19-CT-Seg root (COVID-19-CT-Seg_20cases/ with "
+                       "Lung_and_Infection_Mask/ or Lung_Mask/ + Infection_Mask/) or a MosMedData root "
+                       "(studies/CT-1/ + masks/) and write every slice with lungs (MosMedData: with infection) "
+                       "as images/NAME_zNNN.png + labels/NAME_zNNN.png, with spacing.json and slices.csv.")
+    p.add_argument("root", help="COVID-19-CT-Seg or MosMedData root folder")
+    p.add_argument("--out", required=True, help="slice folder to write")
+    p.add_argument("--infection", choices=["any", "with", "without"], default="any",
+                   help="keep slices with infection, without, or both (default any)")
+    p.add_argument("--quiet", action="store_true")
+
+
+def cmd_slices(args: argparse.Namespace) -> int:
+    from ..data.volumes import export_slices, read_volumes
+
+    t0 = time.time()
+    volumes = read_volumes(args.root)
+    with output(args.out, "slices", (args.root,)) as out:
+        rows = export_slices(volumes, out, args.infection, progress=not args.quiet)
+    print(f"wrote {len(rows)} slices of {len(volumes)} volumes to {args.out} ({sum(r['infection'] for r in rows)} "
+          f"with infection; spacing in {args.out}/spacing.json) in {time.time() - t0:.0f} s")
+    return 0
+
+
+COMMANDS = {"slices": (add_slices, cmd_slices), "masks": (add_masks, cmd_masks), "synthesize": (add_synthesize, cmd_synthesize),
             "quality": (add_quality, cmd_quality)}

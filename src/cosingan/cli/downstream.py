@@ -54,12 +54,20 @@ def cmd_seg(args: argparse.Namespace) -> int:
     net, cfg = seg.load_seg(args.model)
     if not args.spacing > 0:
         raise InputError(f"--spacing must be a positive number of mm, got {args.spacing}")
-    slices = seg.load_folders(args.data)
+    from ..data.layout import volume_root_kind
+    from ..data.volumes import read_volumes
+
+    roots = [d for d in args.data if volume_root_kind(d)]
+    if roots and len(roots) != len(args.data):
+        raise InputError("--data: give volume roots or slice folders, not both (volumes are scored per volume)")
+    volumes = [v for d in roots for v in read_volumes(d)]
+    slices = [] if volumes else seg.load_folders(args.data)
     with output(args.out, "seg eval", (args.model, *args.data)) as out:
-        summary = seg.evaluate(net, cfg, slices, out, args.spacing)
+        summary = (seg.evaluate_volumes(net, cfg, volumes, out) if volumes
+                   else seg.evaluate(net, cfg, slices, out, args.spacing))
     m, ex = summary["mean"], summary["excluded"]
     left_out = ", ".join(f"{r} {n}" for r, n in ex.items() if n)
-    print(f"{summary['n']} slices: lung DSC {m['lung_dsc']:.3f} NSD {m['lung_nsd']:.3f}, infection DSC "
+    print(f"{summary['n']} {'volumes (3-D)' if volumes else 'slices'}: lung DSC {m['lung_dsc']:.3f} NSD {m['lung_nsd']:.3f}, infection DSC "
           f"{m['infection_dsc']:.3f} NSD {m['infection_nsd']:.3f}"
           + ("" if summary["spacing_known"] else f" (spacing unknown: {args.spacing:g} mm per pixel)")
           + (f"; left out (region absent from truth and prediction): {left_out}" if left_out else "")

@@ -12,6 +12,9 @@ from pathlib import Path
 from ..errors import InputError
 
 IMAGES, LABELS, BODIES = "images", "labels", "bodies"
+SPACING = "spacing.json"  # beside images/ and labels/: {NAME: [row mm, col mm]} for files that carry none
+CTSEG_IMAGES = "COVID-19-CT-Seg_20cases"  # the COVID-19-CT-Seg root's image folder
+MOSMED_STUDIES = "studies"  # the MosMedData root's image folder
 RASTER_EXT = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"}
 NIFTI_EXT = {".nii", ".nii.gz"}
 SLICE_EXT = RASTER_EXT | NIFTI_EXT | {".npy"}
@@ -85,6 +88,33 @@ def label_folder(root: str | Path) -> Path:
     """ROOT/labels when it exists, else ROOT (folders of bare label maps)."""
     root = Path(root)
     return root / LABELS if (root / LABELS).is_dir() else root
+
+
+def sidecar_spacing(image_path: str | Path) -> tuple[float, float] | None:
+    """Pixel spacing of ROOT/images/NAME.* from ROOT/spacing.json (written by `cosingan slices`), if any."""
+    import json
+
+    image_path = Path(image_path)
+    if image_path.parent.name != IMAGES:
+        return None
+    side = image_path.parent.parent / SPACING
+    if not side.exists():
+        return None
+    try:
+        sp = json.loads(side.read_text()).get(stem(image_path))
+        return (float(sp[0]), float(sp[1])) if sp else None
+    except (ValueError, TypeError, IndexError, AttributeError):
+        raise InputError(f"{side}: unreadable spacing sidecar (expected {{NAME: [row mm, col mm]}})") from None
+
+
+def volume_root_kind(root: str | Path) -> str | None:
+    """"covid19-ct-seg", "mosmed" or None (not a volume root) for a folder."""
+    root = Path(root)
+    if (root / CTSEG_IMAGES).is_dir() or root.name == CTSEG_IMAGES:
+        return "covid19-ct-seg"
+    if (root / MOSMED_STUDIES).is_dir():
+        return "mosmed"
+    return None
 
 
 def paired_image(label_path: str | Path) -> Path | None:

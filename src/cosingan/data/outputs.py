@@ -23,7 +23,8 @@ LOCK = ".cosingan.lock"
 LEGACY = {"train": ("checkpoint.pt",), "train-many": ("summary.csv",), "sample": ("grid.png",),
           "masks": ("masks.csv",), "synthesize": ("synthesize.json",), "seg train": ("train.json",),
           "seg eval": ("summary.json",), "cls train": ("train.json",), "cls eval": ("summary.json",),
-          "experiment": ("results.json", "data"), "quality": ("quality.json", "segmenter"), "demo": ("run",)}
+          "experiment": ("results.json", "data"), "quality": ("quality.json", "segmenter"), "demo": ("run",),
+          "slices": ("slices.csv",)}
 OWN = {MARKER, LOCK}
 
 

@@ -13,7 +13,7 @@ import numpy as np
 
 from ..errors import InputError
 from .files import HU_WINDOW
-from .layout import NIFTI_EXT, RASTER_EXT, list_slice_folder, suffix
+from .layout import NIFTI_EXT, RASTER_EXT, list_slice_folder, sidecar_spacing, suffix
 
 MAX_SIDE = 4096  # refuse larger slices: far beyond CT slice sizes, likely a wrong file
 INFECTION_OUTSIDE_MAX = 0.1  # with separate masks: refuse when more infection lies outside the lung
@@ -221,6 +221,8 @@ def load_slice(image: str | Path, label: str | Path | None = None, lung: str | P
     if affine is not None and lab_affine is not None and not np.allclose(affine, lab_affine, atol=1e-3):
         raise InputError(f"{label_path}: NIfTI geometry (affine: spacing, origin, orientation) differs from "
                          f"image {image}")
+    if spacing is None:
+        spacing = sidecar_spacing(image)  # slices exported from volumes keep their spacing beside them
     return Slice(img, lab, spacing, kind, affine, str(image), label_path)
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
-from .layout import NIFTI_EXT, stem, suffix
+from .layout import CTSEG_IMAGES, MOSMED_STUDIES, NIFTI_EXT, stem, suffix, volume_root_kind
 from .readers import Slice, check_file, to_unit_range
 
 
@@ -53,14 +53,25 @@ def _volume_to_unit(vol: np.ndarray, path: Path) -> np.ndarray:
     return to_unit_range(vol, "nifti", path)
 
 
+def read_volumes(root: str | Path) -> list[Volume]:
+    """The volumes of a COVID-19-CT-Seg or MosMedData root (see the two readers)."""
+    kind = volume_root_kind(root)
+    if kind == "covid19-ct-seg":
+        return read_covid19_ct_seg(root)
+    if kind == "mosmed":
+        return read_mosmed(root)
+    raise InputError(f"{root}: not a COVID-19-CT-Seg root ({CTSEG_IMAGES}/ inside) or a MosMedData root "
+                     f"({MOSMED_STUDIES}/ inside)")
+
+
 def read_covid19_ct_seg(root: str | Path) -> list[Volume]:
     """COVID-19-CT-Seg (Ma et al. 2020): ROOT/COVID-19-CT-Seg_20cases/*.nii.gz with masks in
     ROOT/Lung_and_Infection_Mask (1 left lung, 2 right lung, 3 infection), or else ROOT/Lung_Mask
     (1, 2) plus ROOT/Infection_Mask (1). Left and right lung merge into label 1, infection is 2."""
     root = Path(root)
-    img_dir = root / "COVID-19-CT-Seg_20cases"
+    img_dir = root / CTSEG_IMAGES
     if not img_dir.is_dir():
-        if root.name == "COVID-19-CT-Seg_20cases":
+        if root.name == CTSEG_IMAGES:
             img_dir, root = root, root.parent
         else:
             raise InputError(f"{root}: no COVID-19-CT-Seg_20cases/ folder inside")
@@ -105,7 +116,7 @@ def read_mosmed(root: str | Path, category: str = "CT-1") -> list[Volume]:
     (infection only: the volumes carry no lung labels, so has_lung is False). Studies without a mask
     are skipped."""
     root = Path(root)
-    img_dir = root / "studies" / category
+    img_dir = root / MOSMED_STUDIES / category
     if not img_dir.is_dir():
         raise InputError(f"{root}: no studies/{category}/ folder inside")
     out = []
@@ -144,3 +155,29 @@ def select_slices(vol: Volume, infection: str = "any", min_lung_fraction: float 
         out.append(Slice(vol.image[z].copy(), lab.copy(), (vol.spacing[0], vol.spacing[1]), "nifti", None,
                          f"{vol.image_path}#z={z}", f"{vol.label_path}#z={z}"))
     return out
+
+
+def export_slices(volumes: list[Volume], out: Path, infection: str = "any", progress: bool = True) -> list[dict]:
+    """`cosingan slices`: the slices of volumes (see `select_slices`) as a slice folder: 8-bit PNG images
+    (lung window), 0/1/2 label maps, spacing.json (the pixel spacing PNG cannot carry; the readers take
+    it from there) and slices.csv (which volume and slice each came from)."""
+    import json
+
+    from tqdm.auto import tqdm
+
+    from .files import save_png, write_csv, write_text
+    from .layout import SPACING, pair_paths
+
+    rows, spacing = [], {}
+    for vol in tqdm(volumes, desc="slices", disable=not progress, dynamic_ncols=True):
+        for sl in select_slices(vol, infection):
+            z = int(sl.image_path.rsplit("#z=", 1)[1])
+            name = f"{vol.name}_z{z:03d}"
+            ip, lp = pair_paths(out, name)
+            save_png(sl.image, ip)
+            save_png(sl.label, lp)
+            spacing[name] = [float(s) for s in sl.spacing]
+            rows.append({"name": name, "volume": vol.name, "z": z, "infection": int((sl.label == 2).any())})
+    write_text(out / SPACING, json.dumps(spacing, indent=1))
+    write_csv(out / "slices.csv", ["name", "volume", "z", "infection"], rows)
+    return rows

@@ -52,7 +52,12 @@ def _prep(sl: Slice, size: int) -> dict:
 
 
 def load_folders(dirs: list[str | Path]) -> list[Slice]:
-    slices = [s for d in dirs for s in read_slice_folder(d)]
+    """Slices of slice folders, or of volume roots (COVID-19-CT-Seg, MosMedData: every slice with lungs)."""
+    from ..data.layout import volume_root_kind
+    from ..data.volumes import read_volumes, select_slices
+
+    slices = [s for d in dirs for s in (
+        [x for v in read_volumes(d) for x in select_slices(v)] if volume_root_kind(d) else read_slice_folder(d))]
     if not slices:
         raise InputError(f"no slices in {', '.join(map(str, dirs))}")
     return slices
@@ -173,6 +178,33 @@ def evaluate(net: torch.nn.Module, cfg: SegConfig, slices: list[Slice], out: str
                   [{k: ("" if isinstance(v, float) and np.isnan(v) else v) for k, v in c.items()} for c in cases])
         write_json(out / "summary.json", summary)
         _overlays(slices, preds, cases, out / "cases.png")
+    return summary
+
+
+def evaluate_volumes(net: torch.nn.Module, cfg: SegConfig, volumes, out: str | Path | None = None) -> dict:
+    """The benchmark's protocol on volumes: every slice of each volume is predicted (2-D), the slices are
+    stacked, and DSC / NSD are computed per volume in 3-D with its voxel spacing, then averaged over
+    volumes. Volumes without lung labels (MosMedData) are scored on infection only."""
+    cases = []
+    for v in volumes:
+        pred = np.stack([predict(net, Slice(v.image[z], v.label[z], None, "nifti"), cfg.size)
+                         for z in range(v.image.shape[0])])
+        if not v.has_lung:  # the truth has no lung label: score infection only, lung as not annotated
+            pred = np.where(pred == 2, 2, 0).astype(np.uint8)
+        sp = (v.spacing[2], v.spacing[0], v.spacing[1])  # (slice, row, col), as the arrays are (Z, H, W)
+        scores = score_case(pred, v.label, sp)
+        if not v.has_lung:
+            scores["lung_dsc"] = scores["lung_nsd"] = float("nan")
+        cases.append({"case": v.name, **scores})
+    keys = list(SEG_METRICS)
+    summary = {**summarize(cases, keys), "n": len(cases), "cases": "3-D volumes", "policy": EMPTY_POLICY,
+               "nsd": NSD_DEFINITION, "spacing_known": True, "spacing": "voxel spacing of each volume",
+               "tolerance_mm": TOLERANCE_MM, "metric_per_case": cases}
+    if out is not None:
+        out = Path(out)
+        write_csv(out / "cases.csv", ["case", *keys],
+                  [{k: ("" if isinstance(x, float) and np.isnan(x) else x) for k, x in c.items()} for c in cases])
+        write_json(out / "summary.json", summary)
     return summary
 
 
