@@ -87,3 +87,30 @@ def test_train_on_a_volume_root_and_score_per_volume_in_3d(tmp_path, ctseg, mosm
     assert main(["seg", "eval", "--model", str(model), "--data", str(mosmed), "--out", str(tmp_path / "m2")]) == 0
     s = json.loads((tmp_path / "m2" / "summary.json").read_text())
     assert s["excluded"]["lung"] == 1 and s["mean"]["lung_dsc"] is None and s["mean"]["infection_dsc"] is not None
+
+
+def test_experiment_on_a_covid19_ct_seg_root_with_the_task1_split(tmp_path):
+    """All 20 case names of the benchmark, as small written phantoms; fold 0: 4 training, 16 test volumes."""
+    from cosingan.experiment.split import task1_fold
+
+    train, test = task1_fold(0)
+    root = tmp_path / "ctseg"
+    for i, name in enumerate(train + test):
+        vol, mask = _volume(z=4, h=32, w=32)
+        _save(vol, root / "COVID-19-CT-Seg_20cases" / f"{name}.nii.gz", (0.7 + 0.01 * i, 0.7 + 0.01 * i, 5.0))
+        _save(mask, root / "Lung_and_Infection_Mask" / f"{name}.nii.gz", (0.7 + 0.01 * i, 0.7 + 0.01 * i, 5.0))
+    out = tmp_path / "e"
+    assert main(["experiment", "few-shot", "--data", str(root), "--split", "task1", "--fold", "0", "--k", "1",
+                 "--out", str(out), "--preset", "tiny", "--regimes", "kmaps", "--n-synth", "3", "--seg-steps", "1",
+                 "--seg-size", "32", "--cls-steps", "2", "--no-quality", "--quiet"]) == 0
+    rec = json.loads((out / "results.json").read_text())
+    assert rec["volumes"]["train"] == train and rec["volumes"]["test"] == test
+    assert rec["volumes"]["split"] == "task1 fold 0"
+    cases = json.loads((out / "eval" / "r0_C_allreal" / "summary.json").read_text())
+    assert cases["cases"] == "3-D volumes" and [c["case"] for c in cases["metric_per_case"]] == test
+    # the k slices come from the training volumes and have infection
+    (chosen,) = rec["runs"][0]["slices"]
+    assert chosen.rsplit("_z", 1)[0] in train and chosen.endswith(("_z002.png", "_z003.png"))
+    # detection runs on infection-free slices of the same test volumes (no --normals needed)
+    assert "with infection" in rec["detection"] and all("auc" in r for r in rec["table"] if r["arm"] in "BC")
+    assert "per 3-D test volume" in (out / "report.md").read_text()

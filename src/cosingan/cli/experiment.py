@@ -14,7 +14,8 @@ def add_experiment(sub) -> None:
     p = sub.add_parser("experiment", help="the few-shot experiment (synthetic vs k real vs all real)")
     ss = p.add_subparsers(dest="exp_command", required=True)
     f = ss.add_parser("few-shot", help="one command: GANs, conditions, synthetic data, U-Nets, report")
-    f.add_argument("--data", required=True, help="slice folder: the training pool (and test, without --test)")
+    f.add_argument("--data", required=True, help="slice folder, or a COVID-19-CT-Seg / MosMedData root: the "
+                   "training pool (and test, without --test)")
     f.add_argument("--test", help="slice folder of test slices (default: split --data, seeded)")
     f.add_argument("--normals", help="folder of infection-free images (e.g. MosMed CT-0) for the detection "
                    "arms: split in half, seeded, into training negatives and test negatives")
@@ -38,6 +39,10 @@ def add_experiment(sub) -> None:
                    "(two-stage, mixed reconstruction, hierarchical augmentation), on the first regime")
     f.add_argument("--spacing", type=float, default=1.0, help="mm per original pixel for test slices whose "
                    "files carry no spacing (PNG/JPG; default 1), for NSD")
+    f.add_argument("--split", choices=["random", "task1"], default="random",
+                   help="volume roots (COVID-19-CT-Seg, MosMedData): random split of the cases (seeded), or "
+                   "the COVID-19-CT-Seg benchmark's Task-1 folds (4 training, 16 test cases)")
+    f.add_argument("--fold", type=int, default=0, help="the Task-1 fold, 0..4 (default 0)")
     f.add_argument("--no-quality", action="store_true", help="skip the quality measures of the generators "
                    "(`cosingan quality`: fidelity, realism, grey levels, diversity)")
     f.add_argument("--seed", type=int, default=0)
@@ -59,7 +64,8 @@ def cmd_experiment(args: argparse.Namespace) -> int:
                            regimes=tuple(args.regimes), n_synth=args.n_synth, seg_steps=args.seg_steps,
                            seg_size=args.seg_size, cls_steps=args.cls_steps, seed=args.seed,
                            ablation=args.ablation, mixed=args.mixed, select=args.select,
-                           quality=not args.no_quality, spacing_mm=args.spacing)
+                           quality=not args.no_quality, spacing_mm=args.spacing, split=args.split,
+                           fold=args.fold)
     t0 = time.time()
     rec = run_few_shot(args.data, args.out, cfg, args.test, normals=args.normals, progress=not args.quiet,
                        log=(lambda *a: None) if args.quiet else print)

@@ -26,6 +26,8 @@ class ExperimentConfig:
     mix_real_fraction: float = 0.25  # share of arm M's training pairs that are (repeated) real slices
     spacing_mm: float = 1.0  # mm per original pixel for slices whose files carry no spacing (PNG)
     quality: bool = True  # `cosingan quality` measures of every generator (reference: arm C's U-Net)
+    split: str = "random"  # volume roots: random (seeded, test_fraction) or task1 (the benchmark's folds)
+    fold: int = 0  # the Task-1 fold (0..4)
     select: str = "random"  # how the k slices are drawn from the pool: random, or area (see split.py)
 
     def repeat_seed(self, r: int) -> int:

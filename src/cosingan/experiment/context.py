@@ -28,6 +28,8 @@ class Context:
     test_slices: list[Slice]  # read once: every arm is scored on them
     test_pos: list[np.ndarray]  # detection test images with infection
     test_neg: list[np.ndarray]  # ... and without (test slices without infection + the test normals)
+    test_volumes: list = field(default_factory=list)  # volume data: segmentation is scored per volume in 3-D
+    volumes: dict | None = None  # volume data: training and test case names, and the split
     progress: bool = True
     log: Callable[..., None] = print
     timings: dict[str, float] = field(default_factory=dict)

@@ -194,11 +194,16 @@ def _definitions(out: Path, record: dict) -> Section:
     for r in record["results"]:
         for region, n in (r.get("excluded") or {}).items():
             excluded[region] = max(excluded.get(region, 0), n)
+    if record.get("volumes"):
+        v = record["volumes"]
+        cases = (f"DSC and NSD per 3-D test volume (every slice predicted by the 2-D network, stacked), with the "
+                 f"voxel spacing, then the mean over volumes ({v['split']} split, {len(v['test'])} test volumes)")
+    else:
+        cases = (f"DSC and NSD per 2-D test slice, then the mean over slices; pixel spacing "
+                 f"{c.get('spacing_mm', 1.0):g} mm per original pixel where the files carry none")
     return Section("Metric definitions", [
-        f"DSC and NSD per 2-D test slice, then the mean over slices; {NSD_DEFINITION}; pixel spacing "
-        f"{c.get('spacing_mm', 1.0):g} mm per original pixel where the files carry none; empty masks: {EMPTY_POLICY}. "
-        "Left out (most in any arm): " + (", ".join(f"{k} {v}" for k, v in excluded.items()) if excluded else "none")
-        + ".",
+        f"{cases}; {NSD_DEFINITION}; empty masks: {EMPTY_POLICY}. Left out (most in any arm): "
+        + (", ".join(f"{k} {n}" for k, n in excluded.items()) if excluded else "none") + ".",
         "Detection: AUC of the classifier's score, accuracy, sensitivity and specificity at threshold 0.5."])
 
 

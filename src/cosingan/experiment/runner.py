@@ -24,6 +24,8 @@ from dataclasses import asdict
 from pathlib import Path
 
 from ..data.files import write_json
+from ..data.layout import list_slice_folder, volume_root_kind
+from ..data.volumes import export_slices
 from ..data.outputs import claim_output, locked
 from ..data.readers import read_image, read_slice_folder
 from ..downstream.seg import load_seg
@@ -34,14 +36,17 @@ from .arms import ARMS, Arm, generator_folder
 from .config import ExperimentConfig
 from .context import Context
 from .report import write_report
-from .split import Draw, draw, link_folder, split, split_normals
+from .split import Draw, draw, link_folder, split, split_normals, split_volumes
 from .table import paired, table
 from .tasks import TASKS, condition_fidelity
 
 
 def prepare(data: Path, out: Path, cfg: ExperimentConfig, test: Path | None, normals: Path | None,
             progress: bool, log) -> Context:
-    """Validate and split the inputs (before anything is written), link the data, read the test set."""
+    """Validate and split the inputs (before anything is written), link the data, read the test set.
+    A volume root is split by case (see `split_volumes`) and its slices exported into OUT/data."""
+    if volume_root_kind(data):
+        return _prepare_volumes(data, out, cfg, test, normals, progress, log)
     pool, tests = split(data, test, cfg)
     normal_pool, normal_test = split_normals(normals, cfg.seed) if normals else ([], [])
     if len(pool) < max(cfg.ks):
@@ -62,6 +67,36 @@ def prepare(data: Path, out: Path, cfg: ExperimentConfig, test: Path | None, nor
     test_neg += [read_image(p)[0] for p in normal_test]
     return Context(cfg, out, pool, tests, pool_dir, test_dir, normal_pool, normal_test, test_slices, test_pos,
                    test_neg, progress, log)
+
+
+def _prepare_volumes(data: Path, out: Path, cfg: ExperimentConfig, test: Path | None, normals: Path | None,
+                     progress: bool, log) -> Context:
+    train_vols, test_vols = split_volumes(data, test, cfg)
+    normal_pool, normal_test = split_normals(normals, cfg.seed) if normals else ([], [])
+    earlier = out / "results.json"
+    if earlier.exists():
+        prev = json.loads(earlier.read_text())
+        if {k: prev.get("volumes", {}).get(k) for k in ("train", "test")} != {
+                "train": [v.name for v in train_vols], "test": [v.name for v in test_vols]}:
+            raise InputError(f"{out}: holds an experiment on another training/test split; use a new --out")
+    claim_output(out, "experiment", (data, test, normals))
+    pool_dir, test_dir = out / "data" / "pool", out / "data" / "test"
+    for vols, d in ((train_vols, pool_dir), (test_vols, test_dir)):
+        if not (d / "slices.csv").exists():  # exported once; the folder is ours
+            export_slices(vols, d, "any", progress)
+    pool, tests = list_slice_folder(pool_dir), list_slice_folder(test_dir)
+    test_slices = read_slice_folder(test_dir)
+    test_pos = [s.image for s in test_slices if (s.label == 2).any()]
+    test_neg = [s.image for s in test_slices if not (s.label == 2).any()]  # same source: a fair detection test
+    test_neg += [read_image(p)[0] for p in normal_test]
+    log(f"volumes: {len(train_vols)} training ({len(pool)} slices with lungs), {len(test_vols)} test "
+        f"({len(tests)} slices), split {cfg.split if test is None else '--test'}"
+        + (f" fold {cfg.fold}" if cfg.split == "task1" and test is None else ""))
+    return Context(cfg, out, pool, tests, pool_dir, test_dir, normal_pool, normal_test, test_slices, test_pos,
+                   test_neg, test_volumes=test_vols, progress=progress, log=log,
+                   volumes={"train": [v.name for v in train_vols], "test": [v.name for v in test_vols],
+                            "split": f"task1 fold {cfg.fold}" if cfg.split == "task1" and test is None else
+                            ("--test" if test is not None else f"random (seed {cfg.seed})")})
 
 
 def run_arm(ctx: Context, arm: Arm, r: int, d: Draw | None, reference: dict[int, str]) -> None:
@@ -111,6 +146,7 @@ def run_few_shot(data: str | Path, out: str | Path, cfg: ExperimentConfig, test:
 def _run(ctx: Context, data, test, normals, t_start: float) -> dict:
     cfg, out, log = ctx.cfg, ctx.out, ctx.log
     record = {"config": asdict(cfg), "data": str(data), "test": str(test) if test else None,
+              **({"volumes": ctx.volumes} if ctx.volumes else {}),
               "pool": [p[0].name for p in ctx.pool], "test_slices": [p[0].name for p in ctx.tests], "runs": [],
               "normals": {"folder": str(normals) if normals else None, "pool": [p.name for p in ctx.normal_pool],
                           "test": [p.name for p in ctx.normal_test]},

@@ -3,6 +3,7 @@ Test slices never reach training; every choice is seeded and recorded."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -70,6 +71,41 @@ def split(data: Path, test: Path | None, cfg: ExperimentConfig) -> tuple[list[Pa
     return [pool[i] for i in sorted(order[n_test:])], [pool[i] for i in sorted(order[:n_test])]
 
 
+def task1_fold(fold: int) -> tuple[list[str], list[str]]:
+    """The COVID-19-CT-Seg benchmark's Task-1 fold: (4 training case names, 16 test case names)."""
+    folds = json.loads((Path(__file__).parent / "task1_split.json").read_text())["folds"]
+    if not 0 <= fold < len(folds):
+        raise InputError(f"--fold must be 0..{len(folds) - 1} for the Task-1 split, got {fold}")
+    return list(folds[fold]["train"]), list(folds[fold]["test"])
+
+
+def split_volumes(data: Path, test: Path | None, cfg: ExperimentConfig) -> tuple[list, list]:
+    """(training volumes, test volumes) of a COVID-19-CT-Seg or MosMedData root: the benchmark's Task-1
+    fold (`split` task1), a seeded random split of the cases, or the volumes of `--test`."""
+    from ..data.volumes import read_volumes
+
+    vols = read_volumes(data)
+    if test is not None:
+        tests = read_volumes(test)
+        shared = {v.name for v in vols} & {v.name for v in tests}
+        if shared:
+            raise InputError(f"{test}: {len(shared)} test case(s) are also in --data {data} ({sorted(shared)[0]}, ...)")
+        return vols, tests
+    by = {v.name: v for v in vols}
+    if cfg.split == "task1":
+        train, tst = task1_fold(cfg.fold)
+        missing = [n for n in train + tst if n not in by]
+        if missing:
+            raise InputError(f"{data}: the Task-1 split needs cases that are not there ({', '.join(missing[:3])}"
+                             f"{', ...' if len(missing) > 3 else ''})")
+        return [by[n] for n in train], [by[n] for n in tst]
+    order = np.random.default_rng(cfg.seed).permutation(len(vols))
+    n_test = max(1, int(round(len(vols) * cfg.test_fraction)))
+    if len(vols) - n_test < 1:
+        raise InputError(f"{data}: {len(vols)} volume(s) are too few for a training and a test split")
+    return [vols[i] for i in sorted(order[n_test:])], [vols[i] for i in sorted(order[:n_test])]
+
+
 def split_normals(normals: Path, seed: int) -> tuple[list[Path], list[Path]]:
     """Infection-free images: (training half, test half), seeded."""
     d = image_folder(normals)
@@ -128,8 +164,12 @@ def draw(cfg: ExperimentConfig, pool: list[Pair], normal_pool: list[Path], repea
     if cfg.select == "area":
         cand = typical(pool, k)
         chosen = [pool[i] for i in sorted(rng.choice(cand, size=k, replace=False))]
-    else:
-        chosen = [pool[i] for i in sorted(rng.choice(len(pool), size=k, replace=False))]
+    else:  # among the annotated slices with infection (slices of volumes also come without)
+        infected = [i for i, (_, lp) in enumerate(pool) if (read_label(lp) == 2).any()]
+        if len(infected) < k:
+            raise InputError(f"the training pool has {len(infected)} slice(s) with infection, too few for k={k}")
+        cand = len(pool) if len(infected) == len(pool) else infected
+        chosen = [pool[i] for i in sorted(rng.choice(cand, size=k, replace=False))]
     normals = ([normal_pool[i] for i in sorted(rng.choice(len(normal_pool), size=min(k, len(normal_pool)),
                                                           replace=False))] if normal_pool else [])
     folder = link_folder(chosen, out / "data" / f"r{repeat}_k{k}")

@@ -58,8 +58,10 @@ def segmentation(ctx: Context, ts: TrainingSet) -> dict:
     if not _trained(model_dir, scfg):
         ctx.timed("seg_train", lambda: seg.train_seg(seg.load_folders(list(ts.folders)), scfg, model_dir, ctx.progress))
     net, scfg = seg.load_seg(model_dir)
-    summary = ctx.timed("seg_eval", lambda: seg.evaluate(net, scfg, ctx.test_slices, ctx.out / "eval" / ts.name,
-                                                         ctx.cfg.spacing_mm))
+    where = ctx.out / "eval" / ts.name
+    summary = ctx.timed("seg_eval", lambda: (seg.evaluate_volumes(net, scfg, ctx.test_volumes, where)
+                                             if ctx.test_volumes else
+                                             seg.evaluate(net, scfg, ctx.test_slices, where, ctx.cfg.spacing_mm)))
     return {**summary["mean"], "excluded": summary["excluded"]}
 
 
