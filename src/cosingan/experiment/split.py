@@ -170,7 +170,11 @@ def draw(cfg: ExperimentConfig, pool: list[Pair], normal_pool: list[Path], repea
             raise InputError(f"the training pool has {len(infected)} slice(s) with infection, too few for k={k}")
         cand = len(pool) if len(infected) == len(pool) else infected
         chosen = [pool[i] for i in sorted(rng.choice(cand, size=k, replace=False))]
-    normals = ([normal_pool[i] for i in sorted(rng.choice(len(normal_pool), size=min(k, len(normal_pool)),
-                                                          replace=False))] if normal_pool else [])
+    if normal_pool:
+        normals = [normal_pool[i] for i in sorted(rng.choice(len(normal_pool), size=min(k, len(normal_pool)),
+                                                             replace=False))]
+    else:  # slices of volumes: k infection-free slices of the pool itself (same source as the test negatives)
+        clean = [i for i, (_, lp) in enumerate(pool) if not (read_label(lp) == 2).any()]
+        normals = [pool[i][0] for i in sorted(rng.choice(clean, size=min(k, len(clean)), replace=False))] if clean else []
     folder = link_folder(chosen, out / "data" / f"r{repeat}_k{k}")
     return Draw(repeat, k, cfg.repeat_seed(repeat), chosen, normals, folder)
