@@ -35,6 +35,17 @@ def _kind_of(folder: Path) -> str | None:
         return None
 
 
+def _made_by(folder: Path, command: str, names: set[str]) -> bool:
+    """An unmarked folder that `command` of an earlier version made (recognised by its files); for
+    train-many also a folder that holds only run folders (an interrupted train-many, or runs trained one
+    by one into it)."""
+    if any((folder / f).exists() for f in LEGACY.get(command, ())):
+        return True
+    return command == "train-many" and all(
+        (folder / n).is_dir() and ((folder / n / "checkpoint.pt").exists() or _kind_of(folder / n) == "train")
+        for n in names)
+
+
 def _related(a: Path, b: Path) -> bool:
     return a == b or a in b.parents or b in a.parents
 
@@ -56,7 +67,7 @@ def check_output(folder: str | Path, command: str, inputs: tuple = ()) -> Path:
             raise InputError(f"{folder}: holds the output of `cosingan {kind}`, not of `cosingan {command}`; "
                              "choose another --out")
         names = {p.name for p in folder.iterdir()} - OWN
-        if kind is None and names and not any((folder / f).exists() for f in LEGACY.get(command, ())):
+        if kind is None and names and not _made_by(folder, command, names):
             raise InputError(f"{folder}: is not empty and was not made by `cosingan {command}`; choose a new or "
                              "empty folder (nothing was written)")
         if not os.access(folder, os.W_OK | os.X_OK):

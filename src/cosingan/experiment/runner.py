@@ -66,7 +66,7 @@ def prepare(data: Path, out: Path, cfg: ExperimentConfig, test: Path | None, nor
     test_neg = [s.image for s in test_slices if not (s.label == 2).any()]
     test_neg += [read_image(p)[0] for p in normal_test]
     return Context(cfg, out, pool, tests, pool_dir, test_dir, normal_pool, normal_test, test_slices, test_pos,
-                   test_neg, progress, log)
+                   test_neg, progress=progress, log=log)
 
 
 def _prepare_volumes(data: Path, out: Path, cfg: ExperimentConfig, test: Path | None, normals: Path | None,
