@@ -166,18 +166,25 @@ def evaluate(net: torch.nn.Module, cfg: SegConfig, slices: list[Slice], out: str
         preds.append(pred)
         sp = s.spacing if s.spacing is not None else (spacing_mm, spacing_mm)
         cases.append({"case": Path(s.image_path).stem or s.image_path, **score_case(pred, s.label, sp)})
-    keys = list(SEG_METRICS)
     known = all(s.spacing is not None for s in slices)
-    summary = {**summarize(cases, keys), "n": len(cases), "cases": "2-D slices", "policy": EMPTY_POLICY,
-               "nsd": NSD_DEFINITION, "spacing_known": known,
-               "spacing": "from the files" if known else f"{spacing_mm:g} mm per original pixel where the files carry none",
-               "tolerance_mm": TOLERANCE_MM, "metric_per_case": cases}
+    summary = _summary(cases, "2-D slices", known, "from the files" if known else
+                       f"{spacing_mm:g} mm per original pixel where the files carry none", out)
+    if out is not None:
+        _overlays(slices, preds, cases, Path(out) / "cases.png")
+    return summary
+
+
+def _summary(cases: list[dict], what: str, known: bool, spacing: str, out: str | Path | None) -> dict:
+    """Means over the scored cases with the scoring rules, written to cases.csv and summary.json."""
+    keys = list(SEG_METRICS)
+    summary = {**summarize(cases, keys), "n": len(cases), "cases": what, "policy": EMPTY_POLICY,
+               "nsd": NSD_DEFINITION, "spacing_known": known, "spacing": spacing, "tolerance_mm": TOLERANCE_MM,
+               "metric_per_case": cases}
     if out is not None:
         out = Path(out)
         write_csv(out / "cases.csv", ["case", *keys],
                   [{k: ("" if isinstance(v, float) and np.isnan(v) else v) for k, v in c.items()} for c in cases])
         write_json(out / "summary.json", summary)
-        _overlays(slices, preds, cases, out / "cases.png")
     return summary
 
 
@@ -196,16 +203,7 @@ def evaluate_volumes(net: torch.nn.Module, cfg: SegConfig, volumes, out: str | P
         if not v.has_lung:
             scores["lung_dsc"] = scores["lung_nsd"] = float("nan")
         cases.append({"case": v.name, **scores})
-    keys = list(SEG_METRICS)
-    summary = {**summarize(cases, keys), "n": len(cases), "cases": "3-D volumes", "policy": EMPTY_POLICY,
-               "nsd": NSD_DEFINITION, "spacing_known": True, "spacing": "voxel spacing of each volume",
-               "tolerance_mm": TOLERANCE_MM, "metric_per_case": cases}
-    if out is not None:
-        out = Path(out)
-        write_csv(out / "cases.csv", ["case", *keys],
-                  [{k: ("" if isinstance(x, float) and np.isnan(x) else x) for k, x in c.items()} for c in cases])
-        write_json(out / "summary.json", summary)
-    return summary
+    return _summary(cases, "3-D volumes", True, "voxel spacing of each volume", out)
 
 
 def _overlays(slices, preds, cases, path: Path, k: int = 3) -> None:
