@@ -24,6 +24,20 @@ def require_shared_data() -> Path:
     return COVID
 
 
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory) -> Path:
+    """One finished tiny run, shared by a module's cases that need a model (as an input only)."""
+    from cosingan.data.readers import load_slice
+    from cosingan.gan.train import train
+
+    d = tmp_path_factory.mktemp("run")
+    img, lab = chest_phantom(40, seed=5)
+    save_png(img, d / "i.png")
+    save_png(lab, d / "l.png")
+    train(d / "run", load_slice(d / "i.png", d / "l.png"), PRESETS["tiny"], progress=False)
+    return d / "run"
+
+
 @pytest.fixture
 def tiny_cfg():
     return PRESETS["tiny"]

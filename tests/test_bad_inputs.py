@@ -26,17 +26,6 @@ from cosingan.gan.checkpoint import CKPT
 from cosingan.gan.train import train
 
 
-@pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory) -> Path:
-    """One finished tiny run, shared by the cases that need a model."""
-    d = tmp_path_factory.mktemp("run")
-    img, lab = chest_phantom(40, seed=5)
-    save_png(img, d / "i.png")
-    save_png(lab, d / "l.png")
-    train(d / "run", load_slice(d / "i.png", d / "l.png"), PRESETS["tiny"], progress=False)
-    return d / "run"
-
-
 def _pair(d: Path, size: int = 40):
     img, lab = chest_phantom(size, seed=1)
     save_png(img, d / "img.png")

@@ -15,19 +15,8 @@ import torch
 from cosingan.cli import main
 from cosingan.data.files import save_png
 from cosingan.data.phantom import chest_phantom
-from cosingan.data.readers import load_slice
 from cosingan.gan.config import PRESETS
 from cosingan.gan.train import train
-
-
-@pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory) -> Path:
-    d = tmp_path_factory.mktemp("run")
-    img, lab = chest_phantom(40, seed=5)
-    save_png(img, d / "i.png")
-    save_png(lab, d / "l.png")
-    train(d / "run", load_slice(d / "i.png", d / "l.png"), PRESETS["tiny"], progress=False)
-    return d / "run"
 
 
 def _folder(d: Path, n: int = 3, seed: int = 0) -> Path:
