@@ -75,3 +75,14 @@ def test_nifti_input_gives_nifti_outputs_with_spacing(tmp_path):
     data = np.asarray(out_img.dataobj)
     assert -1250 - 1e-3 <= data.min() and data.max() <= 250 + 1e-3
     assert set(np.unique(np.asarray(out_lab.dataobj))) <= {0, 1, 2}
+
+
+def test_demo_trains_then_reuses_its_run(tmp_path, capsys):
+    out = tmp_path / "demo"
+    assert main(["demo", "--out", str(out), "--preset", "tiny", "--quiet"]) == 0
+    assert "demo: trained" in capsys.readouterr().out
+    assert (out / "samples" / "grid.png").exists() and len(list((out / "samples" / "images").iterdir())) == 12
+    assert main(["demo", "--out", str(out), "--preset", "tiny", "--quiet"]) == 0
+    assert "reusing the trained run" in capsys.readouterr().out
+    # another preset into the same folder would silently reuse a run of other settings: refused
+    assert main(["demo", "--out", str(out), "--preset", "demo", "--quiet"]) == 2
