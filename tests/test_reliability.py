@@ -269,3 +269,14 @@ def test_seg_train_prints_no_library_warning(tmp_path):
         assert main(["seg", "train", "--data", str(data), "--out", str(tmp_path / "s"), "--steps", "2",
                      "--size", "32", "--quiet"]) == 0
     assert not [w for w in caught if issubclass(w.category, FutureWarning)], [str(w.message) for w in caught]
+
+
+def test_settings_errors_come_before_the_output_folder_is_made(tmp_path, tiny_run, capsys):
+    data = _folder(tmp_path / "real")
+    _fails(capsys, ["synthesize", "--runs", str(tiny_run), "--n", "2", "--out", str(tmp_path / "Bad_name"),
+                    "--format", "nnunet", "--quiet"], "must be named DatasetXXX_Name")
+    _fails(capsys, ["masks", "--data", str(data), "--out", str(tmp_path / "m"), "--edits", "warp", "--quiet"],
+           "unknown edit(s) ['warp']")
+    _fails(capsys, ["cls", "train", "--data", str(data), "--out", str(tmp_path / "c"), "--steps", "1", "--quiet"],
+           "needs both positives")
+    assert not any((tmp_path / n).exists() for n in ("Bad_name", "m", "c"))

@@ -33,11 +33,12 @@ def add_masks(sub) -> None:
 
 
 def cmd_masks(args: argparse.Namespace) -> int:
-    from ..data.conditions import sources_from_folder, write_masks
+    from ..data.conditions import check_edits, sources_from_folder, write_masks
 
     if args.n < 1:
         raise InputError(f"--n must be at least 1, got {args.n}")
     sources = [s for d in args.data for s in sources_from_folder(d)]
+    check_edits(edit_list(args.edits))  # before the output folder is made
     t0 = time.time()
     with output(args.out, "masks", tuple(args.data)) as out:
         rep = write_masks(sources, out, args.n, edit_list(args.edits), args.negatives, args.seed,
@@ -64,12 +65,13 @@ def add_synthesize(sub) -> None:
 
 
 def cmd_synthesize(args: argparse.Namespace) -> int:
-    from ..synth.dataset import Synthesizer, synthesize
+    from ..synth.dataset import Synthesizer, check_target, synthesize
 
     if args.n < 1:
         raise InputError(f"--n must be at least 1, got {args.n}")
     t0 = time.time()
     syn = Synthesizer(args.runs, args.conditions, edit_list(args.edit), args.negatives, args.seed, args.device)
+    check_target(syn, args.out, args.format)  # before the output folder is made
     with output(args.out, "synthesize", (args.conditions, *args.runs)) as out:
         rep = synthesize(syn, args.n, out, args.format, progress=not args.quiet)
     print(f"{rep['made']} new pairs, {rep['kept']} kept from before, {rep['total']} in {args.out} "

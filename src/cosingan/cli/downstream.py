@@ -106,6 +106,7 @@ def cmd_cls(args: argparse.Namespace) -> int:
             raise InputError("--steps must be at least 1")
         cfg = cls.ClsConfig(size=args.size, steps=args.steps, aug=args.aug, seed=args.seed)
         cls.check_config(cfg)
+        cls.check_targets(targets + [0] * len(negatives))  # before the output folder is made
         overlap = cls.shared_images(images, negatives)
         if overlap:
             raise InputError(f"--negatives: {overlap} image(s) are also in --data; the same slice cannot be both "

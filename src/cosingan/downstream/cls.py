@@ -88,6 +88,12 @@ def check_config(cfg: ClsConfig) -> None:
                          f"{len(cfg.channels)} times), got {cfg.size}")
 
 
+def check_targets(targets: list[int]) -> None:
+    if len(set(targets)) < 2:
+        raise InputError("the classifier needs both positives (infection) and negatives (no infection); "
+                         "add infection-free data (e.g. synthesize --negatives 0.3)")
+
+
 def make_net(cfg: ClsConfig) -> torch.nn.Module:
     from monai.networks.nets import Classifier
 
@@ -99,9 +105,7 @@ def train_cls(images: list[np.ndarray], targets: list[int], cfg: ClsConfig, out:
               progress: bool = True) -> dict:
     from tqdm.auto import tqdm
 
-    if len(set(targets)) < 2:
-        raise InputError("the classifier needs both positives (infection) and negatives (no infection); "
-                         "add infection-free data (e.g. synthesize --negatives 0.3)")
+    check_targets(targets)
     out = Path(out)
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)

@@ -122,10 +122,9 @@ class Synthesizer:
         return img, label4_to_label(lab4), chain
 
 
-def synthesize(syn: Synthesizer, n: int, out: str | Path, fmt: str = "png", progress: bool = True) -> dict:
-    """n pairs into `out` (resumable: pairs whose files exist and read back are kept)."""
-    from tqdm.auto import tqdm
-
+def check_target(syn: Synthesizer, out: Path, fmt: str) -> dict:
+    """The dataset's settings, after refusing a format, a folder name or an earlier dataset in `out` that
+    does not fit them (reads only: callers check before anything is written)."""
     out = Path(out)
     if fmt not in ("png", "nnunet"):
         raise InputError(f"--format must be png or nnunet, got {fmt!r}")
@@ -141,11 +140,20 @@ def synthesize(syn: Synthesizer, n: int, out: str | Path, fmt: str = "png", prog
             raise InputError(f"{spec_path}: unreadable (not the JSON this command writes); use another --out") from None
         if {k: v for k, v in old.items() if k != "n"} != spec:
             raise InputError(f"{out}: holds a dataset made with other settings ({spec_path}); use another --out")
+    return spec
+
+
+def synthesize(syn: Synthesizer, n: int, out: str | Path, fmt: str = "png", progress: bool = True) -> dict:
+    """n pairs into `out` (resumable: pairs whose files exist and read back are kept)."""
+    from tqdm.auto import tqdm
+
+    out = Path(out)
+    spec = check_target(syn, out, fmt)
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise InputError(f"{out}: cannot create output folder ({e.strerror})") from None
-    write_json(spec_path, {**spec, "n": n})
+    write_json(out / "synthesize.json", {**spec, "n": n})
     rows = _read_manifest(out, syn.runs)
     spacing = None
     made = skipped = 0
