@@ -6,6 +6,7 @@ import argparse
 import time
 
 from ..data.outputs import output
+from ..devices import DEVICE_HELP, resolve_device
 from ..errors import InputError
 
 
@@ -60,7 +61,7 @@ def add_synthesize(sub) -> None:
     p.add_argument("--negatives", type=float, default=0.0, help="fraction of infection-free conditions")
     p.add_argument("--format", default="png", choices=["png", "nnunet"])
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--device", default="cpu", help=DEVICE_HELP)
     p.add_argument("--quiet", action="store_true")
 
 
@@ -94,6 +95,7 @@ def add_quality(sub) -> None:
     p.add_argument("--seg-steps", type=int, default=600, help="reference segmenter budget (default 600)")
     p.add_argument("--c2st-steps", type=int, default=300, help="realism classifier budget (default 300)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="cpu", help=DEVICE_HELP)
     p.add_argument("--quiet", action="store_true")
 
 
@@ -102,9 +104,10 @@ def cmd_quality(args: argparse.Namespace) -> int:
 
     if min(args.maps, args.seg_steps, args.c2st_steps) < 1:
         raise InputError("--maps, --seg-steps and --c2st-steps must be at least 1")
+    resolve_device(args.device)
     t0 = time.time()
     cfg = QualityConfig(maps=args.maps, seg_steps=args.seg_steps, c2st_steps=args.c2st_steps, seed=args.seed)
-    rec = quality(args.runs, args.data, args.out, cfg, progress=not args.quiet)
+    rec = quality(args.runs, args.data, args.out, cfg, progress=not args.quiet, device=args.device)
     print(markdown(rec), end="")
     print(f"({time.time() - t0:.0f} s) -> {args.out}/quality.json, {args.out}/quality.md")
     return 0

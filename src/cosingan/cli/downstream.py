@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from ..data.outputs import output
+from ..devices import DEVICE_HELP, resolve_device
 from ..errors import InputError
 
 
@@ -20,6 +21,7 @@ def add_seg(sub) -> None:
     t.add_argument("--size", type=int, default=128, help="input size (long side resized, padded square)")
     t.add_argument("--batch", type=int, default=8)
     t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--device", default="cpu", help=DEVICE_HELP)
     t.add_argument("--quiet", action="store_true")
     e = ss.add_parser("eval", help="DSC and NSD (1 mm lung, 3 mm infection) on real slices")
     e.add_argument("--model", required=True)
@@ -27,6 +29,7 @@ def add_seg(sub) -> None:
     e.add_argument("--out", required=True, help="report folder: cases.csv, summary.json, cases.png")
     e.add_argument("--spacing", type=float, default=1.0, help="mm per original pixel for slices whose files "
                    "carry no spacing (PNG/JPG; default 1)")
+    e.add_argument("--device", default="cpu", help=DEVICE_HELP)
 
 
 def cmd_seg(args: argparse.Namespace) -> int:
@@ -34,6 +37,7 @@ def cmd_seg(args: argparse.Namespace) -> int:
 
     from ..downstream import seg
 
+    resolve_device(args.device)  # a clear error before any work
     if args.seg_command == "train":
         slices = seg.load_folders(args.data)
         cfg = seg.SegConfig(size=args.size, aug=args.aug, batch=args.batch, seed=args.seed)
@@ -47,11 +51,11 @@ def cmd_seg(args: argparse.Namespace) -> int:
             raise InputError("--steps must be at least 1")
         seg.check_config(cfg)  # before the output folder is made
         with output(args.out, "seg train", tuple(args.data)) as out:
-            meta = seg.train_seg(slices, cfg, out, progress=not args.quiet)
+            meta = seg.train_seg(slices, cfg, out, progress=not args.quiet, device=args.device)
         print(f"trained on {meta['train_slices']} slices ({meta['val_slices']} held out for validation), "
               f"{cfg.steps} steps in {meta['seconds']:.0f} s; best at step {meta['best_step']} -> {args.out}/model.pt")
         return 0
-    net, cfg = seg.load_seg(args.model)
+    net, cfg = seg.load_seg(args.model, args.device)
     if not args.spacing > 0:
         raise InputError(f"--spacing must be a positive number of mm, got {args.spacing}")
     from ..data.layout import volume_root_kind
@@ -92,11 +96,13 @@ def add_cls(sub) -> None:
             c.add_argument("--quiet", action="store_true")
         else:
             c.add_argument("--model", required=True)
+        c.add_argument("--device", default="cpu", help=DEVICE_HELP)
 
 
 def cmd_cls(args: argparse.Namespace) -> int:
     from ..downstream import cls
 
+    resolve_device(args.device)  # a clear error before any work
     images, targets = cls.load_labelled(args.data) if args.data else ([], [])
     negatives = cls.load_images(args.negatives) if args.negatives else []
     if not images and not negatives:
@@ -112,11 +118,12 @@ def cmd_cls(args: argparse.Namespace) -> int:
             raise InputError(f"--negatives: {overlap} image(s) are also in --data; the same slice cannot be both "
                              "a positive and a negative")
         with output(args.out, "cls train", (*args.data, *args.negatives)) as out:
-            meta = cls.train_cls(images + negatives, targets + [0] * len(negatives), cfg, out, not args.quiet)
+            meta = cls.train_cls(images + negatives, targets + [0] * len(negatives), cfg, out, not args.quiet,
+                                 args.device)
         print(f"trained on {meta['n']} slices ({meta['positives']} with infection) in {meta['seconds']:.0f} s "
               f"-> {args.out}/model.pt")
         return 0
-    net, cfg = cls.load_cls(args.model)
+    net, cfg = cls.load_cls(args.model, args.device)
     pos = [im for im, t in zip(images, targets) if t]
     neg = [im for im, t in zip(images, targets) if not t] + negatives
     with output(args.out, "cls eval", (args.model, *args.data, *args.negatives)) as out:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import time
 
+from ..devices import DEVICE_HELP, resolve_device
 from ..errors import InputError
 
 
@@ -46,6 +47,8 @@ def add_experiment(sub) -> None:
     f.add_argument("--no-quality", action="store_true", help="skip the quality measures of the generators "
                    "(`cosingan quality`: fidelity, realism, grey levels, diversity)")
     f.add_argument("--seed", type=int, default=0)
+    f.add_argument("--device", default="cpu", help="every network (generators, U-Nets, classifiers): "
+                   + DEVICE_HELP)
     f.add_argument("--quiet", action="store_true")
 
 
@@ -56,6 +59,7 @@ def cmd_experiment(args: argparse.Namespace) -> int:
     from ..gan.config import preset
 
     preset(args.preset)  # a clear error before any work
+    resolve_device(args.device)
     if not args.spacing > 0:
         raise InputError(f"--spacing must be a positive number of mm, got {args.spacing}")
     if min(args.k) < 1 or args.repeats < 1 or args.n_synth < 1 or args.seg_steps < 1:
@@ -65,7 +69,7 @@ def cmd_experiment(args: argparse.Namespace) -> int:
                            seg_size=args.seg_size, cls_steps=args.cls_steps, seed=args.seed,
                            ablation=args.ablation, mixed=args.mixed, select=args.select,
                            quality=not args.no_quality, spacing_mm=args.spacing, split=args.split,
-                           fold=args.fold)
+                           fold=args.fold, device=args.device)
     t0 = time.time()
     rec = run_few_shot(args.data, args.out, cfg, args.test, normals=args.normals, progress=not args.quiet,
                        log=(lambda *a: None) if args.quiet else print)

@@ -6,6 +6,7 @@ import argparse
 import time
 from pathlib import Path
 
+from ..devices import DEVICE_HELP
 from ..errors import InputError
 
 
@@ -15,7 +16,7 @@ def add_gan_flags(p: argparse.ArgumentParser) -> None:
                    "paper (512 px, GPU); default cpu")
     p.add_argument("--config", help="JSON file with overrides, e.g. {\"train\": {\"iters\": 500}}")
     p.add_argument("--seed", type=int, default=None, help="random seed (default 0)")
-    p.add_argument("--device", default=None, help="cpu, cuda or auto (default cpu)")
+    p.add_argument("--device", default=None, help=DEVICE_HELP)
     p.add_argument("--amp", choices=["none", "bf16"], default=None,
                    help="mixed precision: bf16 autocast for the networks (GPU); default none")
     p.add_argument("--no-two-stage", action="store_true", help="ablation: single-stage generator per scale")
@@ -130,7 +131,7 @@ def add_sample(sub) -> None:
                    help="where the body outline comes from: the slice at ../images/NAME.* next to a "
                    "labels/ folder (image), an estimate from the lungs (label), or image when found (auto)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--device", default="cpu", help=DEVICE_HELP)
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--quiet", action="store_true")
 
@@ -151,7 +152,7 @@ def add_demo(sub) -> None:
     p = sub.add_parser("demo", help="train and sample on a built-in chest-CT phantom (no data needed)")
     p.add_argument("--out", default="demo_run", help="folder for the run and samples (default demo_run)")
     p.add_argument("--preset", default="demo", help="default demo (the cpu preset, half the iterations)")
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--device", default="cpu", help=DEVICE_HELP)
     p.add_argument("--quiet", action="store_true")
 
 

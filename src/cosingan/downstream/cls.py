@@ -19,6 +19,7 @@ from ..data.files import save_figure, write_json
 from ..data.labelmap import largest_component
 from ..data.layout import image_files, list_slice_folder
 from ..data.readers import read_image, read_label
+from ..devices import net_device, resolve_device
 from ..errors import InputError
 from .augment import image_augmentations, plain
 from .metrics import detection_metrics
@@ -102,26 +103,27 @@ def make_net(cfg: ClsConfig) -> torch.nn.Module:
 
 
 def train_cls(images: list[np.ndarray], targets: list[int], cfg: ClsConfig, out: str | Path,
-              progress: bool = True) -> dict:
+              progress: bool = True, device: str = "cpu") -> dict:
     from tqdm.auto import tqdm
 
     check_targets(targets)
+    dev = resolve_device(device)
     out = Path(out)
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     x_all = torch.stack([to_input(im, cfg.size) for im in images])
     y_all = torch.tensor(targets, dtype=torch.float32)
     aug = image_augmentations(cfg.aug, cfg.seed)
-    net = make_net(cfg)
+    net = make_net(cfg).to(dev)
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
     # balance the classes: positives weigh negatives / positives
-    loss_fn = torch.nn.BCEWithLogitsLoss(pos_weight=torch.tensor((len(targets) - sum(targets)) / sum(targets)))
+    loss_fn = torch.nn.BCEWithLogitsLoss(pos_weight=torch.tensor((len(targets) - sum(targets)) / sum(targets), device=dev))
     t0 = time.time()
     net.train()
     for _ in tqdm(range(cfg.steps), desc="cls train", disable=not progress, dynamic_ncols=True):
         idx = rng.integers(len(x_all), size=cfg.batch)
-        x = torch.stack([plain(aug(x_all[i])) for i in idx]).float()
-        loss = loss_fn(net(x)[:, 0], y_all[idx])
+        x = torch.stack([plain(aug(x_all[i])) for i in idx]).float().to(dev)
+        loss = loss_fn(net(x)[:, 0], y_all[idx].to(dev))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -131,8 +133,9 @@ def train_cls(images: list[np.ndarray], targets: list[int], cfg: ClsConfig, out:
     return meta
 
 
-def load_cls(path: str | Path) -> tuple[torch.nn.Module, ClsConfig]:
-    return load_net(path, ClsConfig, make_net, "classifier")
+def load_cls(path: str | Path, device: str = "cpu") -> tuple[torch.nn.Module, ClsConfig]:
+    net, cfg = load_net(path, ClsConfig, make_net, "classifier")
+    return net.to(resolve_device(device)), cfg
 
 
 @torch.no_grad()
@@ -140,8 +143,8 @@ def scores(net: torch.nn.Module, cfg: ClsConfig, images: list[np.ndarray]) -> np
     net.eval()
     out = []
     for b in range(0, len(images), 32):
-        x = torch.stack([to_input(im, cfg.size) for im in images[b: b + 32]])
-        out.append(torch.sigmoid(net(x)[:, 0]).numpy())
+        x = torch.stack([to_input(im, cfg.size) for im in images[b: b + 32]]).to(net_device(net))
+        out.append(torch.sigmoid(net(x)[:, 0].float()).cpu().numpy())
     return np.concatenate(out)
 
 

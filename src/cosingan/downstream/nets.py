@@ -11,7 +11,8 @@ from ..errors import InputError
 
 def save_net(net, cfg, out: Path) -> None:
     """OUT/model.pt = {"config": the config dataclass as a dict, "state": weights}; atomic."""
-    save_torch({"config": dataclasses.asdict(cfg), "state": net.state_dict()}, Path(out) / "model.pt")
+    save_torch({"config": dataclasses.asdict(cfg), "state": {k: v.cpu() for k, v in net.state_dict().items()}},
+               Path(out) / "model.pt")  # weights on the CPU, whatever device trained them
 
 
 def load_net(path: str | Path, config_cls, make_net, what: str):

@@ -18,6 +18,7 @@ import torch
 from ..data.files import save_png, write_csv, write_json
 from ..data.pictures import image_to_uint8
 from ..data.readers import Slice, read_slice_folder
+from ..devices import net_device, resolve_device
 from ..errors import InputError
 from .augment import augmentations, plain
 from .metrics import EMPTY_POLICY, NSD_DEFINITION, SEG_METRICS, TOLERANCE_MM, score_case, summarize
@@ -84,7 +85,7 @@ def predict(net: torch.nn.Module, sl: Slice, size: int) -> np.ndarray:
     """Label map (0/1/2) at the slice's own size."""
     net.eval()
     d = _prep(sl, size)
-    logits = net(d["image"][None])
+    logits = net(d["image"][None].to(net_device(net))).float().cpu()
     h, w = sl.image.shape
     s = size / max(h, w)
     rh, rw = max(1, round(h * s)), max(1, round(w * s))
@@ -96,12 +97,15 @@ def predict(net: torch.nn.Module, sl: Slice, size: int) -> np.ndarray:
 
 # ---------------------------------------------------------------------------------------- training
 
-def train_seg(train_slices: list[Slice], cfg: SegConfig, out: str | Path, progress: bool = True) -> dict:
-    """Train for cfg.steps steps; keep the checkpoint with the best validation mean DSC."""
+def train_seg(train_slices: list[Slice], cfg: SegConfig, out: str | Path, progress: bool = True,
+              device: str = "cpu") -> dict:
+    """Train for cfg.steps steps; keep the checkpoint with the best validation mean DSC. Augmentation
+    runs on the CPU (seeded), the network on `device`."""
     from monai.losses import DiceCELoss
     from tqdm.auto import tqdm
 
     check_config(cfg)
+    dev = resolve_device(device)
     out = Path(out)
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
@@ -111,7 +115,7 @@ def train_seg(train_slices: list[Slice], cfg: SegConfig, out: str | Path, progre
     train = [train_slices[i] for i in order[n_val:]]
     data = [_prep(s, cfg.size) for s in train]
     aug = augmentations(cfg.aug, cfg.seed)
-    net = make_net(cfg)
+    net = make_net(cfg).to(dev)
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
     loss_fn = DiceCELoss(to_onehot_y=True, softmax=True)
     best, best_step, log = -float("inf"), -1, []
@@ -122,8 +126,8 @@ def train_seg(train_slices: list[Slice], cfg: SegConfig, out: str | Path, progre
         # each augmented pair becomes plain tensors at once (read lazily, MONAI's outputs made the same
         # seed train different models)
         items = [{k: plain(v) for k, v in aug(dict(data[i])).items()} if aug else data[i] for i in idx]
-        x = torch.stack([it["image"] for it in items]).float()
-        y = torch.stack([it["label"] for it in items]).round().long()
+        x = torch.stack([it["image"] for it in items]).float().to(dev)
+        y = torch.stack([it["label"] for it in items]).round().long().to(dev)
         loss = loss_fn(net(x), y)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -149,8 +153,9 @@ def save_seg(net: torch.nn.Module, cfg: SegConfig, out: Path) -> None:
     save_net(net, cfg, out)
 
 
-def load_seg(path: str | Path) -> tuple[torch.nn.Module, SegConfig]:
-    return load_net(path, SegConfig, make_net, "segmentation")
+def load_seg(path: str | Path, device: str = "cpu") -> tuple[torch.nn.Module, SegConfig]:
+    net, cfg = load_net(path, SegConfig, make_net, "segmentation")
+    return net.to(resolve_device(device)), cfg
 
 
 # -------------------------------------------------------------------------------------- evaluation

@@ -62,7 +62,7 @@ def generator_folder(ctx: Context, d: Draw, image: Path, variant: str = "") -> P
 
 def generators(ctx: Context, d: Draw, variant: str = "", overrides: dict | None = None) -> list[str]:
     """One generator per chosen slice, trained, resumed or reused (`ensure_trained` decides)."""
-    cfg = merge(replace(preset(ctx.cfg.preset), seed=d.seed), overrides or {}, "ablation")
+    cfg = merge(replace(preset(ctx.cfg.preset), seed=d.seed, device=ctx.cfg.device), overrides or {}, "ablation")
     paths = []
     for ip, lp in d.chosen:
         run = generator_folder(ctx, d, ip, variant)
@@ -109,7 +109,7 @@ def _conditions(ctx: Context, d: Draw, regime: str):
 
 def _synthetic_set(ctx: Context, runs: list[str], masks, name: str, seed: int):
     folder = ctx.out / "synthetic" / name
-    syn = Synthesizer(runs, str(masks), [], 0.0, seed)
+    syn = Synthesizer(runs, str(masks), [], 0.0, seed, ctx.cfg.device)
     ctx.timed("synthesize", lambda: synthesize(syn, ctx.cfg.n_synth, folder, "png", ctx.progress))
     return folder
 

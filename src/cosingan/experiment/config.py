@@ -29,6 +29,7 @@ class ExperimentConfig:
     split: str = "random"  # volume roots: random (seeded, test_fraction) or task1 (the benchmark's folds)
     fold: int = 0  # the Task-1 fold (0..4)
     select: str = "random"  # how the k slices are drawn from the pool: random, or area (see split.py)
+    device: str = "cpu"  # where every network trains and runs (GAN, U-Net, classifier); not a setting of any model
 
     def repeat_seed(self, r: int) -> int:
         return self.seed * 1000 + r

@@ -126,8 +126,9 @@ def generator_quality(ctx: Context, d: Draw, reference: str) -> list[dict]:
             row = json.loads(cache.read_text())
         else:
             held = ctx.test_slices[: qcfg.maps]
-            seg_net = load_seg(ctx.out / "seg" / reference)
-            row = ctx.timed("quality", lambda: assess(run, held, seg_net, qcfg, ctx.out / "quality", ctx.progress))
+            seg_net = load_seg(ctx.out / "seg" / reference, c.device)
+            row = ctx.timed("quality", lambda: assess(run, held, seg_net, qcfg, ctx.out / "quality", ctx.progress,
+                                                      c.device))
             write_json(cache, row)
         rows.append({"repeat": d.repeat, "k": d.k, "slice": ip.name, **row})
     return rows

@@ -56,8 +56,9 @@ def segmentation(ctx: Context, ts: TrainingSet) -> dict:
     model_dir = ctx.out / "seg" / ts.name
     scfg = seg.SegConfig(size=ctx.cfg.seg_size, steps=ctx.cfg.seg_steps, aug=ts.aug, seed=ts.seed)
     if not _trained(model_dir, scfg):
-        ctx.timed("seg_train", lambda: seg.train_seg(seg.load_folders(list(ts.folders)), scfg, model_dir, ctx.progress))
-    net, scfg = seg.load_seg(model_dir)
+        ctx.timed("seg_train", lambda: seg.train_seg(seg.load_folders(list(ts.folders)), scfg, model_dir, ctx.progress,
+                                                     ctx.cfg.device))
+    net, scfg = seg.load_seg(model_dir, ctx.cfg.device)
     where = ctx.out / "eval" / ts.name
     summary = ctx.timed("seg_eval", lambda: (seg.evaluate_volumes(net, scfg, ctx.test_volumes, where)
                                              if ctx.test_volumes else
@@ -77,8 +78,8 @@ def detection(ctx: Context, ts: TrainingSet) -> dict:
         if len(set(targets)) < 2:
             ctx.log(f"{ts.name}: no infection-free training slices, detection skipped")
             return {}
-        ctx.timed("cls_train", lambda: clsmod.train_cls(images, targets, ccfg, model_dir, ctx.progress))
-    net, ccfg = clsmod.load_cls(model_dir)
+        ctx.timed("cls_train", lambda: clsmod.train_cls(images, targets, ccfg, model_dir, ctx.progress, ctx.cfg.device))
+    net, ccfg = clsmod.load_cls(model_dir, ctx.cfg.device)
     m = ctx.timed("cls_eval", lambda: clsmod.evaluate_cls(net, ccfg, ctx.test_pos, ctx.test_neg,
                                                           ctx.out / "eval_cls" / ts.name))
     return {k: m[k] for k in DETECTION_METRICS}
@@ -86,7 +87,7 @@ def detection(ctx: Context, ts: TrainingSet) -> dict:
 
 def condition_fidelity(ctx: Context, reference: str, ts: TrainingSet) -> dict:
     """DSC of a reference U-Net (trained on real slices) on synthetic images against their own maps."""
-    net, scfg = seg.load_seg(ctx.out / "seg" / reference)
+    net, scfg = seg.load_seg(ctx.out / "seg" / reference, ctx.cfg.device)
     fid = ctx.timed("seg_eval", lambda: seg.evaluate(net, scfg, seg.load_folders(list(ts.folders)),
                                                      spacing_mm=ctx.cfg.spacing_mm))
     return {m: fid["mean"][m] for m in ("lung_dsc", "infection_dsc")}

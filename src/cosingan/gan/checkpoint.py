@@ -108,14 +108,3 @@ def check_same_config(run: str | Path, cfg_dict: dict, ckpt: dict | None = None)
 
 def _plain(v):
     return list(v) if isinstance(v, tuple) else v
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise InputError(f"--device {name}: CUDA is not available in this torch build "
-                         f"({torch.__version__}); see README (GPU) or use --device cpu")
-    if name not in ("cpu",) and not name.startswith("cuda"):
-        raise InputError(f"--device {name}: unknown device (use cpu, cuda or auto)")
-    return torch.device(name)

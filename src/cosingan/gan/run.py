@@ -18,7 +18,8 @@ import torch
 
 from ..data.labelmap import body_from_label, to_label4
 from ..errors import InputError
-from .checkpoint import CKPT, load_checkpoint, resolve_device
+from ..devices import resolve_device
+from .checkpoint import CKPT, load_checkpoint
 from .config import Config, config_from_dict
 from .encoding import one_hot
 from .model import CoSinGAN

@@ -20,9 +20,9 @@ from ..data.labelmap import LUNG, body_from_image, label4_to_label, to_label4
 from ..data.outputs import claim_output, locked
 from ..data.pictures import label_to_uint8
 from ..data.readers import Slice
+from ..devices import resolve_device
 from ..errors import InputError
-from .checkpoint import (CKPT, check_same_config, load_checkpoint, resolve_device, run_status, seed_everything,
-                         versions)
+from .checkpoint import CKPT, check_same_config, load_checkpoint, run_status, seed_everything, versions
 from .config import FORMAT_VERSION, Config, config_from_dict, config_to_dict
 from .pyramid import finest_size, resize_image, resize_labels
 from .trainer import Trainer

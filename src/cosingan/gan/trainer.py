@@ -20,7 +20,8 @@ from ..data.labelmap import label4_to_label
 from ..data.pictures import image_to_uint8, label_to_uint8, tile
 from ..errors import InputError
 from .augment import aug_probability, deform_bank
-from .checkpoint import CKPT, rng_state, resolve_device, save_checkpoint, set_rng_state, versions
+from ..devices import resolve_device
+from .checkpoint import CKPT, rng_state, save_checkpoint, set_rng_state, versions
 from .config import FORMAT_VERSION, Config, config_to_dict
 from .encoding import lung_weight, one_hot
 from .losses import MixedReconstruction, critic_loss, score

@@ -59,12 +59,12 @@ def split_folder(data: Path, cfg: QualityConfig) -> tuple[list, list]:
     return ref, held
 
 
-def reference_segmenter(ref: list, cfg: QualityConfig, out: Path, progress: bool):
+def reference_segmenter(ref: list, cfg: QualityConfig, out: Path, progress: bool, device: str = "cpu"):
     model_dir = out / "segmenter"
     if not ((model_dir / "model.pt").exists() and (model_dir / "train.json").exists()):
         scfg = seg.SegConfig(size=cfg.seg_size, steps=cfg.seg_steps, aug="standard", seed=cfg.seed)
-        seg.train_seg([load_slice(i, l) for i, l in ref], scfg, model_dir, progress)
-    return seg.load_seg(model_dir)
+        seg.train_seg([load_slice(i, l) for i, l in ref], scfg, model_dir, progress, device)
+    return seg.load_seg(model_dir, device)
 
 
 def _resize(image: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
@@ -78,23 +78,25 @@ def _wasserstein(a: np.ndarray, b: np.ndarray) -> float:
     return float(wasserstein_distance(a, b) * GREY) if a.size and b.size else float("nan")
 
 
-def _c2st(real: list[np.ndarray], fake: list[np.ndarray], cfg: QualityConfig, out: Path, progress: bool) -> float:
+def _c2st(real: list[np.ndarray], fake: list[np.ndarray], cfg: QualityConfig, out: Path, progress: bool,
+          device: str) -> float:
     """Held-out AUC of a classifier telling real (1) from synthetic (0) images of the same maps."""
     n = len(real)
     order = np.random.default_rng([cfg.seed, 13]).permutation(n)
     tr, te = order[: n // 2], order[n // 2:]
     ccfg = clsmod.ClsConfig(size=cfg.c2st_size, steps=cfg.c2st_steps, aug="geometric", seed=cfg.seed)
     clsmod.train_cls([real[i] for i in tr] + [fake[i] for i in tr], [1] * len(tr) + [0] * len(tr), ccfg, out,
-                     progress)
-    net, ccfg = clsmod.load_cls(out)
+                     progress, device)
+    net, ccfg = clsmod.load_cls(out, device)
     p = clsmod.scores(net, ccfg, [real[i] for i in te] + [fake[i] for i in te])
     return detection_metrics(p, np.array([1] * len(te) + [0] * len(te)))["auc"]
 
 
-def assess(run: str | Path, held: list[Slice], segmenter, cfg: QualityConfig, out: Path, progress: bool) -> dict:
-    """The quality measures of one generator on the held-out slices."""
+def assess(run: str | Path, held: list[Slice], segmenter, cfg: QualityConfig, out: Path, progress: bool,
+           device: str = "cpu") -> dict:
+    """The quality measures of one generator on the held-out slices (networks on `device`)."""
     net, scfg = segmenter
-    tr = TrainedRun.from_pretrained(run)
+    tr = TrainedRun.from_pretrained(run, device)
     reals, fakes, syn_slices = [], [], []
     regions = {"lung": ([], []), "infection": ([], []), "body": ([], [])}
     div_in, div_out = [], []
@@ -114,7 +116,7 @@ def assess(run: str | Path, held: list[Slice], segmenter, cfg: QualityConfig, ou
     fid = seg.evaluate(net, scfg, syn_slices)["mean"]
     row = {"run": str(run), "maps": len(held),
            "fidelity_lung_dsc": fid["lung_dsc"], "fidelity_infection_dsc": fid["infection_dsc"],
-           "realism_auc": _c2st(reals, fakes, cfg, out / "c2st" / Path(run).name, progress)}
+           "realism_auc": _c2st(reals, fakes, cfg, out / "c2st" / Path(run).name, progress, device)}
     for name, (r, f) in regions.items():
         row[f"w1_{name}"] = _wasserstein(np.concatenate(r), np.concatenate(f))
     row["diversity_lung"] = float(np.mean(div_in))
@@ -128,21 +130,21 @@ COLUMNS = {"fidelity_lung_dsc": "fidelity lung DSC", "fidelity_infection_dsc": "
 
 
 def quality(runs: list[str | Path], data: str | Path, out: str | Path, cfg: QualityConfig = QualityConfig(),
-            progress: bool = True) -> dict:
+            progress: bool = True, device: str = "cpu") -> dict:
     """Quality rows for every run (also OUT/quality.json and OUT/quality.md)."""
     out = Path(out)
     ref, held_pairs = split_folder(Path(data), cfg)
     for r in runs:  # every run must load before any work
-        TrainedRun.from_pretrained(r)
+        TrainedRun.from_pretrained(r, device)
     held = [load_slice(i, l) for i, l in held_pairs]
     with output(out, "quality", (data, *runs)) as out:
-        return _quality(runs, data, out, cfg, ref, held, held_pairs, progress)
+        return _quality(runs, data, out, cfg, ref, held, held_pairs, progress, device)
 
 
-def _quality(runs, data, out: Path, cfg: QualityConfig, ref, held, held_pairs, progress: bool) -> dict:
-    segmenter = reference_segmenter(ref, cfg, out, progress)
+def _quality(runs, data, out: Path, cfg: QualityConfig, ref, held, held_pairs, progress: bool, device: str) -> dict:
+    segmenter = reference_segmenter(ref, cfg, out, progress, device)
     real_fid = seg.evaluate(*segmenter, held)["mean"]
-    rows = [assess(r, held, segmenter, cfg, out, progress) for r in runs]
+    rows = [assess(r, held, segmenter, cfg, out, progress, device) for r in runs]
     record = {"config": asdict(cfg), "data": str(data), "reference": [p[0].name for p in ref],
               "held_out": [p[0].name for p in held_pairs],
               "real_fidelity": {"lung_dsc": real_fid["lung_dsc"], "infection_dsc": real_fid["infection_dsc"]},
