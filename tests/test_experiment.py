@@ -218,3 +218,15 @@ def test_html_report_is_self_contained_and_complete(tmp_path, phantom_folder, no
                   "Settings, timings, versions"):
         assert f"<h2>{title}</h2>" in page
     assert "gap closure" in page and "surface-distance" in page and "torch" in page
+
+
+def test_same_seed_same_table(tmp_path, phantom_folder, normals_folder):
+    """Two runs into new folders with the same settings give the same table, detection included (the
+    U-Nets' strong augmentation once made arm B differ from run to run)."""
+    tables = []
+    for name in ("a", "b"):
+        assert main(["experiment", "few-shot", "--data", str(phantom_folder), "--k", "1", "--out", str(tmp_path / name),
+                     "--normals", str(normals_folder), "--preset", "tiny", "--regimes", "kmaps", "--n-synth", "4",
+                     "--seg-steps", "3", "--seg-size", "32", "--cls-steps", "2", "--no-quality", "--quiet"]) == 0
+        tables.append(json.loads((tmp_path / name / "results.json").read_text())["table"])
+    assert tables[0] == tables[1]

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from cosingan.cli import main
+from cosingan.data.phantom import chest_phantom
 from cosingan.downstream.metrics import score_case
 
 
@@ -78,3 +79,24 @@ def test_seg_train_and_eval_commands(tmp_path, phantom_files, capsys):
     assert (rep / "cases.csv").read_text().startswith("case,lung_dsc")
     assert (rep / "cases.png").stat().st_size > 0
     assert main(["seg", "eval", "--model", str(tmp_path / "none"), "--data", str(data), "--out", str(rep)]) == 2
+
+
+@pytest.mark.parametrize("aug", ["strong", "standard"])
+def test_seg_train_same_seed_same_weights(tmp_path, aug):
+    """Same seed, same bytes, with augmentation too (testing a MONAI Compose for truth re-seeds it at random:
+    this differed from the first step before the fix)."""
+    import torch
+
+    from cosingan.data.readers import Slice
+    from cosingan.downstream import seg
+
+    slices = []
+    for k in range(6):
+        img, lab = chest_phantom(40, seed=20 + k)
+        slices.append(Slice(img.astype(np.float32) / 127.5 - 1, lab, None, "png", image_path=f"p{k}"))
+    cfg = seg.SegConfig(size=32, steps=4, aug=aug, val_every=2)
+    states = []
+    for rep in range(2):
+        seg.train_seg(slices, cfg, tmp_path / f"m{rep}", progress=False)
+        states.append(torch.load(tmp_path / f"m{rep}" / "model.pt", weights_only=True)["state"])
+    assert all(torch.equal(states[0][k], states[1][k]) for k in states[0])

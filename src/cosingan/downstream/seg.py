@@ -123,9 +123,10 @@ def train_seg(train_slices: list[Slice], cfg: SegConfig, out: str | Path, progre
     for step in tqdm(range(cfg.steps), desc="seg train", disable=not progress, dynamic_ncols=True):
         net.train()
         idx = rng.integers(len(data), size=cfg.batch)
-        # each augmented pair becomes plain tensors at once (read lazily, MONAI's outputs made the same
-        # seed train different models)
-        items = [{k: plain(v) for k, v in aug(dict(data[i])).items()} if aug else data[i] for i in idx]
+        # `is not None`, never `if aug`: a Compose's truth value is its len(), which builds a flattened
+        # Compose whose __init__ re-seeds the shared transforms from MONAI's global seed (random unless
+        # set_determinism was called): the same seed trained different models
+        items = [{k: plain(v) for k, v in aug(dict(data[i])).items()} if aug is not None else data[i] for i in idx]
         x = torch.stack([it["image"] for it in items]).float().to(dev)
         y = torch.stack([it["label"] for it in items]).round().long().to(dev)
         loss = loss_fn(net(x), y)
