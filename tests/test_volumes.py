@@ -114,3 +114,33 @@ def test_experiment_on_a_covid19_ct_seg_root_with_the_task1_split(tmp_path):
     # detection runs on infection-free slices of the same test volumes (no --normals needed)
     assert "with infection" in rec["detection"] and all("auc" in r for r in rec["table"] if r["arm"] in "BC")
     assert "per 3-D test volume" in (out / "report.md").read_text()
+
+
+def test_masks_synthesize_and_train_many_take_a_volume_root(tmp_path, ctseg, mosmed, tiny_run, capsys):
+    """COVID-19-CT-Seg roots work where slice folders do: conditions (masks, synthesize --conditions)
+    and one generator per picked slice (train-many --data ROOT --per-volume N); MosMedData (no lungs)
+    is refused with one line and nothing written."""
+    masks = tmp_path / "masks"
+    assert main(["masks", "--data", str(ctseg), "--out", str(masks), "--n", "6", "--quiet"]) == 0
+    rows = list(csv.DictReader(open(masks / "masks.csv")))
+    assert len(rows) >= 4 and all("#z=" in r["source"] for r in rows)  # tiny maps: some edits fail
+    syn = tmp_path / "syn"
+    assert main(["synthesize", "--runs", str(tiny_run), "--conditions", str(ctseg), "--n", "3", "--out", str(syn),
+                 "--quiet"]) == 0
+    man = list(csv.DictReader(open(syn / "manifest.csv")))
+    assert len(man) == 3 and all("Lung_" in r["condition"] and "#z=" in r["condition"] for r in man)
+    runs = tmp_path / "runs"
+    assert main(["train-many", "--data", str(ctseg), "--per-volume", "1", "--out", str(runs), "--preset", "tiny",
+                 "--workers", "1", "--quiet"]) == 0
+    made = sorted(p.name for p in runs.iterdir() if p.is_dir())
+    # one per volume, among its slices with infection (z = 2, 3 in both phantoms)
+    assert len(made) == 2 and all(n.rsplit("_z", 1)[1] in ("002", "003") for n in made), made
+    assert {n.rsplit("_z", 1)[0] for n in made} == {"coronacases_001", "radiopaedia_7_85703_0"}
+    capsys.readouterr()
+    for argv in (["masks", "--data", str(mosmed), "--out", str(tmp_path / "mm"), "--n", "2"],
+                 ["train-many", "--data", str(mosmed), "--out", str(tmp_path / "mr"), "--preset", "tiny"]):
+        assert main(argv) == 2
+        err = capsys.readouterr().err.strip()
+        assert "no lung labels" in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "mm").exists() and not (tmp_path / "mr").exists()
+    assert main(["train-many", "--images", str(tmp_path), "--out", str(tmp_path / "x")]) == 2

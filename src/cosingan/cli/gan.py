@@ -86,8 +86,13 @@ def add_train_many(sub) -> None:
     p = sub.add_parser("train-many", help="one generator per annotated slice, in parallel (local or Ray)",
                        description="Train one CoSinGAN per image/label pair; finished runs are skipped, "
                        "interrupted ones resume.")
-    p.add_argument("--images", required=True, help="folder of slices")
-    p.add_argument("--labels", required=True, help="folder of label maps with the same file names")
+    p.add_argument("--images", help="folder of slices")
+    p.add_argument("--labels", help="folder of label maps with the same file names")
+    p.add_argument("--data", help="instead of --images/--labels: a slice folder (images/ + labels/), or a "
+                   "COVID-19-CT-Seg root (--per-volume slices of each volume)")
+    p.add_argument("--per-volume", type=int, default=1, help="with a volume root: slices per volume, picked "
+                   "as a person would (large lungs, 5-40%% of the lung infected, spread along the volume); "
+                   "default 1")
     p.add_argument("--out", required=True, help="folder of run folders (RUNS/NAME) and summary.csv")
     p.add_argument("--workers", type=int, default=2, help="models trained at once (default 2)")
     p.add_argument("--threads", type=int, default=None,
@@ -99,17 +104,24 @@ def add_train_many(sub) -> None:
 
 
 def cmd_train_many(args: argparse.Namespace) -> int:
-    from ..data.layout import pair_folders
-    from ..gan.many import train_many
+    from ..data.layout import IMAGES, LABELS, pair_folders, volume_root_kind
+    from ..gan.many import train_many, train_volumes
 
     if args.address and args.backend != "ray":
         raise InputError("--address is for --backend ray")
     if args.threads is not None and args.threads < 1:
         raise InputError(f"--threads must be at least 1, got {args.threads}")
+    if bool(args.data) == bool(args.images or args.labels) or (args.images is None) != (args.labels is None):
+        raise InputError("give --images and --labels, or --data")
     cfg = build_config(args)
     t0 = time.time()
-    rows = train_many(pair_folders(args.images, args.labels), args.out, cfg, args.workers, args.backend,
-                      args.address, args.threads, progress=not args.quiet)
+    pool = (args.out, cfg, args.workers, args.backend, args.address, args.threads, not args.quiet)
+    if args.data and volume_root_kind(args.data):
+        rows = train_volumes(args.data, args.per_volume, *pool)
+    else:
+        images, labels = ((Path(args.data) / IMAGES, Path(args.data) / LABELS) if args.data
+                          else (args.images, args.labels))
+        rows = train_many(pair_folders(images, labels), *pool)
     width = max(len(r["name"]) for r in rows)
     for r in rows:
         print(f"{r['name']:{width}s}  {r['status']:28s} {r['seconds']:8.1f} s")

@@ -13,7 +13,7 @@ from ..errors import InputError
 from .edits import edit_map, unknown_edits, user_edits, whole_map_edits
 from .files import save_png, write_csv
 from .labelmap import body_from_image, body_from_label, check_label4, label4_to_label, to_label4
-from .layout import body_file, is_slice_folder, label_folder, list_slice_folder, pair_paths, stem
+from .layout import body_file, is_slice_folder, label_folder, list_slice_folder, pair_paths, stem, volume_root_kind
 from .readers import load_slice, read_label, read_mask
 
 MASKS_CSV = "masks.csv"
@@ -30,8 +30,11 @@ class Source:
 
 def sources_from_folder(root: str | Path) -> list[Source]:
     """Label maps of a slice folder (images/ + labels/; bodies from the images), or of a mask folder
-    made by `cosingan masks` (labels/ + bodies/), or a bare labels/ folder (bodies estimated)."""
+    made by `cosingan masks` (labels/ + bodies/), or a bare labels/ folder (bodies estimated), or a
+    COVID-19-CT-Seg root (see `sources_from_volumes`)."""
     root = Path(root)
+    if volume_root_kind(root):
+        return sources_from_volumes(root)
     out = []
     if is_slice_folder(root):
         for ip, lp in list_slice_folder(root):
@@ -49,6 +52,26 @@ def sources_from_folder(root: str | Path) -> list[Source]:
         if body.shape != lab.shape:
             raise InputError(f"{bp}: body mask size {body.shape} does not match label map {lp} {lab.shape}")
         out.append(Source(lp.stem, to_label4(lab, body), str(lp)))
+    return out
+
+
+def sources_from_volumes(root: str | Path) -> list[Source]:
+    """The label map of every slice with lungs of every volume of a COVID-19-CT-Seg root (bodies from the
+    images), named VOLUME_zNNN, with origin LABEL_FILE#z=N. MosMedData is refused: its masks hold
+    infection only, and a condition needs the lungs."""
+    from .volumes import read_volumes, select_slices, slice_name
+
+    out = []
+    for v in read_volumes(root):
+        if not v.has_lung:
+            raise InputError(f"{v.label_path or root}: no lung labels (MosMedData masks hold infection only); "
+                             "conditions need lung maps: use a COVID-19-CT-Seg root or slice folders")
+        for sl in select_slices(v):
+            z = sl.image_path.rsplit("#z=", 1)[1]
+            out.append(Source(slice_name(v, sl), to_label4(sl.label, body_from_image(sl.image, sl.label)),
+                              f"{v.label_path}#z={z}"))
+    if not out:
+        raise InputError(f"{root}: no slices with lungs in its volumes")
     return out
 
 

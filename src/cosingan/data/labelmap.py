@@ -91,3 +91,24 @@ def check_label4(label4: np.ndarray, min_lesion: int = 0) -> str | None:
             if ring.any() and not (label4[box][ring] == LUNG).any():
                 return "infection outside the lung"
     return None
+
+
+# what a person picks to teach normal and infected lung: large lungs and part of them infected
+TEACHING_INFECTED = (0.05, 0.40)
+
+
+def areas(label: np.ndarray) -> tuple[float, float]:
+    """(lung share of the slice, infected share of the lung) of a 0/1/2 map."""
+    n = max(1, int((label > 0).sum()))
+    return n / label.size, float((label == 2).sum()) / n
+
+
+def teaching_miss(lung_share: np.ndarray, infected_share: np.ndarray) -> np.ndarray:
+    """How far each slice is from what a person would pick to teach a generator: 0 for lungs at least the
+    median lung share of the candidates (no basal slices that are mostly liver) with 5-40 % of the lung
+    infected (both normal lung and lesions to learn from); otherwise the summed shortfalls."""
+    lo, hi = TEACHING_INFECTED
+    lung_share, infected_share = np.asarray(lung_share, float), np.asarray(infected_share, float)
+    return (np.maximum(0, np.median(lung_share) - lung_share) + np.maximum(0, lo - infected_share)
+            + np.maximum(0, infected_share - hi))
+

@@ -157,6 +157,29 @@ def select_slices(vol: Volume, infection: str = "any", min_lung_fraction: float 
     return out
 
 
+def teaching_slices(vol: Volume, n: int) -> list[Slice]:
+    """n slices with infection of a volume, as a person would pick them to teach a generator (see
+    `labelmap.teaching_miss`: large lungs, 5-40 % of the lung infected), spread along the volume; when
+    fewer qualify, the closest ones. In slice order."""
+    from .labelmap import areas, teaching_miss
+
+    cands = select_slices(vol, "with")
+    if not cands or n < 1:
+        return []
+    miss = teaching_miss(*zip(*(areas(s.label) for s in cands)))
+    ok = np.nonzero(miss == 0)[0]
+    if len(ok) >= n:  # evenly spaced among the qualifying slices
+        pick = ok[np.round(np.linspace(0, len(ok) - 1, n)).astype(int)]
+    else:
+        pick = np.argsort(miss, kind="stable")[:n]
+    return [cands[i] for i in sorted(set(int(i) for i in pick))]
+
+
+def slice_name(vol: Volume, sl: Slice) -> str:
+    """VOLUME_zNNN: the name of a volume's slice in exported folders, condition sources and run folders."""
+    return f"{vol.name}_z{int(sl.image_path.rsplit('#z=', 1)[1]):03d}"
+
+
 def export_slices(volumes: list[Volume], out: Path, infection: str = "any", progress: bool = True) -> list[dict]:
     """`cosingan slices`: the slices of volumes (see `select_slices`) as a slice folder: 8-bit PNG images
     (lung window), 0/1/2 label maps, spacing.json (the pixel spacing PNG cannot carry; the readers take
@@ -171,8 +194,8 @@ def export_slices(volumes: list[Volume], out: Path, infection: str = "any", prog
     rows, spacing = [], {}
     for vol in tqdm(volumes, desc="slices", disable=not progress, dynamic_ncols=True):
         for sl in select_slices(vol, infection):
+            name = slice_name(vol, sl)
             z = int(sl.image_path.rsplit("#z=", 1)[1])
-            name = f"{vol.name}_z{z:03d}"
             ip, lp = pair_paths(out, name)
             save_png(sl.image, ip)
             save_png(sl.label, lp)

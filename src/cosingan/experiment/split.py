@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..data.labelmap import areas, teaching_miss
 from ..data.layout import IMAGES, LABELS, image_folder, list_slice_folder, slice_files, stem, suffix
 from ..data.readers import content_hash, read_image, read_label
 from ..errors import InputError
@@ -144,14 +145,8 @@ def typical(pool: list[Pair], k: int) -> list[int]:
     (at least the pool's median lung share of the slice, so no basal slices that are mostly liver) and
     an infected share of the lung between 5 and 40 % (both normal lung and lesions to learn from). When
     fewer than 2k qualify, the slices closest to those ranges."""
-    lung, inf = [], []
-    for _, lp in pool:
-        lab = read_label(lp)
-        n = max(1, int((lab > 0).sum()))
-        lung.append(n / lab.size)
-        inf.append(float((lab == 2).sum()) / n)
-    lung, inf = np.array(lung), np.array(inf)
-    miss = np.maximum(0, np.median(lung) - lung) + np.maximum(0, 0.05 - inf) + np.maximum(0, inf - 0.40)
+    lung, inf = zip(*(areas(read_label(lp)) for _, lp in pool))
+    miss = teaching_miss(lung, inf)
     ok = np.nonzero(miss == 0)[0]
     return [int(i) for i in ok] if len(ok) >= 2 * k else [int(i) for i in np.argsort(miss, kind="stable")[: 2 * k]]
 

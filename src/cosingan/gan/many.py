@@ -88,23 +88,57 @@ def train_many(pairs: list[tuple[Path, Path]], out: str | Path, cfg: Config, wor
                backend: str = "local", address: str | None = None, threads: int | None = None,
                progress: bool = True) -> list[dict]:
     """Train every pair not yet finished; returns one summary row per pair (also RUNS/summary.csv)."""
-
-    if backend not in ("local", "ray"):
-        raise InputError(f"--backend must be local or ray, got {backend!r}")
-    if workers < 1:
-        raise InputError(f"--workers must be at least 1, got {workers}")
-    out = Path(out)
     names = [stem(ip) for ip, _ in pairs]
     dup = {n for n in names if names.count(n) > 1}
     if dup:
         raise InputError(f"{pairs[0][0].parent}: several images share the name {sorted(dup)[0]!r}")
+    _check_pool(workers, backend)
     slices = [load_slice(ip, lp) for ip, lp in pairs]  # validate everything before training anything
-    claim_output(out, "train-many", (pairs[0][0].parent, pairs[0][1].parent))
+    return train_slices(dict(zip(names, slices)), out, cfg, workers, backend, address, threads, progress,
+                        inputs=(pairs[0][0].parent, pairs[0][1].parent))
+
+
+def train_volumes(root: str | Path, per_volume: int, out: str | Path, cfg: Config, workers: int = 2,
+                  backend: str = "local", address: str | None = None, threads: int | None = None,
+                  progress: bool = True) -> list[dict]:
+    """One generator for each of `per_volume` slices of every volume of a COVID-19-CT-Seg root, picked as
+    a person would (`volumes.teaching_slices`); run folders RUNS/VOLUME_zNNN."""
+    from ..data.volumes import read_volumes, slice_name, teaching_slices
+
+    if per_volume < 1:
+        raise InputError(f"--per-volume must be at least 1, got {per_volume}")
+    _check_pool(workers, backend)
+    chosen = {}
+    for v in read_volumes(root):
+        if not v.has_lung:
+            raise InputError(f"{v.label_path or root}: no lung labels (MosMedData masks hold infection only); "
+                             "a generator needs lung and infection: use a COVID-19-CT-Seg root or slice folders")
+        chosen.update({slice_name(v, s): s for s in teaching_slices(v, per_volume)})
+    if not chosen:
+        raise InputError(f"{root}: no slices with infection in its volumes")
+    return train_slices(chosen, out, cfg, workers, backend, address, threads, progress, inputs=(root,))
+
+
+def _check_pool(workers: int, backend: str) -> None:
+    if backend not in ("local", "ray"):
+        raise InputError(f"--backend must be local or ray, got {backend!r}")
+    if workers < 1:
+        raise InputError(f"--workers must be at least 1, got {workers}")
+
+
+def train_slices(slices: dict[str, Slice], out: str | Path, cfg: Config, workers: int = 2, backend: str = "local",
+                 address: str | None = None, threads: int | None = None, progress: bool = True,
+                 inputs: tuple = ()) -> list[dict]:
+    """One run folder RUNS/NAME per named slice (validated already), in parallel; the one owner of the
+    claim, the lock and the skip / resume of train-many."""
+    out = Path(out)
+    claim_output(out, "train-many", inputs)
     with locked(out):
-        return _train_all(names, pairs, slices, out, cfg, workers, backend, address, threads, progress)
+        return _train_all(list(slices), list(slices.values()), out, cfg, workers, backend, address, threads,
+                          progress)
 
 
-def _train_all(names, pairs, slices, out: Path, cfg: Config, workers: int, backend: str, address, threads,
+def _train_all(names, slices, out: Path, cfg: Config, workers: int, backend: str, address, threads,
                progress: bool) -> list[dict]:
     from tqdm.auto import tqdm
     threads = threads or max(1, (os.cpu_count() or 1) // workers)
@@ -112,8 +146,8 @@ def _train_all(names, pairs, slices, out: Path, cfg: Config, workers: int, backe
     for n in names:
         if state[n] != "new":
             check_same_config(out / n, config_to_dict(cfg))
-    rows = {n: {"name": n, "image": str(ip), "status": "skipped (finished before)" if state[n] == "done" else "",
-                "seconds": 0.0} for n, (ip, _) in zip(names, pairs)}
+    rows = {n: {"name": n, "image": sl.image_path, "status": "skipped (finished before)" if state[n] == "done"
+                else "", "seconds": 0.0} for n, sl in zip(names, slices)}
     todo = [(n, sl) for n, sl in zip(names, slices) if state[n] != "done"]
     cfg_dict = config_to_dict(cfg)
 
