@@ -63,6 +63,10 @@ def test_few_shot_experiment_report_and_no_leakage(tmp_path, phantom_folder, nor
     assert "Condition fidelity" in md
     assert "| k | arm |" in md and "B: k real + strong aug" in md and "Timings" in md
     assert "detection AUC" in md and "roc.png" in md
+    # same-source detection: lung patches of the same test slices, every arm, its own ROC figure
+    assert all(0.0 <= r["patch_auc"] <= 1.0 for r in rec["table"]), rec["table"]
+    assert "Same-source detection" in md and "roc_patch.png" in md and "positive and" in rec["patch_detection"]
+    assert json.loads((out / "cls_patch" / "r0_C_allreal" / "train.json").read_text())["config"]["crop"] is False
     assert "<table" in (out / "report.html").read_text()
     assert (out / "infection_dsc.png").stat().st_size > 0
     assert {p.name for p in (out / "data" / "test" / "images").iterdir()} == test

@@ -76,7 +76,8 @@ def cmd_experiment(args: argparse.Namespace) -> int:
     for r in rec["table"]:
         print(f"k={r['k'] or 'all':>3} {ARMS[r['arm']].title:26s} {r['regime'] or '':22s} lung DSC {r['lung_dsc']:.3f} "
               f"NSD {r['lung_nsd']:.3f} | infection DSC {r['infection_dsc']:.3f} NSD {r['infection_nsd']:.3f}"
-              + (f" | detection AUC {r['auc']:.3f}" if "auc" in r else ""))
+              + (f" | detection AUC {r['auc']:.3f}" if "auc" in r else "")
+              + (f" | patch AUC {r['patch_auc']:.3f}" if "patch_auc" in r else ""))
     print(f"report: {args.out}/report.md, {args.out}/report.html ({time.time() - t0:.0f} s)")
     return 0
 

@@ -35,6 +35,7 @@ class ClsConfig:
     lr: float = 1e-3
     aug: str = "standard"  # standard | strong (the few-real baseline)
     seed: int = 0
+    crop: bool = True  # whole slices are cropped to the body; patches (crop False) are used as they are
 
 
 def body_crop(image: np.ndarray, threshold: float = -0.4, margin: int = 2) -> np.ndarray:
@@ -51,10 +52,10 @@ def body_crop(image: np.ndarray, threshold: float = -0.4, margin: int = 2) -> np
     return image[r0:r1, c0:c1]
 
 
-def to_input(image: np.ndarray, size: int) -> torch.Tensor:
-    """Body crop, resized to size x size (the aspect is not kept: every input fills the frame)."""
-    crop = body_crop(image)
-    t = torch.from_numpy(np.ascontiguousarray(crop))[None, None].float()
+def to_input(image: np.ndarray, size: int, crop: bool = True) -> torch.Tensor:
+    """Body crop (unless `crop` is False), resized to size x size (the aspect is not kept: every input
+    fills the frame)."""
+    t = torch.from_numpy(np.ascontiguousarray(body_crop(image) if crop else image))[None, None].float()
     t = torch.nn.functional.interpolate(t, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
     return ((t[0] + 1) / 2).clamp(0, 1)  # (1, size, size) in [0, 1]
 
@@ -111,7 +112,7 @@ def train_cls(images: list[np.ndarray], targets: list[int], cfg: ClsConfig, out:
     out = Path(out)
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
-    x_all = torch.stack([to_input(im, cfg.size) for im in images])
+    x_all = torch.stack([to_input(im, cfg.size, cfg.crop) for im in images])
     y_all = torch.tensor(targets, dtype=torch.float32)
     aug = image_augmentations(cfg.aug, cfg.seed)
     net = make_net(cfg).to(dev)
@@ -143,7 +144,7 @@ def scores(net: torch.nn.Module, cfg: ClsConfig, images: list[np.ndarray]) -> np
     net.eval()
     out = []
     for b in range(0, len(images), 32):
-        x = torch.stack([to_input(im, cfg.size) for im in images[b: b + 32]]).to(net_device(net))
+        x = torch.stack([to_input(im, cfg.size, cfg.crop) for im in images[b: b + 32]]).to(net_device(net))
         out.append(torch.sigmoid(net(x)[:, 0].float()).cpu().numpy())
     return np.concatenate(out)
 

@@ -30,6 +30,7 @@ class Context:
     test_neg: list[np.ndarray]  # ... and without (test slices without infection + the test normals)
     test_volumes: list = field(default_factory=list)  # volume data: segmentation is scored per volume in 3-D
     volumes: dict | None = None  # volume data: training and test case names, and the split
+    test_patches: tuple | None = None  # same-source detection: (patches, targets) of the test slices, made once
     progress: bool = True
     log: Callable[..., None] = print
     timings: dict[str, float] = field(default_factory=dict)

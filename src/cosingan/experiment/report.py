@@ -140,6 +140,14 @@ def _detection(out: Path, record: dict) -> Section:
     if (out / "roc.png").exists():
         s.figures.append(Figure("roc.png", "ROC curves of every arm's classifier on the test slices (+ test normals).",
                                 "ROC curves, one line per arm, with their AUC in the legend."))
+    if record.get("patch_detection"):
+        s.text.append(f"Same-source detection (columns 'patch AUC', 'patch accuracy'): {record['patch_detection']}. "
+                      "Positives and negatives come from the same slices, so the score measures infection, not "
+                      "the scanner; every arm's classifier is trained on patches of its own training set with "
+                      "the same budget.")
+    if (out / "roc_patch.png").exists():
+        s.figures.append(Figure("roc_patch.png", "ROC curves of every arm's patch classifier on the test patches.",
+                                "ROC curves of the same-source patch detection, one line per arm, with their AUC."))
     return s
 
 
@@ -252,23 +260,31 @@ def write_plots(out: Path, record: dict) -> None:
     ax.set_ylabel("infection DSC (test)")
     fig.tight_layout()
     save_figure(fig, out / "infection_dsc.png")
-    curves = sorted((out / "eval_cls").glob("*/scores.json"))
-    if curves:
-        from ..downstream.cls import roc_curve
-        from ..downstream.metrics import detection_metrics
+    _roc_figure(sorted((out / "eval_cls").glob("*/scores.json")), out / "roc.png")
+    _roc_figure(sorted((out / "eval_patch").glob("*/scores.json")), out / "roc_patch.png")
 
-        fig, ax = plt.subplots(figsize=(5, 5))
-        for c in curves:
-            d = json.loads(c.read_text())
-            p, y = np.array(d["score"]), np.array(d["target"])
-            fpr, tpr = roc_curve(p, y)
-            ax.plot(fpr, tpr, lw=1.2, label=f"{c.parent.name} (AUC {detection_metrics(p, y)['auc']:.3f})")
-        ax.plot([0, 1], [0, 1], ls=":", color="grey")
-        ax.set_xlabel("1 - specificity")
-        ax.set_ylabel("sensitivity")
-        ax.legend(loc="lower right", fontsize=6)
-        fig.tight_layout()
-        save_figure(fig, out / "roc.png")
+
+def _roc_figure(curves: list[Path], path: Path) -> None:
+    """One ROC line per arm's scores.json (nothing when there are none)."""
+    if not curves:
+        return
+    import matplotlib.pyplot as plt
+
+    from ..downstream.cls import roc_curve
+    from ..downstream.metrics import detection_metrics
+
+    fig, ax = plt.subplots(figsize=(5, 5))
+    for c in curves:
+        d = json.loads(c.read_text())
+        p, y = np.array(d["score"]), np.array(d["target"])
+        fpr, tpr = roc_curve(p, y)
+        ax.plot(fpr, tpr, lw=1.2, label=f"{c.parent.name} (AUC {detection_metrics(p, y)['auc']:.3f})")
+    ax.plot([0, 1], [0, 1], ls=":", color="grey")
+    ax.set_xlabel("1 - specificity")
+    ax.set_ylabel("sensitivity")
+    ax.legend(loc="lower right", fontsize=6)
+    fig.tight_layout()
+    save_figure(fig, path)
 
 
 # ---------------------------------------------------------------------------------------- writers

@@ -28,6 +28,7 @@ from ..data.layout import list_slice_folder, volume_root_kind
 from ..data.volumes import export_slices
 from ..data.outputs import claim_output, locked
 from ..data.readers import read_image, read_slice_folder
+from ..downstream.patches import PATCH_DEFINITION
 from ..downstream.seg import load_seg
 from ..errors import InputError
 from ..gan.checkpoint import versions
@@ -171,6 +172,10 @@ def _run(ctx: Context, data, test, normals, t_start: float) -> dict:
                     run_arm(ctx, arm, r, d, reference)
             if cfg.quality and r in reference:
                 quality_rows += generator_quality(ctx, d, reference[r])
+    if ctx.test_patches is not None:
+        n_pos = sum(ctx.test_patches[1])
+        record["patch_detection"] = (f"{PATCH_DEFINITION}; {n_pos} positive and {len(ctx.test_patches[1]) - n_pos} "
+                                     f"negative test patches from {len(ctx.test_slices)} test slices")
     record["results"] = ctx.results
     record["fidelity"] = ctx.fidelity
     record["quality"] = quality_rows

@@ -12,6 +12,7 @@ from ..data.readers import read_image
 from ..downstream import cls as clsmod
 from ..downstream import seg
 from ..downstream.metrics import DETECTION_METRICS
+from ..downstream.patches import patch_set
 from ..errors import InputError
 from .context import Context
 
@@ -44,6 +45,8 @@ def _trained(model_dir: Path, cfg) -> bool:
         return False
     stored = json.loads((model_dir / "train.json").read_text()).get("config")
     want = json.loads(json.dumps(asdict(cfg)))
+    if stored is not None:  # a setting added after the model was trained: it was trained with its default
+        stored = {**json.loads(json.dumps(asdict(type(cfg)()))), **stored}
     if stored != want:
         diff = sorted(k for k in want if (stored or {}).get(k) != want[k])
         raise InputError(f"{model_dir}: was trained with other settings ({', '.join(diff)}: "
@@ -85,6 +88,34 @@ def detection(ctx: Context, ts: TrainingSet) -> dict:
     return {k: m[k] for k in DETECTION_METRICS}
 
 
+PATCH_SIZE = 64  # classifier input of the same-source detection (patches are resized to it)
+PATCHES_PER_SLICE = 8  # training patches per slice and class, the same cap for every arm
+
+
+def patch_detection(ctx: Context, ts: TrainingSet) -> dict:
+    """Same-source detection: lung patches with and without infection cut from the training slices (real or
+    synthetic), the same classifier and budget for every arm, scored on every patch of the test slices."""
+    if ctx.test_patches is None:
+        ctx.test_patches = patch_set(ctx.test_slices, PATCH_SIZE)
+    test_p, test_t = ctx.test_patches
+    if len(set(test_t)) < 2:
+        return {}
+    model_dir = ctx.out / "cls_patch" / ts.name
+    ccfg = clsmod.ClsConfig(size=PATCH_SIZE, steps=ctx.cfg.cls_steps, aug=ts.aug, seed=ts.seed, crop=False)
+    if not _trained(model_dir, ccfg):
+        images, targets = patch_set(seg.load_folders(list(ts.folders)), PATCH_SIZE, PATCHES_PER_SLICE)
+        if len(set(targets)) < 2:
+            ctx.log(f"{ts.name}: no lung patches of both kinds, same-source detection skipped")
+            return {}
+        ctx.timed("cls_train", lambda: clsmod.train_cls(images, targets, ccfg, model_dir, ctx.progress,
+                                                        ctx.cfg.device))
+    net, ccfg = clsmod.load_cls(model_dir, ctx.cfg.device)
+    pos = [p for p, t in zip(test_p, test_t) if t]
+    neg = [p for p, t in zip(test_p, test_t) if not t]
+    m = ctx.timed("cls_eval", lambda: clsmod.evaluate_cls(net, ccfg, pos, neg, ctx.out / "eval_patch" / ts.name))
+    return {f"patch_{k}": m[k] for k in ("auc", "accuracy")}
+
+
 def condition_fidelity(ctx: Context, reference: str, ts: TrainingSet) -> dict:
     """DSC of a reference U-Net (trained on real slices) on synthetic images against their own maps."""
     net, scfg = seg.load_seg(ctx.out / "seg" / reference, ctx.cfg.device)
@@ -96,6 +127,8 @@ def condition_fidelity(ctx: Context, reference: str, ts: TrainingSet) -> dict:
 TASKS: dict[str, Task] = {
     "segmentation": Task({"lung_dsc": "lung DSC", "lung_nsd": "lung NSD", "infection_dsc": "infection DSC",
                           "infection_nsd": "infection NSD"}, segmentation),
-    "detection": Task({"auc": "detection AUC", "accuracy": "accuracy", "sensitivity": "sensitivity",
+    "detection": Task({"auc": "detection AUC (vs normals)", "accuracy": "accuracy", "sensitivity": "sensitivity",
                        "specificity": "specificity"}, detection),
+    "patch detection": Task({"patch_auc": "patch AUC (same source)", "patch_accuracy": "patch accuracy"},
+                            patch_detection),
 }
