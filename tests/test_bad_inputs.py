@@ -286,6 +286,96 @@ def experiment_test_overlaps_data(d, run):
     return argv, "also in --data", d / "e"
 
 
+# round 3: a fresh pass of bad inputs of the project's own design (issue 13)
+
+def image_is_a_folder(d, run):
+    _pair(d)
+    (d / "dir.png").mkdir()
+    return _train(d, d / "dir.png", d / "lab.png"), "dir.png: is a folder", d / "out"
+
+
+def config_is_a_folder(d, run):
+    _pair(d)
+    (d / "cdir").mkdir()
+    return _train(d, d / "img.png", d / "lab.png", "--config", str(d / "cdir")), "cdir: is a folder", d / "out"
+
+
+def label_and_lung_both_given(d, run):
+    _pair(d)
+    return _train(d, d / "img.png", d / "lab.png", "--lung", str(d / "lab.png")), "not both", d / "out"
+
+
+def label_and_infection_mask_both_given(d, run):
+    _pair(d)
+    argv = ["train", "--image", str(d / "img.png"), "--infection", str(d / "lab.png"), "--label", str(d / "lab.png"),
+            "--out", str(d / "out"), "--preset", "tiny", "--quiet"]
+    return argv, "not both", d / "out"
+
+
+def masks_with_no_edit_names(d, run):
+    sl = _slice_folder(d)
+    argv = ["masks", "--data", str(sl), "--out", str(d / "m"), "--n", "2", "--edits", ",", "--quiet"]
+    return argv, "no edit names", d / "m"
+
+
+def masks_absurd_count(d, run):
+    sl = _slice_folder(d)
+    argv = ["masks", "--data", str(sl), "--out", str(d / "m"), "--n", "1000000000000", "--quiet"]
+    return argv, "--n must be between 1 and", d / "m"
+
+
+def synthesize_conditions_missing(d, run):
+    argv = ["synthesize", "--runs", str(run), "--n", "2", "--conditions", str(d / "nope"), "--out", str(d / "syn"),
+            "--quiet"]
+    return argv, "nope: no such folder", d / "syn"
+
+
+def seg_eval_of_a_classifier(d, run):
+    from cosingan.downstream import cls
+    from cosingan.downstream.nets import save_net
+
+    sl = _slice_folder(d)
+    save_net(cls.make_net(cls.ClsConfig(size=32)), cls.ClsConfig(size=32), d / "cm")
+    argv = ["seg", "eval", "--model", str(d / "cm"), "--data", str(sl), "--out", str(d / "rep")]
+    return argv, "unreadable segmentation model", d / "rep"
+
+
+def _exp(d, sl, *extra):
+    return ["experiment", "few-shot", "--data", str(sl), "--k", "1", "--out", str(d / "e"), "--preset", "tiny",
+            "--seg-steps", "1", "--n-synth", "2", "--no-quality", "--quiet", *extra]
+
+
+def experiment_fold_out_of_range(d, run):
+    return _exp(d, _slice_folder(d, 4), "--fold", "7"), "--fold must be between 0 and 4", d / "e"
+
+
+def experiment_task1_split_of_a_slice_folder(d, run):
+    return _exp(d, _slice_folder(d, 4), "--split", "task1"), "--split task1 names cases", d / "e"
+
+
+def experiment_seg_size_not_multiple_of_16(d, run):
+    return _exp(d, _slice_folder(d, 4), "--seg-size", "50"), "multiple of 16", d / "e"
+
+
+def experiment_same_k_twice(d, run):
+    return _exp(d, _slice_folder(d, 4), "--k", "1", "1"), "each number of slices once", d / "e"
+
+
+def quality_with_too_few_real_slices(d, run):
+    sl = _slice_folder(d, 2)
+    return ["quality", str(run), "--data", str(sl), "--out", str(d / "q"), "--quiet"], "at least 4 real slices", d / "q"
+
+
+def train_many_with_data_and_images(d, run):
+    sl = _slice_folder(d)
+    argv = ["train-many", "--data", str(sl), "--images", str(sl / "images"), "--out", str(d / "r"), "--preset", "tiny"]
+    return argv, "give --images and --labels, or --data", d / "r"
+
+
+def unknown_device(d, run):
+    return ["sample", str(run), "--n", "1", "--out", str(d / "s"), "--device", "gpu0", "--quiet"], "--device gpu0", d / "s"
+
+
 CASES = [size_mismatch, labels_outside_012, empty_lung, infection_outside_lung, nan_image, constant_image,
          colour_image, three_channel_npy, zero_byte_image, truncated_png, text_file_as_image,
          unsupported_extension, nifti_4d, nifti_absurd_spacing, truncated_nifti, nifti_geometry_mismatch,
@@ -293,7 +383,11 @@ CASES = [size_mismatch, labels_outside_012, empty_lung, infection_outside_lung, 
          checkpoint_of_another_version, checkpoint_of_another_model_config, pickled_module_as_checkpoint,
          unfinished_run_sampled, sample_with_bad_label_map, masks_without_labels_folder,
          synthesize_from_folder_that_is_no_run, seg_train_image_without_label, seg_size_not_multiple_of_16,
-         seg_eval_with_garbage_model, cls_negatives_folder_without_images, experiment_test_overlaps_data]
+         seg_eval_with_garbage_model, cls_negatives_folder_without_images, experiment_test_overlaps_data,
+         image_is_a_folder, config_is_a_folder, label_and_lung_both_given, label_and_infection_mask_both_given,
+         masks_with_no_edit_names, masks_absurd_count, synthesize_conditions_missing, seg_eval_of_a_classifier,
+         experiment_fold_out_of_range, experiment_task1_split_of_a_slice_folder, experiment_seg_size_not_multiple_of_16,
+         experiment_same_k_twice, quality_with_too_few_real_slices, train_many_with_data_and_images, unknown_device]
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.__name__ for c in CASES])

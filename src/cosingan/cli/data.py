@@ -39,6 +39,8 @@ def cmd_masks(args: argparse.Namespace) -> int:
     if args.n < 1:
         raise InputError(f"--n must be at least 1, got {args.n}")
     sources = [s for d in args.data for s in sources_from_folder(d)]
+    if not edit_list(args.edits):
+        raise InputError(f"--edits {args.edits!r}: no edit names; choose from the list in --help")
     check_edits(edit_list(args.edits))  # before the output folder is made
     t0 = time.time()
     with output(args.out, "masks", tuple(args.data)) as out:

@@ -64,6 +64,11 @@ def cmd_experiment(args: argparse.Namespace) -> int:
         raise InputError(f"--spacing must be a positive number of mm, got {args.spacing}")
     if min(args.k) < 1 or args.repeats < 1 or args.n_synth < 1 or args.seg_steps < 1:
         raise InputError("--k, --repeats, --n-synth and --seg-steps must be at least 1")
+    if len(set(args.k)) < len(args.k):
+        raise InputError(f"--k {' '.join(map(str, args.k))}: each number of slices once")
+    from ..downstream.seg import SegConfig, check_config
+
+    check_config(SegConfig(size=args.seg_size))  # the U-Net's size, before any work
     cfg = ExperimentConfig(ks=tuple(args.k), repeats=args.repeats, preset=args.preset,
                            regimes=tuple(args.regimes), n_synth=args.n_synth, seg_steps=args.seg_steps,
                            seg_size=args.seg_size, cls_steps=args.cls_steps, seed=args.seed,

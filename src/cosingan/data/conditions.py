@@ -33,6 +33,8 @@ def sources_from_folder(root: str | Path) -> list[Source]:
     made by `cosingan masks` (labels/ + bodies/), or a bare labels/ folder (bodies estimated), or a
     COVID-19-CT-Seg root (see `sources_from_volumes`)."""
     root = Path(root)
+    if not root.is_dir():
+        raise InputError(f"{root}: {'not a folder' if root.exists() else 'no such folder'}")
     if volume_root_kind(root):
         return sources_from_volumes(root)
     out = []

@@ -195,6 +195,10 @@ def masks_to_label(lung: np.ndarray, infection: np.ndarray | None) -> np.ndarray
 def load_slice(image: str | Path, label: str | Path | None = None, lung: str | Path | None = None,
                infection: str | Path | None = None) -> Slice:
     """Read an image with either a label map or separate lung (+ infection) masks; validate the pair."""
+    if label is not None and (lung is not None or infection is not None):
+        raise InputError(f"{label}: give a label map or lung (+ infection) masks, not both")
+    if infection is not None and lung is None:
+        raise InputError(f"{infection}: an infection mask needs the lung mask it lies in (--lung)")
     img, kind, spacing, affine = read_image(image)
     if label is not None:
         lab = read_label(label)

@@ -51,6 +51,9 @@ def _pair_hash(pair: Pair) -> str:
 
 def split(data: Path, test: Path | None, cfg: ExperimentConfig) -> tuple[list[Pair], list[Pair]]:
     """(train pool, test) pairs. Without a test folder the data is split (seeded)."""
+    if cfg.split != "random":
+        raise InputError(f"{data}: --split {cfg.split} names cases of a COVID-19-CT-Seg root; a slice folder is "
+                         "split at random (seeded) or by --test")
     pool = list_slice_folder(data)
     if test is not None:
         tests = list_slice_folder(test)

@@ -211,6 +211,10 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
         data = json.loads(path.read_text())
     except FileNotFoundError:
         raise InputError(f"{path}: config file not found") from None
+    except IsADirectoryError:
+        raise InputError(f"{path}: is a folder, expected a JSON config file") from None
+    except OSError as e:
+        raise InputError(f"{path}: unreadable config file ({e.strerror or type(e).__name__})") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise InputError(f"{path}: not valid JSON ({e})") from None
     if not isinstance(data, dict):
