@@ -60,3 +60,15 @@ def phantom_files(tmp_path: Path) -> tuple[Path, Path]:
 @pytest.fixture
 def phantom_pair() -> tuple[np.ndarray, np.ndarray]:
     return chest_phantom(48, seed=0)
+
+
+@pytest.fixture
+def phantom_folder(tmp_path) -> Path:
+    """A slice folder of 6 infected phantoms (images/ + labels/): the experiment's smallest real-shaped input."""
+    root = tmp_path / "slices"
+    for k in range(6):
+        img, lab = chest_phantom(40, seed=20 + k)
+        save_png(img, root / "images" / f"ph{k}.png")
+        save_png(lab, root / "labels" / f"ph{k}.png")
+    return root
+

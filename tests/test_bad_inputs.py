@@ -419,3 +419,23 @@ def test_no_traceback_from_the_console_script(tmp_path):
     assert r.stderr.strip().endswith("file is empty (0 bytes)")
 
 
+
+
+@pytest.mark.parametrize("command", ["masks", "seg", "cls", "experiment", "quality"])
+def test_unwritable_output_is_refused_before_any_work(tmp_path, tiny_run, capsys, command):
+    """Every writing command checks its output folder first (seg and cls once failed only after training).
+    The folder lies under a file, which no user (root included) can write into."""
+    sl = _slice_folder(tmp_path, 5)
+    for k in range(2):
+        save_png(chest_phantom(40, seed=50 + k)[0], tmp_path / "neg" / f"n{k}.png")
+    (tmp_path / "afile").write_text("")
+    out = tmp_path / "afile" / "o"
+    argv = {"masks": ["masks", "--data", str(sl), "--n", "2"],
+            "seg": ["seg", "train", "--data", str(sl), "--steps", "50000"],
+            "cls": ["cls", "train", "--data", str(sl), "--negatives", str(tmp_path / "neg"), "--steps", "50000"],
+            "experiment": ["experiment", "few-shot", "--data", str(sl), "--k", "1", "--preset", "tiny"],
+            "quality": ["quality", str(tiny_run), "--data", str(sl)]}[command]
+    capsys.readouterr()
+    assert main(argv + ["--out", str(out), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and ("not writable" in err or "not a folder" in err), err

@@ -20,13 +20,8 @@ CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device 
 
 
 @pytest.fixture
-def slices(tmp_path):
-    root = tmp_path / "slices"
-    for k in range(6):
-        img, lab = chest_phantom(40, seed=30 + k)
-        save_png(img, root / "images" / f"ph{k}.png")
-        save_png(lab, root / "labels" / f"ph{k}.png")
-    return root
+def slices(phantom_folder):
+    return phantom_folder
 
 
 @pytest.mark.parametrize("argv", [

@@ -13,16 +13,6 @@ from cosingan.data.phantom import chest_phantom
 
 
 @pytest.fixture
-def phantom_folder(tmp_path):
-    root = tmp_path / "slices"
-    for k in range(6):
-        img, lab = chest_phantom(40, seed=20 + k)
-        save_png(img, root / "images" / f"ph{k}.png")
-        save_png(lab, root / "labels" / f"ph{k}.png")
-    return root
-
-
-@pytest.fixture
 def normals_folder(tmp_path):
     """Infection-free phantoms: the image without its lesions is not needed, only 'no infection'."""
     root = tmp_path / "normals"
@@ -89,7 +79,7 @@ def test_ablation_switches_each_part_off(tmp_path, phantom_folder):
     out = tmp_path / "abl"
     assert main(["experiment", "few-shot", "--data", str(phantom_folder), "--k", "1", "--out", str(out),
                  "--preset", "tiny", "--regimes", "allmaps", "--ablation", "--n-synth", "3", "--seg-steps", "1",
-                 "--seg-size", "32", "--no-quality", "--quiet"]) == 0
+                 "--cls-steps", "2", "--seg-size", "32", "--no-quality", "--quiet"]) == 0
     rec = json.loads((out / "results.json").read_text())
     regimes = {r["regime"] for r in rec["table"] if r["arm"] == "A"}
     assert regimes == {"allmaps", "allmaps, no two-stage", "allmaps, no mixed-rec", "allmaps, no hier-aug"}
