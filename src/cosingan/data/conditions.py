@@ -61,17 +61,13 @@ def sources_from_volumes(root: str | Path) -> list[Source]:
     """The label map of every slice with lungs of every volume of a COVID-19-CT-Seg root (bodies from the
     images), named VOLUME_zNNN, with origin LABEL_FILE#z=N. MosMedData is refused: its masks hold
     infection only, and a condition needs the lungs."""
-    from .volumes import read_volumes, select_slices, slice_name
+    from .volumes import select_slices, slice_name, slice_z, volumes_with_lungs
 
     out = []
-    for v in read_volumes(root):
-        if not v.has_lung:
-            raise InputError(f"{v.label_path or root}: no lung labels (MosMedData masks hold infection only); "
-                             "conditions need lung maps: use a COVID-19-CT-Seg root or slice folders")
+    for v in volumes_with_lungs(root, "conditions need lung maps"):
         for sl in select_slices(v):
-            z = sl.image_path.rsplit("#z=", 1)[1]
             out.append(Source(slice_name(v, sl), to_label4(sl.label, body_from_image(sl.image, sl.label)),
-                              f"{v.label_path}#z={z}"))
+                              f"{v.label_path}#z={slice_z(sl)}"))
     if not out:
         raise InputError(f"{root}: no slices with lungs in its volumes")
     return out

@@ -175,9 +175,25 @@ def teaching_slices(vol: Volume, n: int) -> list[Slice]:
     return [cands[i] for i in sorted(set(int(i) for i in pick))]
 
 
+def slice_z(sl: Slice) -> int:
+    """The index in its volume of a slice made by `select_slices` (its path ends in #z=N)."""
+    return int(sl.image_path.rsplit("#z=", 1)[1])
+
+
 def slice_name(vol: Volume, sl: Slice) -> str:
     """VOLUME_zNNN: the name of a volume's slice in exported folders, condition sources and run folders."""
-    return f"{vol.name}_z{int(sl.image_path.rsplit('#z=', 1)[1]):03d}"
+    return f"{vol.name}_z{slice_z(sl):03d}"
+
+
+def volumes_with_lungs(root: str | Path, need: str) -> list[Volume]:
+    """The volumes of a root, refusing MosMedData (its masks hold infection only) for a use that `need`s
+    the lungs."""
+    vols = read_volumes(root)
+    for v in vols:
+        if not v.has_lung:
+            raise InputError(f"{v.label_path or root}: no lung labels (MosMedData masks hold infection only); "
+                             f"{need}: use a COVID-19-CT-Seg root or slice folders")
+    return vols
 
 
 def export_slices(volumes: list[Volume], out: Path, infection: str = "any", progress: bool = True) -> list[dict]:
@@ -194,8 +210,7 @@ def export_slices(volumes: list[Volume], out: Path, infection: str = "any", prog
     rows, spacing = [], {}
     for vol in tqdm(volumes, desc="slices", disable=not progress, dynamic_ncols=True):
         for sl in select_slices(vol, infection):
-            name = slice_name(vol, sl)
-            z = int(sl.image_path.rsplit("#z=", 1)[1])
+            name, z = slice_name(vol, sl), slice_z(sl)
             ip, lp = pair_paths(out, name)
             save_png(sl.image, ip)
             save_png(sl.label, lp)

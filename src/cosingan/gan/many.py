@@ -103,16 +103,13 @@ def train_volumes(root: str | Path, per_volume: int, out: str | Path, cfg: Confi
                   progress: bool = True) -> list[dict]:
     """One generator for each of `per_volume` slices of every volume of a COVID-19-CT-Seg root, picked as
     a person would (`volumes.teaching_slices`); run folders RUNS/VOLUME_zNNN."""
-    from ..data.volumes import read_volumes, slice_name, teaching_slices
+    from ..data.volumes import slice_name, teaching_slices, volumes_with_lungs
 
     if per_volume < 1:
         raise InputError(f"--per-volume must be at least 1, got {per_volume}")
     _check_pool(workers, backend)
     chosen = {}
-    for v in read_volumes(root):
-        if not v.has_lung:
-            raise InputError(f"{v.label_path or root}: no lung labels (MosMedData masks hold infection only); "
-                             "a generator needs lung and infection: use a COVID-19-CT-Seg root or slice folders")
+    for v in volumes_with_lungs(root, "a generator needs lung and infection"):
         chosen.update({slice_name(v, s): s for s in teaching_slices(v, per_volume)})
     if not chosen:
         raise InputError(f"{root}: no slices with infection in its volumes")
