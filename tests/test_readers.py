@@ -99,3 +99,38 @@ def test_slice_folder_pairs_and_missing_label(tmp_path, phantom_pair):
         list_slice_folder(tmp_path)
     with pytest.raises(InputError, match="expected a slice folder"):
         list_slice_folder(tmp_path / "images")
+
+
+def test_volumes_are_read_lazily_one_at_a_time(tmp_path):
+    """A root's headers are checked up front but no voxels read; `one_at_a_time` lets each go before the
+    next, so a root of many CT volumes needs the memory of one. Shape and spacing from the header agree
+    with the voxels also when the stored axes are permuted and flipped."""
+    from cosingan.data.volumes import one_at_a_time
+
+    vol, mask = _volume()
+    _save(vol, tmp_path / "COVID-19-CT-Seg_20cases" / "c1.nii.gz")
+    _save(mask, tmp_path / "Lung_and_Infection_Mask" / "c1.nii.gz")
+    swapped = np.array([[0, -0.8, 0, 0], [0.6, 0, 0, 0], [0, 0, 4.0, 0], [0, 0, 0, 1]])  # stored (Y, X, Z), x flipped
+    for name, arr in (("COVID-19-CT-Seg_20cases", vol), ("Lung_and_Infection_Mask", mask)):
+        nib.save(nib.Nifti1Image(np.ascontiguousarray(arr.transpose(1, 0, 2)), swapped), tmp_path / name / "c2.nii.gz")
+    vols = read_covid19_ct_seg(tmp_path)
+    assert all(v._arrays is None for v in vols)
+    seen = []
+    for v in one_at_a_time(vols):
+        assert v.image.shape == v.label.shape == v.shape
+        seen.append((v.shape, v.spacing, int((v.label == 2).sum())))
+        assert sum(u._arrays is not None for u in vols) == 1
+    assert all(v._arrays is None for v in vols)
+    assert seen[0][0] == seen[1][0] == (6, 40, 36) and seen[0][2] == seen[1][2] == 4 * 6 * 2
+    assert seen[0][1] == (pytest.approx(0.7), pytest.approx(0.7), pytest.approx(5.0))
+    assert seen[1][1] == (pytest.approx(0.6), pytest.approx(0.8), pytest.approx(4.0))
+
+
+def test_bad_mask_values_are_named_when_the_voxels_are_read(tmp_path):
+    vol, mask = _volume()
+    mask[0, 0, 0] = 7
+    _save(vol, tmp_path / "COVID-19-CT-Seg_20cases" / "c1.nii.gz")
+    _save(mask, tmp_path / "Lung_and_Infection_Mask" / "c1.nii.gz")
+    (v,) = read_covid19_ct_seg(tmp_path)
+    with pytest.raises(InputError, match=r"Lung_and_Infection_Mask/c1.nii.gz: unexpected mask values 7 \("):
+        v.label

@@ -3,7 +3,9 @@ slices of a volume as the engine consumes them."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -13,38 +15,92 @@ from .layout import CTSEG_IMAGES, MOSMED_STUDIES, NIFTI_EXT, stem, suffix, volum
 from .readers import Slice, check_file, to_unit_range
 
 
-@dataclass
+@dataclass(eq=False)
 class Volume:
-    """A CT volume in display orientation: (Z, H, W) image in [-1, 1] and label 0/1/2 (or None)."""
+    """A CT volume in display orientation: (Z, H, W) image in [-1, 1] and label 0/1/2. Reading a root
+    checks every file's header (shape, spacing) but reads no voxels: `image` and `label` read them on
+    first use and `release()` lets them go, so a root of many volumes needs the memory of one (see
+    `one_at_a_time`)."""
 
     name: str
-    image: np.ndarray
-    label: np.ndarray | None
+    shape: tuple[int, int, int]  # (Z, H, W)
     spacing: tuple[float, float, float]  # mm: (row, col, slice)
-    has_lung: bool = True  # MosMedData masks hold infection only
-    image_path: str = ""
-    label_path: str = ""
+    has_lung: bool  # MosMedData masks hold infection only
+    image_path: str
+    label_path: str
+    read: Callable[[], tuple[np.ndarray, np.ndarray]] = field(repr=False)
+    _arrays: tuple[np.ndarray, np.ndarray] | None = field(default=None, repr=False)
+
+    @classmethod
+    def from_arrays(cls, name: str, image: np.ndarray, label: np.ndarray, spacing: tuple[float, float, float],
+                    has_lung: bool = True) -> "Volume":
+        """A volume already in memory (image in [-1, 1], label 0/1/2, both (Z, H, W))."""
+        return cls(name, tuple(image.shape), spacing, has_lung, "", "", lambda: (image, label))
+
+    @property
+    def image(self) -> np.ndarray:
+        return self._voxels()[0]
+
+    @property
+    def label(self) -> np.ndarray:
+        return self._voxels()[1]
+
+    def _voxels(self) -> tuple[np.ndarray, np.ndarray]:
+        if self._arrays is None:
+            self._arrays = self.read()
+        return self._arrays
+
+    def release(self) -> None:
+        self._arrays = None
 
 
-def _read_volume(path: Path, what: str = "volume") -> tuple[np.ndarray, tuple[float, float, float]]:
-    """NIfTI -> (Z, H, W) in display orientation (same rotation as 2-D slices) and spacing."""
+def one_at_a_time(volumes: Iterable[Volume]) -> Iterator[Volume]:
+    """Each volume, its voxels released once the caller moves on to the next: one volume in memory."""
+    for v in volumes:
+        try:
+            yield v
+        finally:
+            v.release()
+
+
+def _open(path: Path, what: str):
+    """The NIfTI image (voxels not read) and the permutation to display orientation, header checked."""
     import nibabel as nib
 
     check_file(path)
     try:
-        img = nib.as_closest_canonical(nib.load(str(path)))
-        data = np.asarray(img.dataobj, dtype=np.float32)
-        zooms = tuple(float(z) for z in img.header.get_zooms()[:3])
+        img = nib.load(str(path))
+        ornt = nib.io_orientation(img.affine)
+        shape, zooms = img.shape, img.header.get_zooms()
     except Exception as e:
         raise InputError(f"{path}: not a readable NIfTI {what} ({type(e).__name__}: {e})") from None
-    if data.ndim == 4 and data.shape[3] == 1:
+    if len(shape) == 4 and shape[3] == 1:
+        shape = shape[:3]
+    if len(shape) != 3:
+        raise InputError(f"{path}: expected a 3-D {what}, got shape {tuple(shape)}")
+    axis = [int(a) for a in ornt[:, 0]]  # canonical axis of each stored axis
+    canon = [0, 0, 0]
+    zc = [0.0, 0.0, 0.0]
+    for i in range(3):
+        canon[axis[i]], zc[axis[i]] = int(shape[i]), float(zooms[i])
+    if not all(0.01 <= z <= 50 for z in zc):
+        raise InputError(f"{path}: absurd voxel spacing {' x '.join(f'{z:g}' for z in zc)} mm")
+    # display orientation: (Z, H, W) with rows = canonical axis 1 reversed (anterior up), cols = axis 0
+    return img, (canon[2], canon[1], canon[0]), (zc[1], zc[0], zc[2])
+
+
+def _read_volume(path: Path, what: str = "volume") -> np.ndarray:
+    """NIfTI -> (Z, H, W) in display orientation (same rotation as 2-D slices)."""
+    import nibabel as nib
+
+    img, _, _ = _open(path, what)
+    try:
+        data = np.asarray(nib.as_closest_canonical(img).dataobj, dtype=np.float32)
+    except Exception as e:
+        raise InputError(f"{path}: not a readable NIfTI {what} ({type(e).__name__}: {e})") from None
+    if data.ndim == 4:
         data = data[..., 0]
-    if data.ndim != 3:
-        raise InputError(f"{path}: expected a 3-D {what}, got shape {data.shape}")
-    if not all(0.01 <= z <= 50 for z in zooms):
-        raise InputError(f"{path}: absurd voxel spacing {' x '.join(f'{z:g}' for z in zooms)} mm")
-    vol = np.rot90(data, axes=(0, 1)).transpose(2, 0, 1).copy()  # (Z, H, W), anterior up
-    return vol, (zooms[1], zooms[0], zooms[2])
+    return np.rot90(data, axes=(0, 1)).transpose(2, 0, 1).copy()  # (Z, H, W), anterior up
 
 
 def _volume_to_unit(vol: np.ndarray, path: Path) -> np.ndarray:
@@ -80,35 +136,42 @@ def read_covid19_ct_seg(root: str | Path) -> list[Volume]:
         raise InputError(f"{img_dir}: no NIfTI volumes")
     out = []
     for ip in images:
-        name = stem(ip)
-        vol, spacing = _read_volume(ip)
+        _, shape, spacing = _open(ip, "volume")
         both = root / "Lung_and_Infection_Mask" / ip.name
         if both.exists():
-            m, _ = _read_volume(both, "mask")
-            label = np.zeros(m.shape, np.uint8)
-            label[(m == 1) | (m == 2)] = 1
-            label[m == 3] = 2
-            lpath = both
+            masks = [both]
         else:
             lung_p = root / "Lung_Mask" / ip.name
             if not lung_p.exists():
                 raise InputError(f"{ip}: no mask {both} or {lung_p}")
-            lm, _ = _read_volume(lung_p, "mask")
-            label = (lm > 0).astype(np.uint8)
             inf_p = root / "Infection_Mask" / ip.name
-            if inf_p.exists():
-                im, _ = _read_volume(inf_p, "mask")
-                if im.shape != lm.shape:
-                    raise InputError(f"{inf_p}: shape {im.shape} differs from {lung_p} {lm.shape}")
-                label[im > 0] = 2
-            lpath = lung_p
-        if label.shape != vol.shape:
-            raise InputError(f"{lpath}: mask shape {label.shape} does not match volume {ip} {vol.shape}")
-        bad = set(np.unique(label).tolist()) - {0, 1, 2}
-        if bad:
-            raise InputError(f"{lpath}: unexpected mask values {sorted(bad)}")
-        out.append(Volume(name, _volume_to_unit(vol, ip), label, spacing, True, str(ip), str(lpath)))
+            masks = [lung_p] + ([inf_p] if inf_p.exists() else [])
+        for mp in masks:
+            mshape = _open(mp, "mask")[1]
+            if mshape != shape:
+                raise InputError(f"{mp}: mask shape {mshape} does not match volume {ip} {shape}")
+        out.append(Volume(stem(ip), shape, spacing, True, str(ip), str(masks[0]), partial(_read_ctseg, ip, masks)))
     return out
+
+
+def _read_ctseg(ip: Path, masks: list[Path]) -> tuple[np.ndarray, np.ndarray]:
+    """The voxels of a COVID-19-CT-Seg case: one mask (1 left lung, 2 right lung, 3 infection), or a lung
+    mask (1, 2) and an optional infection mask (1)."""
+    m = _read_volume(masks[0], "mask")
+    if len(masks) == 1 and masks[0].parent.name == "Lung_and_Infection_Mask":
+        bad = set(np.unique(m).tolist()) - {0, 1, 2, 3}
+        label = np.zeros(m.shape, np.uint8)
+        label[(m == 1) | (m == 2)] = 1
+        label[m == 3] = 2
+    else:
+        bad = set()
+        label = (m > 0).astype(np.uint8)
+        if len(masks) == 2:
+            label[_read_volume(masks[1], "mask") > 0] = 2
+    if bad:
+        raise InputError(f"{masks[0]}: unexpected mask values {', '.join(f'{x:g}' for x in sorted(bad))} "
+                         "(expected 0 background, 1 and 2 lungs, 3 infection)")
+    return _volume_to_unit(_read_volume(ip), ip), label
 
 
 def read_mosmed(root: str | Path, category: str = "CT-1") -> list[Volume]:
@@ -125,15 +188,18 @@ def read_mosmed(root: str | Path, category: str = "CT-1") -> list[Volume]:
         mp = root / "masks" / f"{name}_mask.nii.gz"
         if not mp.exists():
             continue
-        vol, spacing = _read_volume(ip)
-        m, _ = _read_volume(mp, "mask")
-        if m.shape != vol.shape:
-            raise InputError(f"{mp}: mask shape {m.shape} does not match volume {ip} {vol.shape}")
-        label = np.where(m > 0, 2, 0).astype(np.uint8)
-        out.append(Volume(name, _volume_to_unit(vol, ip), label, spacing, False, str(ip), str(mp)))
+        _, shape, spacing = _open(ip, "volume")
+        mshape = _open(mp, "mask")[1]
+        if mshape != shape:
+            raise InputError(f"{mp}: mask shape {mshape} does not match volume {ip} {shape}")
+        out.append(Volume(name, shape, spacing, False, str(ip), str(mp), partial(_read_mosmed, ip, mp)))
     if not out:
         raise InputError(f"{img_dir}: no study with a mask in {root / 'masks'}")
     return out
+
+
+def _read_mosmed(ip: Path, mp: Path) -> tuple[np.ndarray, np.ndarray]:
+    return _volume_to_unit(_read_volume(ip), ip), np.where(_read_volume(mp, "mask") > 0, 2, 0).astype(np.uint8)
 
 
 def select_slices(vol: Volume, infection: str = "any", min_lung_fraction: float = 0.01) -> list[Slice]:
@@ -208,7 +274,7 @@ def export_slices(volumes: list[Volume], out: Path, infection: str = "any", prog
     from .layout import SPACING, pair_paths
 
     rows, spacing = [], {}
-    for vol in tqdm(volumes, desc="slices", disable=not progress, dynamic_ncols=True):
+    for vol in one_at_a_time(tqdm(volumes, desc="slices", disable=not progress, dynamic_ncols=True)):
         for sl in select_slices(vol, infection):
             name, z = slice_name(vol, sl), slice_z(sl)
             ip, lp = pair_paths(out, name)

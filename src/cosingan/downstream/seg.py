@@ -55,10 +55,10 @@ def _prep(sl: Slice, size: int) -> dict:
 def load_folders(dirs: list[str | Path]) -> list[Slice]:
     """Slices of slice folders, or of volume roots (COVID-19-CT-Seg, MosMedData: every slice with lungs)."""
     from ..data.layout import volume_root_kind
-    from ..data.volumes import read_volumes, select_slices
+    from ..data.volumes import one_at_a_time, read_volumes, select_slices
 
     slices = [s for d in dirs for s in (
-        [x for v in read_volumes(d) for x in select_slices(v)] if volume_root_kind(d) else read_slice_folder(d))]
+        [x for v in one_at_a_time(read_volumes(d)) for x in select_slices(v)] if volume_root_kind(d) else read_slice_folder(d))]
     if not slices:
         raise InputError(f"no slices in {', '.join(map(str, dirs))}")
     return slices
@@ -198,8 +198,10 @@ def evaluate_volumes(net: torch.nn.Module, cfg: SegConfig, volumes, out: str | P
     """The benchmark's protocol on volumes: every slice of each volume is predicted (2-D), the slices are
     stacked, and DSC / NSD are computed per volume in 3-D with its voxel spacing, then averaged over
     volumes. Volumes without lung labels (MosMedData) are scored on infection only."""
+    from ..data.volumes import one_at_a_time
+
     cases = []
-    for v in volumes:
+    for v in one_at_a_time(volumes):
         pred = np.stack([predict(net, Slice(v.image[z], v.label[z], None, "nifti"), cfg.size)
                          for z in range(v.image.shape[0])])
         if not v.has_lung:  # the truth has no lung label: score infection only, lung as not annotated

@@ -103,13 +103,13 @@ def train_volumes(root: str | Path, per_volume: int, out: str | Path, cfg: Confi
                   progress: bool = True) -> list[dict]:
     """One generator for each of `per_volume` slices of every volume of a COVID-19-CT-Seg root, picked as
     a person would (`volumes.teaching_slices`); run folders RUNS/VOLUME_zNNN."""
-    from ..data.volumes import slice_name, teaching_slices, volumes_with_lungs
+    from ..data.volumes import one_at_a_time, slice_name, teaching_slices, volumes_with_lungs
 
     if per_volume < 1:
         raise InputError(f"--per-volume must be at least 1, got {per_volume}")
     _check_pool(workers, backend)
     chosen = {}
-    for v in volumes_with_lungs(root, "a generator needs lung and infection"):
+    for v in one_at_a_time(volumes_with_lungs(root, "a generator needs lung and infection")):
         chosen.update({slice_name(v, s): s for s in teaching_slices(v, per_volume)})
     if not chosen:
         raise InputError(f"{root}: no slices with infection in its volumes")
