@@ -81,11 +81,15 @@ def load_checkpoint(run: str | Path, map_location="cpu") -> dict:
     return ckpt
 
 
-def run_status(run: str | Path) -> str:
-    """"new" (no checkpoint), "resume" (interrupted) or "done"."""
+def run_status(run: str | Path, cfg_dict: dict | None = None) -> str:
+    """"new" (no checkpoint), "resume" (interrupted) or "done"; with `cfg_dict`, a run made with other
+    settings is refused (`check_same_config`), from the same single read of the checkpoint."""
     if not (Path(run) / CKPT).exists():
         return "new"
-    return "done" if load_checkpoint(run).get("done") else "resume"
+    ckpt = load_checkpoint(run)
+    if cfg_dict is not None:
+        check_same_config(run, cfg_dict, ckpt)
+    return "done" if ckpt.get("done") else "resume"
 
 
 def check_same_config(run: str | Path, cfg_dict: dict, ckpt: dict | None = None) -> None:

@@ -27,7 +27,7 @@ from ..data.layout import stem
 from ..data.outputs import claim_output, locked
 from ..data.readers import Slice, load_slice
 from ..errors import InputError
-from .checkpoint import check_same_config, run_status
+from .checkpoint import run_status
 from .config import Config, config_from_dict, config_to_dict
 
 
@@ -139,10 +139,7 @@ def _train_all(names, slices, out: Path, cfg: Config, workers: int, backend: str
                progress: bool) -> list[dict]:
     from tqdm.auto import tqdm
     threads = threads or max(1, (os.cpu_count() or 1) // workers)
-    state = {n: run_status(out / n) for n in names}
-    for n in names:
-        if state[n] != "new":
-            check_same_config(out / n, config_to_dict(cfg))
+    state = {n: run_status(out / n, config_to_dict(cfg)) for n in names}
     rows = {n: {"name": n, "image": sl.image_path, "status": "skipped (finished before)" if state[n] == "done"
                 else "", "seconds": 0.0} for n, sl in zip(names, slices)}
     todo = [(n, sl) for n, sl in zip(names, slices) if state[n] != "done"]

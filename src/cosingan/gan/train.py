@@ -22,7 +22,7 @@ from ..data.pictures import label_to_uint8
 from ..data.readers import Slice
 from ..devices import resolve_device
 from ..errors import InputError
-from .checkpoint import CKPT, check_same_config, load_checkpoint, run_status, seed_everything, versions
+from .checkpoint import CKPT, load_checkpoint, run_status, seed_everything, versions
 from .config import FORMAT_VERSION, Config, config_from_dict, config_to_dict
 from .pyramid import finest_size, resize_image, resize_labels
 from .trainer import Trainer
@@ -110,9 +110,8 @@ def ensure_trained(run: str | Path, sl: Slice | Callable[[], Slice] | None, cfg:
                    progress: bool = True) -> str:
     """Leave `run` finished: skip it when done, resume it when interrupted, else train it from `sl` (a
     slice, or a function that reads one: only called when needed). Returns "done", "resumed" or "trained"."""
-    status = run_status(run)
-    if status != "new" and cfg is not None:
-        check_same_config(run, config_to_dict(cfg))  # never reuse a run under settings it was not made with
+    # never reuse a run under settings it was not made with
+    status = run_status(run, config_to_dict(cfg) if cfg is not None else None)
     if status == "done":
         return "done"
     if status == "resume":
