@@ -113,7 +113,9 @@ def test_experiment_on_a_covid19_ct_seg_root_with_the_task1_split(tmp_path):
     assert chosen.rsplit("_z", 1)[0] in train and chosen.endswith(("_z002.png", "_z003.png"))
     # detection runs on infection-free slices of the same test volumes (no --normals needed)
     assert "with infection" in rec["detection"] and all("auc" in r for r in rec["table"] if r["arm"] in "BC")
-    assert "per 3-D test volume" in (out / "report.md").read_text()
+    report = (out / "report.md").read_text()
+    assert "per 3-D test volume" in report
+    assert "## Per case" in report and "Per-volume scores of every arm: eval/r0_C_allreal/cases.csv" in report
 
 
 def test_masks_synthesize_and_train_many_take_a_volume_root(tmp_path, ctseg, mosmed, tiny_run, capsys):

@@ -184,11 +184,12 @@ def _samples(out: Path, record: dict) -> Section | None:
 
 
 def _cases(out: Path, record: dict) -> Section | None:
-    names = sorted({p.parent.name for p in (out / "eval").glob("r0_*/cases.png")})
-    if not names:
+    names = sorted({p.parent.name for p in (out / "eval").glob("r0_*/cases.png")})  # slice panels (2-D only)
+    csvs = sorted(p.parent.name for p in (out / "eval").glob("*/cases.csv"))
+    if not csvs:
         return None
-    s = Section("Per case", ["Per-slice scores of every arm: " + ", ".join(
-        f"eval/{n}/cases.csv" for n in sorted(p.parent.name for p in (out / "eval").glob("*/cases.csv"))) + "."])
+    unit = "volume" if record.get("volumes") else "slice"
+    s = Section("Per case", [f"Per-{unit} scores of every arm: " + ", ".join(f"eval/{n}/cases.csv" for n in csvs) + "."])
     for n in names:
         s.figures.append(Figure(f"eval/{n}/cases.png", f"{n}: the three worst and three best test slices by "
                                 "infection DSC: image | truth | prediction (blue lung, red infection).",
