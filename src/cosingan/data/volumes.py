@@ -31,12 +31,6 @@ class Volume:
     read: Callable[[], tuple[np.ndarray, np.ndarray]] = field(repr=False)
     _arrays: tuple[np.ndarray, np.ndarray] | None = field(default=None, repr=False)
 
-    @classmethod
-    def from_arrays(cls, name: str, image: np.ndarray, label: np.ndarray, spacing: tuple[float, float, float],
-                    has_lung: bool = True) -> "Volume":
-        """A volume already in memory (image in [-1, 1], label 0/1/2, both (Z, H, W))."""
-        return cls(name, tuple(image.shape), spacing, has_lung, "", "", lambda: (image, label))
-
     @property
     def image(self) -> np.ndarray:
         return self._voxels()[0]
@@ -150,15 +144,16 @@ def read_covid19_ct_seg(root: str | Path) -> list[Volume]:
             mshape = _open(mp, "mask")[1]
             if mshape != shape:
                 raise InputError(f"{mp}: mask shape {mshape} does not match volume {ip} {shape}")
-        out.append(Volume(stem(ip), shape, spacing, True, str(ip), str(masks[0]), partial(_read_ctseg, ip, masks)))
+        out.append(Volume(stem(ip), shape, spacing, True, str(ip), str(masks[0]),
+                          partial(_read_ctseg, ip, masks, both.exists())))
     return out
 
 
-def _read_ctseg(ip: Path, masks: list[Path]) -> tuple[np.ndarray, np.ndarray]:
-    """The voxels of a COVID-19-CT-Seg case: one mask (1 left lung, 2 right lung, 3 infection), or a lung
-    mask (1, 2) and an optional infection mask (1)."""
+def _read_ctseg(ip: Path, masks: list[Path], combined: bool) -> tuple[np.ndarray, np.ndarray]:
+    """The voxels of a COVID-19-CT-Seg case: one `combined` mask (1 left lung, 2 right lung, 3 infection),
+    or a lung mask (1, 2) and an optional infection mask (1)."""
     m = _read_volume(masks[0], "mask")
-    if len(masks) == 1 and masks[0].parent.name == "Lung_and_Infection_Mask":
+    if combined:
         bad = set(np.unique(m).tolist()) - {0, 1, 2, 3}
         label = np.zeros(m.shape, np.uint8)
         label[(m == 1) | (m == 2)] = 1
