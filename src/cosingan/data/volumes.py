@@ -58,7 +58,8 @@ def one_at_a_time(volumes: Iterable[Volume]) -> Iterator[Volume]:
 
 
 def _open(path: Path, what: str):
-    """The NIfTI image (voxels not read) and the permutation to display orientation, header checked."""
+    """The NIfTI image (voxels not read), its shape (Z, H, W) and spacing (row, col, slice) in display
+    orientation, from the header alone (checked)."""
     import nibabel as nib
 
     check_file(path)

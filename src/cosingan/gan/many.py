@@ -139,11 +139,11 @@ def _train_all(names, slices, out: Path, cfg: Config, workers: int, backend: str
                progress: bool) -> list[dict]:
     from tqdm.auto import tqdm
     threads = threads or max(1, (os.cpu_count() or 1) // workers)
-    state = {n: run_status(out / n, config_to_dict(cfg)) for n in names}
+    cfg_dict = config_to_dict(cfg)
+    state = {n: run_status(out / n, cfg_dict) for n in names}
     rows = {n: {"name": n, "image": sl.image_path, "status": "skipped (finished before)" if state[n] == "done"
                 else "", "seconds": 0.0} for n, sl in zip(names, slices)}
     todo = [(n, sl) for n, sl in zip(names, slices) if state[n] != "done"]
-    cfg_dict = config_to_dict(cfg)
 
     bar = tqdm(total=len(todo), desc="models", unit="model", disable=not progress, dynamic_ncols=True)
 
