@@ -47,6 +47,7 @@ def test_few_shot_experiment_report_and_no_leakage(tmp_path, phantom_folder, nor
     summary = json.loads((out / "eval_cls" / "r0_C_allreal" / "summary.json").read_text())
     assert summary["negatives"] == 2 and summary["positives"] == len(test)
     assert json.loads((out / "cls" / "r0_k1_B_real_strongaug" / "train.json").read_text())["config"]["aug"] == "strong"
+    assert json.loads((out / "seg" / "r0_k1_A_synthetic_allmaps" / "train.json").read_text())["config"]["aug"] == "standard"
     assert {(f["k"], f["regime"]) for f in rec["fidelity"]} == {(1, "kmaps"), (1, "allmaps")}
     assert all(0.0 <= f["infection_dsc"] <= 1.0 for f in rec["fidelity"])
     md = (out / "report.md").read_text()
@@ -79,10 +80,15 @@ def test_ablation_switches_each_part_off(tmp_path, phantom_folder):
     out = tmp_path / "abl"
     assert main(["experiment", "few-shot", "--data", str(phantom_folder), "--k", "1", "--out", str(out),
                  "--preset", "tiny", "--regimes", "allmaps", "--ablation", "--n-synth", "3", "--seg-steps", "1",
-                 "--cls-steps", "2", "--seg-size", "32", "--no-quality", "--quiet"]) == 0
+                 "--cls-steps", "2", "--seg-size", "32", "--no-quality", "--synth-aug", "strong", "--quiet"]) == 0
     rec = json.loads((out / "results.json").read_text())
     regimes = {r["regime"] for r in rec["table"] if r["arm"] == "A"}
     assert regimes == {"allmaps", "allmaps, no two-stage", "allmaps, no mixed-rec", "allmaps, no hier-aug"}
+    # --synth-aug strong: every network of arm A (ablation sets too) trains with B's augmentation, in its own folder
+    a_sets = sorted(p.name for p in (out / "seg").iterdir() if "_A_" in p.name)
+    assert len(a_sets) == 4 and all(n.endswith("_strongaug") for n in a_sets), a_sets
+    assert {json.loads((out / "seg" / n / "train.json").read_text())["config"]["aug"] for n in a_sets} == {"strong"}
+    assert "(strong augmentation)" in (out / "report.md").read_text()
     cfgs = {p.name.split("_no-")[-1] if "_no-" in p.name else "full": json.loads((p / "config.json").read_text())
             for p in (out / "gan").iterdir()}
     assert cfgs["full"]["model"]["two_stage"] and cfgs["full"]["train"]["mixed_rec"] and cfgs["full"]["train"]["hier_aug"]

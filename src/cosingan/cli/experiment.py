@@ -10,7 +10,7 @@ from ..errors import InputError
 
 
 def add_experiment(sub) -> None:
-    from ..experiment.config import REGIMES, SELECTIONS
+    from ..experiment.config import REGIMES, SELECTIONS, SYNTH_AUGS
 
     p = sub.add_parser("experiment", help="the few-shot experiment (synthetic vs k real vs all real)")
     ss = p.add_subparsers(dest="exp_command", required=True)
@@ -29,6 +29,9 @@ def add_experiment(sub) -> None:
                    + " (default kmaps allmaps)")
     f.add_argument("--mixed", action="store_true", help="also arm M: the synthetic set of the first regime plus the k "
                    "real slices (a quarter of the pairs), with B's strong augmentation and the same budget")
+    f.add_argument("--synth-aug", choices=list(SYNTH_AUGS), default="standard",
+                   help="augmentation of the networks trained on synthetic data (arm A): standard, as arm C "
+                   "(default), or strong, as arms B and M")
     f.add_argument("--select", choices=list(SELECTIONS), default="random",
                    help="how the k slices are drawn: random (default), or area: at random among slices with "
                    "large lungs and 5-40%% of the lung infected, as a person would pick them")
@@ -72,7 +75,7 @@ def cmd_experiment(args: argparse.Namespace) -> int:
     cfg = ExperimentConfig(ks=tuple(args.k), repeats=args.repeats, preset=args.preset,
                            regimes=tuple(args.regimes), n_synth=args.n_synth, seg_steps=args.seg_steps,
                            seg_size=args.seg_size, cls_steps=args.cls_steps, seed=args.seed,
-                           ablation=args.ablation, mixed=args.mixed, select=args.select,
+                           ablation=args.ablation, mixed=args.mixed, select=args.select, synth_aug=args.synth_aug,
                            quality=not args.no_quality, spacing_mm=args.spacing, split=args.split,
                            fold=args.fold, device=args.device)
     t0 = time.time()

@@ -114,12 +114,21 @@ def _synthetic_set(ctx: Context, runs: list[str], masks, name: str, seed: int):
     return folder
 
 
+def _synth_recipe(ctx: Context) -> tuple[str, str]:
+    """(augmentation, name suffix) of arm A's networks: models of the strong recipe get their own folders, so
+    one experiment folder can hold both and none is reused under the other."""
+    aug = ctx.cfg.synth_aug
+    return aug, "" if aug == "standard" else f"_{aug}aug"
+
+
 @register_arm("A", "A: synthetic (CoSinGAN)")
 def synthetic(ctx: Context, r: int, d: Draw) -> Iterator[tuple[str, TrainingSet]]:
     runs = generators(ctx, d)
+    aug, suffix = _synth_recipe(ctx)
     for regime in ctx.cfg.regimes:
         folder = _synthetic_set(ctx, runs, _conditions(ctx, d, regime), f"{d.tag}_{regime}", d.seed)
-        yield regime, TrainingSet(f"{d.tag}_A_synthetic_{regime}", (folder,), "standard", d.seed, [], synthetic=True)
+        yield regime, TrainingSet(f"{d.tag}_A_synthetic_{regime}{suffix}", (folder,), aug, d.seed, [],
+                                  synthetic=True)
         if not ctx.cfg.ablation or regime != ctx.cfg.regimes[0]:
             continue
         # ablation: the same conditions and budget, generators with one CoSinGAN part off
@@ -127,8 +136,8 @@ def synthetic(ctx: Context, r: int, d: Draw) -> Iterator[tuple[str, TrainingSet]
             ctx.log(f"repeat {r + 1}, k={d.k}: ablation without {part}")
             folder = _synthetic_set(ctx, generators(ctx, d, f"_no-{part}", over), _conditions(ctx, d, regime),
                                     f"{d.tag}_{regime}_no-{part}", d.seed)
-            yield f"{regime}, no {part}", TrainingSet(f"{d.tag}_A_synthetic_{regime}_no-{part}", (folder,),
-                                                      "standard", d.seed, None)
+            yield f"{regime}, no {part}", TrainingSet(f"{d.tag}_A_synthetic_{regime}_no-{part}{suffix}",
+                                                      (folder,), aug, d.seed, None)
 
 
 @register_arm("M", "M: synthetic + k real")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..data.edits import default_edits
+from ..errors import InputError
 
 
 @dataclass(frozen=True)
@@ -23,6 +24,7 @@ class ExperimentConfig:
     seed: int = 0
     ablation: bool = False  # also train generators with each CoSinGAN part off (first regime only)
     mixed: bool = False  # also arm M: synthetic (first regime) + the k real slices (oversampled), strong aug
+    synth_aug: str = "standard"  # augmentation of arm A's networks: standard (C's) or strong (B's and M's)
     mix_real_fraction: float = 0.25  # share of arm M's training pairs that are (repeated) real slices
     spacing_mm: float = 1.0  # mm per original pixel for slices whose files carry no spacing (PNG)
     quality: bool = True  # `cosingan quality` measures of every generator (reference: arm C's U-Net)
@@ -30,6 +32,10 @@ class ExperimentConfig:
     fold: int = 0  # the Task-1 fold (0..4)
     select: str = "random"  # how the k slices are drawn from the pool: random, or area (see split.py)
     device: str = "cpu"  # where every network trains and runs (GAN, U-Net, classifier); not a setting of any model
+
+    def __post_init__(self):
+        if self.synth_aug not in SYNTH_AUGS:
+            raise InputError(f"synth_aug must be one of {', '.join(SYNTH_AUGS)}, got {self.synth_aug!r}")
 
     def repeat_seed(self, r: int) -> int:
         return self.seed * 1000 + r
@@ -43,6 +49,7 @@ REGIMES = {
              "to the k maps (edit `relayout`)",
 }
 SELECTIONS = ("random", "area")
+SYNTH_AUGS = ("standard", "strong")
 
 # the three CoSinGAN parts, each switched off in turn by the ablation
 ABLATIONS = {"two-stage": {"model": {"two_stage": False}}, "mixed-rec": {"train": {"mixed_rec": False}},

@@ -90,7 +90,8 @@ def _intro(out: Path, record: dict) -> Section:
     return Section("What was compared", [
         f"Arms ({arms}) train the same U-Net with the same budget ({c['seg_steps']} steps at {c['seg_size']} px) "
         f"and are scored on the same real test slices. A trains on synthetic slices from one CoSinGAN per real "
-        f"slice; B on the k real slices with strong augmentation; C on all real pool slices"
+        f"slice ({c.get('synth_aug', 'standard')} augmentation); B on the k real slices with strong "
+        f"augmentation; C on all real pool slices (standard augmentation)"
         + ("; M on A's synthetic set (first regime) plus the k real slices." if c.get("mixed") else ".")
         + f" Condition regimes of the synthetic arms: {regimes}.",
         f"Training pool: {len(record['pool'])} slices; test: {len(record['test_slices'])} slices; repeats: "
