@@ -112,3 +112,37 @@ def test_relayout_needs_a_lesion_to_learn_from():
     src[src == INFECTION] = LUNG
     with pytest.raises(ValueError, match="no lesion"):
         edit_map(src, "relayout", np.random.default_rng(0))
+
+
+def test_relayout_keeps_the_maps_lesion_size_mix():
+    """One large lesion with small satellites gives layouts dominated by a large lesion; a map of equal small
+    lesions gives layouts of comparable lesions (the sizes are resampled from the map, not drawn evenly)."""
+    from scipy import ndimage
+
+    base = _map(0).copy()
+    base[base == INFECTION] = LUNG
+    lung = np.argwhere(base == LUNG)
+
+    def with_lesions(boxes):
+        m = base.copy()
+        for y, x, r in boxes:
+            sq = np.zeros_like(m, dtype=bool)
+            sq[y - r:y + r, x - r:x + r] = True
+            m[sq & (base == LUNG)] = INFECTION
+        return m
+
+    (y0, x0), (y1, x1) = lung.min(0), lung.max(0)
+    ys, xs = np.linspace(y0 + 6, y1 - 6, 3).astype(int), np.linspace(x0 + 4, x1 - 4, 2).astype(int)
+    equal = with_lesions([(y, x, 2) for y in ys for x in xs])
+    cy, cx = lung[len(lung) // 3]
+    dominant = with_lesions([(cy, cx, 6)] + [(y, x, 2) for y in ys[::2] for x in xs[:1]])
+
+    def largest_share(src):
+        shares = []
+        for s in range(20):
+            inf = edit_map(src, "relayout", np.random.default_rng(s)) == INFECTION
+            sizes = np.bincount(ndimage.label(inf)[0].ravel())[1:]
+            shares.append(sizes.max() / sizes.sum())
+        return np.median(shares)
+
+    assert largest_share(dominant) > largest_share(equal) + 0.4  # 0.90 vs 0.36 (evenly drawn sizes: 0.62 vs 0.38)

@@ -165,10 +165,17 @@ def _negative(label4, rng, lesion):
 
 # ------------------------------------------------------------------------ lesion-layout prior
 # A new lesion layout on the same lungs: no lesion of the map survives, so two or three annotated maps
-# yield lesions of many counts, sizes, shapes and positions. Counts and the infected share of the lung
-# are drawn around the map's own values (wide, log-scale jitter); positions follow COVID-19's known
-# predilection for the subpleural (near the lung border) and posterior (lower in the image) lung;
-# shapes are compact irregular blobs (distance to a centre plus smooth noise, grown to their area).
+# yield lesions of many counts, sizes, shapes and positions. The count is drawn around the map's own, the
+# sizes are the map's lesion sizes resampled (so their mix, one large and a few small, say, is kept), the
+# infected share of the lung is drawn around the map's own or, for half of the layouts, from COVID-19's
+# range of severity (2-50 %); positions follow its known predilection for the subpleural (near the lung
+# border) and posterior (lower in the image) lung; shapes are irregular blobs (distance to a centre plus
+# smooth noise, grown to their area; a rougher boundary breaks a blob into specks the generator renders
+# too faintly to be read as lesions).
+
+SEVERITY_MIX = 0.5  # share of layouts whose infected share of the lung is drawn log-uniform in 2-50 %
+BLOB_ROUGHNESS = 0.4  # weight of the smooth noise in a lesion boundary (0: a disc cut to the lung)
+
 
 def _predilection(lung: np.ndarray) -> np.ndarray:
     """Relative weight of each lung pixel as a lesion centre: subpleural and posterior lung first."""
@@ -192,7 +199,7 @@ def _blob(lung: np.ndarray, centre: tuple[int, int], area: int, rng) -> np.ndarr
     noise = ndimage.gaussian_filter(rng.standard_normal(win.shape), max(1.0, r / 3))
     noise /= noise.std() + 1e-8
     yy, xx = np.indices(win.shape)
-    score = -np.hypot(yy + y0 - centre[0], xx + x0 - centre[1]) / r + 0.9 * noise
+    score = -np.hypot(yy + y0 - centre[0], xx + x0 - centre[1]) / r + BLOB_ROUGHNESS * noise
     score[~win] = -np.inf
     out = np.zeros_like(lung)
     n = min(area, int(win.sum()))
@@ -204,16 +211,23 @@ def _blob(lung: np.ndarray, centre: tuple[int, int], area: int, rng) -> np.ndarr
 
 @register("relayout", default=False)
 def _relayout(label4, rng, lesion):
+    """A new lesion layout on the same lungs. Kept from the map: the infected share of the lung (jittered
+    on a log scale) and its lesion sizes relative to one another (resampled with replacement, so a map with
+    one large lesion and small satellites gives layouts like it, not many equal specks); the centres follow
+    COVID-19's predilection (`_predilection`)."""
     found = lesions(label4)
     if not found:
         raise ValueError("map has no lesion to learn a layout from")
     lung = label4 >= LUNG
     n_lung = int(lung.sum())
-    frac0 = sum(int(m.sum()) for m in found) / n_lung
-    frac = float(np.clip(frac0 * np.exp(rng.uniform(-1.0, 1.0)), 0.01, 0.6))
-    count = max(1, int(round(len(found) * np.exp(rng.uniform(-1.0, 1.0)))))
-    count = max(count, int(np.ceil(frac / 0.08)))  # no single lesion over ~8 % of the lung: large
-    areas = np.maximum(12, rng.dirichlet(np.full(count, 0.8)) * frac * n_lung).astype(int)  # ones merge
+    sizes = np.array([m.sum() for m in found], dtype=float)
+    if rng.random() < SEVERITY_MIX:  # COVID-19's range of severity, whatever the k maps show
+        frac = float(np.exp(rng.uniform(np.log(0.02), np.log(0.5))))
+    else:
+        frac = float(np.clip(sizes.sum() / n_lung * np.exp(rng.uniform(-1.0, 1.0)), 0.01, 0.6))
+    count = max(1, int(round(len(found) * np.exp(rng.uniform(-0.5, 0.5)))))
+    shares = rng.choice(sizes, count) * np.exp(rng.normal(0.0, 0.3, count))
+    areas = np.maximum(12, shares / shares.sum() * frac * n_lung).astype(int)
     w = _predilection(lung).ravel()
     out = label4.copy()
     out[out == INFECTION] = LUNG
