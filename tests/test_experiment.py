@@ -230,3 +230,24 @@ def test_same_seed_same_table(tmp_path, phantom_folder, normals_folder):
                      "--seg-steps", "3", "--seg-size", "32", "--cls-steps", "2", "--no-quality", "--quiet"]) == 0
         tables.append(json.loads((tmp_path / name / "results.json").read_text())["table"])
     assert tables[0] == tables[1]
+
+
+def test_shared_few_shot_generator_arm(tmp_path, phantom_folder):
+    """--shared-generator: one generator trained on the k slices together; its sets and models are named
+    apart from the per-slice ones, so both can live in one experiment folder."""
+    out = tmp_path / "shared"
+    args = ["experiment", "few-shot", "--data", str(phantom_folder), "--k", "2", "--out", str(out), "--preset",
+            "tiny", "--regimes", "allmaps", "--mixed", "--n-synth", "4", "--seg-steps", "1", "--seg-size", "32",
+            "--cls-steps", "2", "--quiet"]
+    assert main(args + ["--shared-generator"]) == 0
+    rec = json.loads((out / "results.json").read_text())
+    chosen = rec["runs"][0]["slices"]
+    runs = [p.name for p in (out / "gan").iterdir()]
+    assert runs == ["+".join(n.removesuffix(".png") for n in chosen) + "_s0"]
+    assert json.loads((out / "synthetic" / "r0_k2_allmaps_shared" / "synthesize.json").read_text())["runs"] == [
+        str(out / "gan" / runs[0])]
+    assert {p.name for p in (out / "seg").iterdir()} >= {"r0_k2_A_synthetic_allmaps_shared", "r0_k2_M_mixed_allmaps_shared"}
+    assert [q["slice"] for q in rec["quality"]] == ["+".join(chosen)]
+    assert "one few-shot CoSinGAN shared by the k real slices" in (out / "report.md").read_text()
+    assert main(args) == 0  # the per-slice generators beside it: new runs, sets and models, nothing reused
+    assert len(list((out / "gan").iterdir())) == 3 and (out / "seg" / "r0_k2_A_synthetic_allmaps").is_dir()

@@ -29,6 +29,8 @@ def add_experiment(sub) -> None:
                    + " (default kmaps allmaps)")
     f.add_argument("--mixed", action="store_true", help="also arm M: the synthetic set of the first regime plus the k "
                    "real slices (a quarter of the pairs), with B's strong augmentation and the same budget")
+    f.add_argument("--shared-generator", action="store_true", help="one few-shot CoSinGAN trained on all k "
+                   "slices (one pyramid shared by the k pairs) instead of one per slice")
     f.add_argument("--synth-aug", choices=list(SYNTH_AUGS), default="standard",
                    help="augmentation of the networks trained on synthetic data (arm A): standard, as arm C "
                    "(default), or strong, as arms B and M")
@@ -76,6 +78,7 @@ def cmd_experiment(args: argparse.Namespace) -> int:
                            regimes=tuple(args.regimes), n_synth=args.n_synth, seg_steps=args.seg_steps,
                            seg_size=args.seg_size, cls_steps=args.cls_steps, seed=args.seed,
                            ablation=args.ablation, mixed=args.mixed, select=args.select, synth_aug=args.synth_aug,
+                           shared_generator=args.shared_generator,
                            quality=not args.no_quality, spacing_mm=args.spacing, split=args.split,
                            fold=args.fold, device=args.device)
     t0 = time.time()

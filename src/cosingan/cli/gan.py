@@ -50,11 +50,14 @@ def build_config(args: argparse.Namespace):
 
 def add_train(sub) -> None:
     p = sub.add_parser("train", help="train a CoSinGAN on one slice and its label map (or resume a run)",
-                       description="Train a conditional single-image GAN pyramid on one CT slice.")
-    p.add_argument("--image", help="slice: PNG/JPG (8-bit grey), NIfTI (HU, lung window), or .npy")
-    p.add_argument("--label", help="label map of the same size: 0 background, 1 lung, 2 infection")
-    p.add_argument("--lung", help="lung mask instead of --label (non-zero = lung; left/right merge)")
-    p.add_argument("--infection", help="infection mask, with --lung")
+                       description="Train a conditional single-image GAN pyramid on one CT slice (or one "
+                       "few-shot pyramid shared by several: give several --image and --label, in order).")
+    p.add_argument("--image", nargs="+", help="slice: PNG/JPG (8-bit grey), NIfTI (HU, lung window), or .npy; "
+                   "several slices train one shared generator")
+    p.add_argument("--label", nargs="+", help="label map of the same size: 0 background, 1 lung, 2 infection "
+                   "(one per --image)")
+    p.add_argument("--lung", nargs="+", help="lung mask instead of --label (non-zero = lung; left/right merge)")
+    p.add_argument("--infection", nargs="+", help="infection mask, with --lung")
     p.add_argument("--out", help="run folder to create")
     p.add_argument("--resume", metavar="RUN", help="continue an interrupted run folder")
     add_gan_flags(p)
@@ -74,9 +77,16 @@ def cmd_train(args: argparse.Namespace) -> int:
         if not args.image or not args.out or not (args.label or args.lung):
             raise InputError("train needs --image, --label (or --lung [--infection]) and --out, or --resume RUN")
         cfg = build_config(args)
-        sl = load_slice(args.image, label=args.label, lung=args.lung, infection=args.infection)
+        n = len(args.image)
+        for flag in ("label", "lung", "infection"):
+            given = getattr(args, flag)
+            if given is not None and len(given) != n:
+                raise InputError(f"--{flag}: {len(given)} files for {n} --image; give one per image, in order")
+        pick = lambda xs, i: xs[i] if xs else None  # noqa: E731
+        slices = [load_slice(args.image[i], label=pick(args.label, i), lung=pick(args.lung, i),
+                             infection=pick(args.infection, i)) for i in range(n)]
         run = Path(args.out)
-        trainer = train(run, sl, cfg, progress=not args.quiet)
+        trainer = train(run, slices[0] if n == 1 else slices, cfg, progress=not args.quiet)
     print(f"trained {trainer.model.num_scales} scales {trainer.sizes[0]}..{trainer.sizes[-1]} in "
           f"{time.time() - t0:.0f} s; run folder: {run}")
     return 0

@@ -56,18 +56,25 @@ def few_real(ctx: Context, r: int, d: Draw) -> Iterator[tuple[str, TrainingSet]]
     yield "", TrainingSet(f"{d.tag}_B_real_strongaug", (d.folder,), "strong", d.seed, d.normals)
 
 
-def generator_folder(ctx: Context, d: Draw, image: Path, variant: str = "") -> Path:
-    return ctx.out / "gan" / f"{image.stem}_s{d.seed}{variant}"
+def generator_groups(ctx: Context, d: Draw) -> list[list[tuple[Path, Path]]]:
+    """The chosen slices grouped by generator: one group per slice, or all k in one group when the
+    experiment trains one few-shot generator shared by the k slices (`shared_generator`)."""
+    return [list(d.chosen)] if ctx.cfg.shared_generator else [[c] for c in d.chosen]
+
+
+def generator_folder(ctx: Context, d: Draw, group: list[tuple[Path, Path]], variant: str = "") -> Path:
+    return ctx.out / "gan" / f"{'+'.join(ip.stem for ip, _ in group)}_s{d.seed}{variant}"
 
 
 def generators(ctx: Context, d: Draw, variant: str = "", overrides: dict | None = None) -> list[str]:
-    """One generator per chosen slice, trained, resumed or reused (`ensure_trained` decides)."""
+    """This draw's generators, trained, resumed or reused (`ensure_trained` decides)."""
     cfg = merge(replace(preset(ctx.cfg.preset), seed=d.seed, device=ctx.cfg.device), overrides or {}, "ablation")
     paths = []
-    for ip, lp in d.chosen:
-        run = generator_folder(ctx, d, ip, variant)
+    for group in generator_groups(ctx, d):
+        run = generator_folder(ctx, d, group, variant)
         t0 = time.time()
-        if ensure_trained(run, lambda: load_slice(ip, lp), cfg, ctx.progress) != "done":  # reuse costs no time
+        read = lambda g=group: [load_slice(ip, lp) for ip, lp in g] if len(g) > 1 else load_slice(*g[0])  # noqa: E731
+        if ensure_trained(run, read, cfg, ctx.progress) != "done":  # reuse costs no time
             ctx.add_time("gan_train", time.time() - t0)
         paths.append(str(run))
     return paths
@@ -114,19 +121,24 @@ def _synthetic_set(ctx: Context, runs: list[str], masks, name: str, seed: int):
     return folder
 
 
-def _synth_recipe(ctx: Context) -> tuple[str, str]:
-    """(augmentation, name suffix) of arm A's networks: models of the strong recipe get their own folders, so
-    one experiment folder can hold both and none is reused under the other."""
+def _shared(ctx: Context, d: Draw) -> str:
+    """Name suffix of everything made from a shared few-shot generator (for k = 1 it is the per-slice one)."""
+    return "_shared" if ctx.cfg.shared_generator and d.k > 1 else ""
+
+
+def _synth_recipe(ctx: Context, d: Draw) -> tuple[str, str]:
+    """(augmentation, name suffix) of arm A's networks: each recipe gets its own folders, so one experiment
+    folder can hold several and no model is reused under another."""
     aug = ctx.cfg.synth_aug
-    return aug, "" if aug == "standard" else f"_{aug}aug"
+    return aug, _shared(ctx, d) + ("" if aug == "standard" else f"_{aug}aug")
 
 
 @register_arm("A", "A: synthetic (CoSinGAN)")
 def synthetic(ctx: Context, r: int, d: Draw) -> Iterator[tuple[str, TrainingSet]]:
     runs = generators(ctx, d)
-    aug, suffix = _synth_recipe(ctx)
+    aug, suffix = _synth_recipe(ctx, d)
     for regime in ctx.cfg.regimes:
-        folder = _synthetic_set(ctx, runs, _conditions(ctx, d, regime), f"{d.tag}_{regime}", d.seed)
+        folder = _synthetic_set(ctx, runs, _conditions(ctx, d, regime), f"{d.tag}_{regime}{_shared(ctx, d)}", d.seed)
         yield regime, TrainingSet(f"{d.tag}_A_synthetic_{regime}{suffix}", (folder,), aug, d.seed, [],
                                   synthetic=True)
         if not ctx.cfg.ablation or regime != ctx.cfg.regimes[0]:
@@ -135,7 +147,7 @@ def synthetic(ctx: Context, r: int, d: Draw) -> Iterator[tuple[str, TrainingSet]
         for part, over in ABLATIONS.items():
             ctx.log(f"repeat {r + 1}, k={d.k}: ablation without {part}")
             folder = _synthetic_set(ctx, generators(ctx, d, f"_no-{part}", over), _conditions(ctx, d, regime),
-                                    f"{d.tag}_{regime}_no-{part}", d.seed)
+                                    f"{d.tag}_{regime}_no-{part}{_shared(ctx, d)}", d.seed)
             yield f"{regime}, no {part}", TrainingSet(f"{d.tag}_A_synthetic_{regime}_no-{part}{suffix}",
                                                       (folder,), aug, d.seed, None)
 
@@ -148,8 +160,10 @@ def mixed(ctx: Context, r: int, d: Draw) -> Iterator[tuple[str, TrainingSet]]:
     if not ctx.cfg.mixed:
         return
     regime = ctx.cfg.regimes[0]
-    folder = _synthetic_set(ctx, generators(ctx, d), _conditions(ctx, d, regime), f"{d.tag}_{regime}", d.seed)
+    folder = _synthetic_set(ctx, generators(ctx, d), _conditions(ctx, d, regime),
+                            f"{d.tag}_{regime}{_shared(ctx, d)}", d.seed)
     f = ctx.cfg.mix_real_fraction
     copies = max(1, round(f / (1 - f) * ctx.cfg.n_synth / len(d.chosen)))
     real = repeat_folder(d.chosen, copies, ctx.out / "data" / f"{d.tag}_x{copies}")
-    yield regime, TrainingSet(f"{d.tag}_M_mixed_{regime}", (folder, real), "strong", d.seed, d.normals)
+    yield regime, TrainingSet(f"{d.tag}_M_mixed_{regime}{_shared(ctx, d)}", (folder, real), "strong", d.seed,
+                              d.normals)

@@ -24,6 +24,7 @@ class ExperimentConfig:
     seed: int = 0
     ablation: bool = False  # also train generators with each CoSinGAN part off (first regime only)
     mixed: bool = False  # also arm M: synthetic (first regime) + the k real slices (oversampled), strong aug
+    shared_generator: bool = False  # one few-shot generator trained on all k slices instead of one per slice
     synth_aug: str = "standard"  # augmentation of arm A's networks: standard (C's) or strong (B's and M's)
     mix_real_fraction: float = 0.25  # share of arm M's training pairs that are (repeated) real slices
     spacing_mm: float = 1.0  # mm per original pixel for slices whose files carry no spacing (PNG)

@@ -89,9 +89,10 @@ def _intro(out: Path, record: dict) -> Section:
     regimes = "; ".join(f"{k}: {REGIMES[k]}" for k in c["regimes"])
     return Section("What was compared", [
         f"Arms ({arms}) train the same U-Net with the same budget ({c['seg_steps']} steps at {c['seg_size']} px) "
-        f"and are scored on the same real test slices. A trains on synthetic slices from one CoSinGAN per real "
-        f"slice ({c.get('synth_aug', 'standard')} augmentation); B on the k real slices with strong "
-        f"augmentation; C on all real pool slices (standard augmentation)"
+        f"and are scored on the same real test slices. A trains on synthetic slices from "
+        + ("one few-shot CoSinGAN shared by the k real slices" if c.get("shared_generator") else
+           "one CoSinGAN per real slice") + f" ({c.get('synth_aug', 'standard')} augmentation); B on the k "
+        "real slices with strong augmentation; C on all real pool slices (standard augmentation)"
         + ("; M on A's synthetic set (first regime) plus the k real slices." if c.get("mixed") else ".")
         + f" Condition regimes of the synthetic arms: {regimes}.",
         f"Training pool: {len(record['pool'])} slices; test: {len(record['test_slices'])} slices; repeats: "

@@ -33,7 +33,7 @@ from ..downstream.seg import load_seg
 from ..errors import InputError
 from ..gan.checkpoint import versions
 from ..synth.quality import QualityConfig, assess
-from .arms import ARMS, Arm, generator_folder
+from .arms import ARMS, Arm, generator_folder, generator_groups
 from .config import ExperimentConfig
 from .context import Context
 from .report import write_report
@@ -120,8 +120,8 @@ def generator_quality(ctx: Context, d: Draw, reference: str) -> list[dict]:
     rows = []
     c = ctx.cfg
     qcfg = QualityConfig(c2st_steps=max(1, c.cls_steps // 2), c2st_size=c.seg_size, seed=d.seed)  # budgets follow the experiment's
-    for ip, _ in d.chosen:
-        run = generator_folder(ctx, d, ip)
+    for group in generator_groups(ctx, d):
+        run = generator_folder(ctx, d, group)
         cache = ctx.out / "quality" / f"{run.name}.json"
         if cache.exists():
             row = json.loads(cache.read_text())
@@ -131,7 +131,7 @@ def generator_quality(ctx: Context, d: Draw, reference: str) -> list[dict]:
             row = ctx.timed("quality", lambda: assess(run, held, seg_net, qcfg, ctx.out / "quality", ctx.progress,
                                                       c.device))
             write_json(cache, row)
-        rows.append({"repeat": d.repeat, "k": d.k, "slice": ip.name, **row})
+        rows.append({"repeat": d.repeat, "k": d.k, "slice": "+".join(ip.name for ip, _ in group), **row})
     return rows
 
 

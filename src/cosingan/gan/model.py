@@ -61,7 +61,9 @@ class Critic(nn.Module):
 
 
 class CoSinGAN(nn.Module):
-    def __init__(self, cfg: ModelConfig, sizes: list[tuple[int, int]]):
+    def __init__(self, cfg: ModelConfig, sizes: list[tuple[int, int]], pairs: int = 1):
+        """`pairs` training pairs share the pyramid (a few-shot generator); each has its own fixed
+        reconstruction noise."""
         super().__init__()
         self.cfg = cfg
         n = len(sizes)
@@ -73,7 +75,7 @@ class CoSinGAN(nn.Module):
         self.lung_critics = nn.ModuleList(Critic(cfg, k) for k in self.layers) if cfg.two_stage else None
         self.register_buffer("sizes", torch.tensor(sizes, dtype=torch.long))
         self.register_buffer("noise_amp", torch.zeros(n))
-        self.register_buffer("rec_noise", torch.zeros(1, 2, *sizes[0]))
+        self.register_buffer("rec_noise", torch.zeros(pairs, 2, *sizes[0]))
         self.register_buffer("trained", torch.zeros((), dtype=torch.long))  # finished scales
 
     @property
@@ -123,6 +125,12 @@ class CoSinGAN(nn.Module):
         return [torch.randn(c.shape[0], 2, *c.shape[-2:], generator=generator, device=dev).to(c.device)
                 for c in conds]
 
+    @property
+    def pairs(self) -> int:
+        return self.rec_noise.shape[0]
+
     def rec_noises(self, conds: list[torch.Tensor]) -> list[torch.Tensor]:
-        """Reconstruction noise: the fixed noise at the coarsest scale, zero above (SinGAN)."""
-        return [self.rec_noise] + [torch.zeros(1, 2, *c.shape[-2:], device=c.device) for c in conds[1:]]
+        """Reconstruction noise of every training pair (batch order): the fixed noise at the coarsest
+        scale, zero above (SinGAN)."""
+        k = self.pairs
+        return [self.rec_noise] + [torch.zeros(k, 2, *c.shape[-2:], device=c.device) for c in conds[1:]]

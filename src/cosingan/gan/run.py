@@ -38,8 +38,8 @@ class TrainedRun:
     config: Config
     kind: str  # how the training slice came: png, nifti or npy
     spacing: list[float] | None  # mm per pixel (row, col) at the training size; None when unknown
-    train_image: np.ndarray  # the training pair at the training size: image in [-1, 1]
-    train_label4: np.ndarray  # ... and its air/body/lung/infection map
+    train_image: np.ndarray  # the training pair at the training size: image in [-1, 1], (h, w) or (k, h, w)
+    train_label4: np.ndarray  # ... and its air/body/lung/infection map (k pairs: a few-shot generator)
     stage_seconds: list[float]
 
     @classmethod
@@ -48,7 +48,8 @@ class TrainedRun:
         dev = resolve_device(device)
         ckpt = load_checkpoint(folder, map_location=dev)
         cfg = config_from_dict(ckpt["config"], str(folder / CKPT))
-        model = CoSinGAN(cfg.model, [tuple(s) for s in ckpt["sizes"]]).to(dev)
+        pairs = ckpt["model"]["rec_noise"].shape[0] if "rec_noise" in ckpt["model"] else 1
+        model = CoSinGAN(cfg.model, [tuple(s) for s in ckpt["sizes"]], pairs).to(dev)
         try:
             model.load_state_dict(ckpt["model"])
         except RuntimeError as e:
@@ -61,6 +62,13 @@ class TrainedRun:
         data = ckpt["data"]
         return cls(folder, model, cfg, data["kind"], data["spacing"], data["image"].cpu().numpy(),
                    data["label4"].cpu().numpy(), list(ckpt.get("stage_seconds", [])))
+
+    @property
+    def train_pairs(self) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Every training pair (image, 4-class map): one for a single-image generator, k for a few-shot one."""
+        if self.train_image.ndim == 2:
+            return [(self.train_image, self.train_label4)]
+        return list(zip(self.train_image, self.train_label4))
 
     @property
     def device(self) -> torch.device:

@@ -25,7 +25,7 @@ from ..errors import InputError
 from .checkpoint import CKPT, load_checkpoint, run_status, seed_everything, versions
 from .config import FORMAT_VERSION, Config, config_from_dict, config_to_dict
 from .pyramid import finest_size, resize_image, resize_labels
-from .trainer import Trainer
+from .trainer import Trainer, stack_pairs
 
 
 def prepare_pair(sl: Slice, max_size: int) -> tuple[np.ndarray, np.ndarray]:
@@ -54,18 +54,26 @@ def check_config(cfg: Config) -> None:
                          "WGAN-GP's penalty under-/overflows without careful loss scaling)")
 
 
-def _start(run: Path, sl: Slice, cfg: Config, image: np.ndarray, label4: np.ndarray) -> Trainer:
-    """A new run in `run` (which the caller has claimed and locked) from the prepared pair."""
+def _spacing(sl: Slice, shape: tuple[int, int]) -> list[float] | None:
+    """Pixel spacing after resizing the slice to the training size `shape`."""
+    if sl.spacing is None:
+        return None
+    return [sl.spacing[0] * sl.image.shape[0] / shape[0], sl.spacing[1] * sl.image.shape[1] / shape[1]]
+
+
+def _start(run: Path, slices: list[Slice], cfg: Config, pairs: list[tuple[np.ndarray, np.ndarray]]) -> Trainer:
+    """A new run in `run` (which the caller has claimed and locked) from the prepared pair(s)."""
     seed_everything(cfg.seed)
+    image, label4 = stack_pairs(pairs)
     trainer = Trainer(run, cfg, image, label4)
-    spacing = None
-    if sl.spacing is not None:  # pixel spacing after resizing to the training size
-        spacing = [sl.spacing[0] * sl.image.shape[0] / image.shape[0],
-                   sl.spacing[1] * sl.image.shape[1] / image.shape[1]]
-    trainer.source = {"kind": sl.kind, "spacing": spacing}
+    spacings = [_spacing(sl, p[0].shape) for sl, p in zip(slices, pairs)]
+    same = all(sp is not None and np.allclose(sp, spacings[0], rtol=0.01) for sp in spacings)
+    trainer.source = {"kind": slices[0].kind, "spacing": spacings[0] if same else None}  # none if they differ
     write_config_json(run, cfg)
-    save_png(image, run / "train_image.png")
-    save_png(label_to_uint8(label4_to_label(label4)), run / "train_label.png")
+    flat = np.concatenate(list(image), 1) if image.ndim == 3 else image  # several pairs side by side
+    save_png(flat, run / "train_image.png")
+    save_png(label_to_uint8(label4_to_label(np.concatenate(list(label4), 1) if label4.ndim == 3 else label4)),
+             run / "train_label.png")
     return trainer
 
 
@@ -83,33 +91,38 @@ def _reopen(run: Path) -> tuple[Trainer, bool]:
     return trainer, bool(ckpt.get("done"))
 
 
-def train(run: str | Path, sl: Slice | None, cfg: Config | None, stop_after: int | None = None,
+def train(run: str | Path, sl: Slice | list[Slice] | None, cfg: Config | None, stop_after: int | None = None,
           progress: bool = True) -> Trainer:
-    """Start a new run from a slice (sl) or, with sl=None, resume the run folder."""
+    """Start a new run from a slice, or from several (one few-shot generator shared by all), or, with
+    sl=None, resume the run folder."""
     run = Path(run)
+    slices = [] if sl is None else [sl] if isinstance(sl, Slice) else list(sl)
     if sl is None:
         load_checkpoint(run)  # a run folder, or a clear error before anything is touched
     else:
         if (run / CKPT).exists():
             raise InputError(f"{run}: already holds a run; use --resume to continue it or choose another --out")
+        if not slices:
+            raise InputError(f"{run}: no training slice given")
         check_config(cfg)  # config and data errors before anything is written
-        image, label4 = prepare_pair(sl, cfg.model.max_size)
-        claim_output(run, "train", (sl.image_path or None, sl.label_path or None))
+        pairs = [prepare_pair(x, cfg.model.max_size) for x in slices]
+        claim_output(run, "train", tuple(p or None for x in slices for p in (x.image_path, x.label_path)))
     with locked(run):
         if sl is None:
             trainer, done = _reopen(run)
             if done:
                 return trainer
         else:
-            trainer = _start(run, sl, cfg, image, label4)
+            trainer = _start(run, slices, cfg, pairs)
         trainer.fit(stop_after=stop_after, progress=progress)
     return trainer
 
 
-def ensure_trained(run: str | Path, sl: Slice | Callable[[], Slice] | None, cfg: Config | None,
+def ensure_trained(run: str | Path, sl: Slice | list[Slice] | Callable[[], Slice | list[Slice]] | None,
+                   cfg: Config | None,
                    progress: bool = True) -> str:
     """Leave `run` finished: skip it when done, resume it when interrupted, else train it from `sl` (a
-    slice, or a function that reads one: only called when needed). Returns "done", "resumed" or "trained"."""
+    slice or a list of slices, or a function that reads them: only called when needed). Returns "done", "resumed" or "trained"."""
     # never reuse a run under settings it was not made with
     status = run_status(run, config_to_dict(cfg) if cfg is not None else None)
     if status == "done":

@@ -32,14 +32,37 @@ from .runlog import write_curves, write_log_csv
 
 @dataclass
 class Pyramids:
-    reals: list[torch.Tensor]  # (1, 1, h, w) per scale, coarse -> fine
-    conds: list[torch.Tensor]  # (1, C, h, w)
+    reals: list[torch.Tensor]  # (n, 1, h, w) per scale, coarse -> fine; n pairs
+    conds: list[torch.Tensor]  # (n, C, h, w)
+
+    def pair(self, i: int) -> "Pyramids":
+        return Pyramids([r[i: i + 1] for r in self.reals], [c[i: i + 1] for c in self.conds])
 
 
 def build_pyramids(image: np.ndarray, label4: np.ndarray, sizes, body_channel: bool, device) -> Pyramids:
-    x = torch.from_numpy(np.ascontiguousarray(image))[None, None].to(device)
-    c = one_hot(torch.from_numpy(np.ascontiguousarray(label4))[None].to(device), body_channel)
+    """Pyramids of one pair (h, w) or of a stack of pairs (n, h, w) on one canvas."""
+    image, label4 = np.ascontiguousarray(image), np.ascontiguousarray(label4)
+    if image.ndim == 2:
+        image, label4 = image[None], label4[None]
+    x = torch.from_numpy(image)[:, None].to(device)
+    c = one_hot(torch.from_numpy(label4).to(device), body_channel)
     return Pyramids(image_pyramid(x, sizes), condition_pyramid(c, sizes))
+
+
+def stack_pairs(pairs: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
+    """Several prepared pairs on one canvas (the largest height and width), each centred and padded
+    with air (image -1, map 0): a few-shot generator trains on the stack. One pair stays 2-D."""
+    if len(pairs) == 1:
+        return pairs[0]
+    h = max(i.shape[0] for i, _ in pairs)
+    w = max(i.shape[1] for i, _ in pairs)
+    imgs = np.full((len(pairs), h, w), -1.0, np.float32)
+    labs = np.zeros((len(pairs), h, w), np.uint8)
+    for k, (i, l) in enumerate(pairs):
+        t, s = (h - i.shape[0]) // 2, (w - i.shape[1]) // 2
+        imgs[k, t: t + i.shape[0], s: s + i.shape[1]] = i
+        labs[k, t: t + i.shape[0], s: s + i.shape[1]] = l
+    return imgs, labs
 
 
 class Trainer:
@@ -47,13 +70,19 @@ class Trainer:
         self.run, self.cfg = run, cfg
         self.mc, self.tc = cfg.model, cfg.train
         self.device = resolve_device(cfg.device)
-        self.image, self.label4 = image, label4
-        sizes = scale_sizes(*image.shape, self.mc.min_size, self.mc.max_size, self.mc.scale_factor)
+        self.image, self.label4 = image, label4  # (h, w), or (k, h, w) for k pairs on one canvas
+        imgs, labs = (image[None], label4[None]) if image.ndim == 2 else (image, label4)
+        sizes = scale_sizes(*imgs.shape[-2:], self.mc.min_size, self.mc.max_size, self.mc.scale_factor)
         self.sizes = sizes
-        self.data = build_pyramids(image, label4, sizes, self.mc.body_channel, self.device)
-        bank = deform_bank(image, label4, self.tc.aug_bank, seed=cfg.seed + 1) if self.tc.hier_aug else []
+        self.data = build_pyramids(imgs, labs, sizes, self.mc.body_channel, self.device)  # every pair
+        self.pairs = [self.data.pair(i) for i in range(len(imgs))]
+        bank = []
+        if self.tc.hier_aug:  # the bank's copies are shared out over the pairs
+            for i in range(len(imgs)):
+                n = self.tc.aug_bank // len(imgs) + (i < self.tc.aug_bank % len(imgs))
+                bank += deform_bank(imgs[i], labs[i], n, seed=cfg.seed + 1 + i)
         self.bank = [build_pyramids(i, l, sizes, self.mc.body_channel, self.device) for i, l in bank]
-        self.model = CoSinGAN(self.mc, sizes).to(self.device)
+        self.model = CoSinGAN(self.mc, sizes, len(imgs)).to(self.device)
         self.rec_loss = MixedReconstruction(self.tc.mixed_rec, self.tc.rec_teacher_weight, self.tc.rec_ssim_weight)
         self.stage, self.iter, self.log, self.stage_ends = 0, 0, [], []
         self.stage_seconds: list[float] = []  # wall time per finished stage (samples and saves included)
@@ -177,11 +206,14 @@ class Trainer:
                              "weights in the config)")
 
     def _draw_pair(self) -> Pyramids:
-        """Hierarchical augmentation: a deformed copy with the stage's probability, else the real pair."""
+        """Hierarchical augmentation: a deformed copy with the stage's probability, else a real pair
+        (of several, one at random)."""
         if self.bank and torch.rand(()) < aug_probability(self.stage, self.model.num_scales,
                                                           self.tc.aug_p_coarse, self.tc.aug_p_fine):
             return self.bank[int(torch.randint(0, len(self.bank), ()))]
-        return self.data
+        if len(self.pairs) == 1:
+            return self.pairs[0]
+        return self.pairs[int(torch.randint(0, len(self.pairs), ()))]
 
     def _critics(self):
         s, m = self.stage, self.model
@@ -239,7 +271,7 @@ class Trainer:
         return {"adv": float(adv.detach()), **{k: float(v.detach()) for k, v in terms.items()}}
 
     def _reconstruction(self, win: tuple[slice, slice]) -> dict[str, torch.Tensor]:
-        """Reconstruction terms of the original pair on window `win` of the newest scale."""
+        """Reconstruction terms of the original pair(s) on window `win` of the newest scale."""
         s, m, data = self.stage, self.model, self.data
         lo = self._lo()
         rec_noises = m.rec_noises(data.conds)
@@ -261,7 +293,7 @@ class Trainer:
         deformed maps from the augmentation bank (if any) with those maps."""
         s, m = self.stage, self.model
         g = torch.Generator().manual_seed(1234)
-        conds = [c.expand(4, -1, -1, -1) for c in self.data.conds[: s + 1]]
+        conds = [c[:1].expand(4, -1, -1, -1) for c in self.data.conds[: s + 1]]  # the first pair's map
         samples = m(conds, m.draw_noise(conds, g), 0, s + 1)[1]
         rec = m(self.data.conds, m.rec_noises(self.data.conds), 0, s + 1)[1]
         row = [self.data.reals[s][0, 0], rec[0, 0]] + [x[0] for x in samples]

@@ -73,6 +73,14 @@ def _write_manifest(out: Path, rows: dict[str, dict]) -> None:
     write_csv(out / MANIFEST, FIELDS, [rows[k] for k in sorted(rows)])
 
 
+def _own_sources(run: str, m: TrainedRun) -> list[Source]:
+    """A run's own training map(s) as condition sources (every pair of a few-shot run)."""
+    pairs = m.train_pairs
+    if len(pairs) == 1:
+        return [Source(Path(run).name, pairs[0][1], f"train:{run}")]
+    return [Source(f"{Path(run).name}_{i}", lab, f"train:{run}#{i}") for i, (_, lab) in enumerate(pairs)]
+
+
 class Synthesizer:
     """Loads the generators and condition sources once; makes and regenerates samples."""
 
@@ -85,8 +93,15 @@ class Synthesizer:
         self.models = [TrainedRun.from_pretrained(r, device) for r in self.runs]
         self.conditions, self.edits, self.negatives, self.seed = conditions, list(edits), negatives, seed
         shared = sources_from_folder(conditions) if conditions else None
-        self.sources = {r: shared or [Source(Path(r).name, m.train_label4, f"train:{r}")]
-                        for r, m in zip(self.runs, self.models)}
+        self.sources = {r: shared or _own_sources(r, m) for r, m in zip(self.runs, self.models)}
+
+    def train_image(self, origin: str) -> np.ndarray:
+        """The training image behind a `train:RUN` (or `train:RUN#i`, pair i of a few-shot run) origin."""
+        body = origin[len("train:"):]
+        run, _, i = body.rpartition("#")
+        if run not in self.runs:
+            run, i = body, "0"
+        return self.model_of(run).train_pairs[int(i)][0]
 
     def model_of(self, run: str) -> TrainedRun:
         return self.models[self.runs.index(run)]
@@ -194,7 +209,7 @@ def _source_image(syn: Synthesizer, row: dict) -> np.ndarray | None:
     """The real slice behind a condition, when there is one (a slice folder or a run's own pair)."""
     origin = row["condition"]
     if origin.startswith("train:"):
-        return syn.model_of(origin[len("train:"):]).train_image
+        return syn.train_image(origin)
     origin = masks_source(origin) or Path(origin)  # an edited map: show its real source
     img_path = paired_image(origin)
     return read_image(img_path)[0] if img_path is not None else None

@@ -47,7 +47,9 @@ def sample_run(run: str | Path, n: int, out: str | Path, labels: list[str] | Non
     if n < 1:
         raise InputError(f"--n must be at least 1, got {n}")
     trained = TrainedRun.from_pretrained(run, device)
-    conds = load_conditions(trained, labels, body) if labels else [("train", trained.train_label4)]
+    own = trained.train_pairs
+    conds = load_conditions(trained, labels, body) if labels else (
+        [("train", own[0][1])] if len(own) == 1 else [(f"train_{i}", lab) for i, (_, lab) in enumerate(own)])
     names = [name for name, _ in conds]
     dup = sorted({n for n in names if names.count(n) > 1})
     if dup:
