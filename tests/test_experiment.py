@@ -80,7 +80,8 @@ def test_ablation_switches_each_part_off(tmp_path, phantom_folder):
     out = tmp_path / "abl"
     assert main(["experiment", "few-shot", "--data", str(phantom_folder), "--k", "1", "--out", str(out),
                  "--preset", "tiny", "--regimes", "allmaps", "--ablation", "--n-synth", "3", "--seg-steps", "1",
-                 "--cls-steps", "2", "--seg-size", "32", "--no-quality", "--synth-aug", "strong", "--quiet"]) == 0
+                 "--cls-steps", "2", "--seg-size", "32", "--no-quality", "--synth-aug", "strong", "--real-aug", "strong",
+                 "--quiet"]) == 0
     rec = json.loads((out / "results.json").read_text())
     regimes = {r["regime"] for r in rec["table"] if r["arm"] == "A"}
     assert regimes == {"allmaps", "allmaps, no two-stage", "allmaps, no mixed-rec", "allmaps, no hier-aug"}
@@ -88,7 +89,9 @@ def test_ablation_switches_each_part_off(tmp_path, phantom_folder):
     a_sets = sorted(p.name for p in (out / "seg").iterdir() if "_A_" in p.name)
     assert len(a_sets) == 4 and all(n.endswith("_strongaug") for n in a_sets), a_sets
     assert {json.loads((out / "seg" / n / "train.json").read_text())["config"]["aug"] for n in a_sets} == {"strong"}
-    assert "(strong augmentation)" in (out / "report.md").read_text()
+    c_set = json.loads((out / "seg" / "r0_C_allreal_strongaug" / "train.json").read_text())  # --real-aug strong
+    assert c_set["config"]["aug"] == "strong"
+    assert "C on all real pool slices (strong augmentation)" in (out / "report.md").read_text()
     cfgs = {p.name.split("_no-")[-1] if "_no-" in p.name else "full": json.loads((p / "config.json").read_text())
             for p in (out / "gan").iterdir()}
     assert cfgs["full"]["model"]["two_stage"] and cfgs["full"]["train"]["mixed_rec"] and cfgs["full"]["train"]["hier_aug"]

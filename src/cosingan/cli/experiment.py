@@ -10,7 +10,7 @@ from ..errors import InputError
 
 
 def add_experiment(sub) -> None:
-    from ..experiment.config import REGIMES, SELECTIONS, SYNTH_AUGS
+    from ..experiment.config import AUGS, REGIMES, SELECTIONS
 
     p = sub.add_parser("experiment", help="the few-shot experiment (synthetic vs k real vs all real)")
     ss = p.add_subparsers(dest="exp_command", required=True)
@@ -31,9 +31,12 @@ def add_experiment(sub) -> None:
                    "real slices (a quarter of the pairs), with B's strong augmentation and the same budget")
     f.add_argument("--shared-generator", action="store_true", help="one few-shot CoSinGAN trained on all k "
                    "slices (one pyramid shared by the k pairs) instead of one per slice")
-    f.add_argument("--synth-aug", choices=list(SYNTH_AUGS), default="standard",
-                   help="augmentation of the networks trained on synthetic data (arm A): standard, as arm C "
-                   "(default), or strong, as arms B and M")
+    f.add_argument("--synth-aug", choices=list(AUGS), default="standard",
+                   help="augmentation of the networks trained on synthetic data (arm A): standard (default) or "
+                   "strong, as arms B and M")
+    f.add_argument("--real-aug", choices=list(AUGS), default="standard",
+                   help="augmentation of the networks trained on all real slices (arm C): standard (default) or "
+                   "strong; with --synth-aug strong every arm trains with the same augmentation")
     f.add_argument("--select", choices=list(SELECTIONS), default="random",
                    help="how the k slices are drawn: random (default), or area: at random among slices with "
                    "large lungs and 5-40%% of the lung infected, as a person would pick them")
@@ -77,7 +80,7 @@ def cmd_experiment(args: argparse.Namespace) -> int:
     cfg = ExperimentConfig(ks=tuple(args.k), repeats=args.repeats, preset=args.preset,
                            regimes=tuple(args.regimes), n_synth=args.n_synth, seg_steps=args.seg_steps,
                            seg_size=args.seg_size, cls_steps=args.cls_steps, seed=args.seed,
-                           ablation=args.ablation, mixed=args.mixed, select=args.select, synth_aug=args.synth_aug,
+                           ablation=args.ablation, mixed=args.mixed, select=args.select, synth_aug=args.synth_aug, real_aug=args.real_aug,
                            shared_generator=args.shared_generator,
                            quality=not args.no_quality, spacing_mm=args.spacing, split=args.split,
                            fold=args.fold, device=args.device)

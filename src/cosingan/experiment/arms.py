@@ -45,10 +45,18 @@ def register_arm(key: str, title: str, per_k: bool = True, reference: bool = Fal
     return deco
 
 
+def _aug_suffix(aug: str) -> str:
+    """Models trained with another augmentation than the arm's original one get their own folders, so one
+    experiment folder can hold both and no model is reused under the other."""
+    return "" if aug == "standard" else f"_{aug}aug"
+
+
 @register_arm("C", "C: all real", per_k=False, reference=True)
 def all_real(ctx: Context, r: int, d: Draw | None) -> Iterator[tuple[str, TrainingSet]]:
     ctx.log(f"repeat {r + 1}/{ctx.cfg.repeats}: arm C (all {len(ctx.pool)} real training slices)")
-    yield "", TrainingSet(f"r{r}_C_allreal", (ctx.pool_dir,), "standard", ctx.cfg.repeat_seed(r), ctx.normal_pool)
+    aug = ctx.cfg.real_aug
+    yield "", TrainingSet(f"r{r}_C_allreal" + _aug_suffix(aug), (ctx.pool_dir,), aug, ctx.cfg.repeat_seed(r),
+                          ctx.normal_pool)
 
 
 @register_arm("B", "B: k real + strong aug")
@@ -127,10 +135,9 @@ def _shared(ctx: Context, d: Draw) -> str:
 
 
 def _synth_recipe(ctx: Context, d: Draw) -> tuple[str, str]:
-    """(augmentation, name suffix) of arm A's networks: each recipe gets its own folders, so one experiment
-    folder can hold several and no model is reused under another."""
+    """(augmentation, name suffix) of arm A's networks: each recipe gets its own folders."""
     aug = ctx.cfg.synth_aug
-    return aug, _shared(ctx, d) + ("" if aug == "standard" else f"_{aug}aug")
+    return aug, _shared(ctx, d) + _aug_suffix(aug)
 
 
 @register_arm("A", "A: synthetic (CoSinGAN)")

@@ -25,7 +25,8 @@ class ExperimentConfig:
     ablation: bool = False  # also train generators with each CoSinGAN part off (first regime only)
     mixed: bool = False  # also arm M: synthetic (first regime) + the k real slices (oversampled), strong aug
     shared_generator: bool = False  # one few-shot generator trained on all k slices instead of one per slice
-    synth_aug: str = "standard"  # augmentation of arm A's networks: standard (C's) or strong (B's and M's)
+    synth_aug: str = "standard"  # augmentation of arm A's networks: standard or strong (B's and M's)
+    real_aug: str = "standard"  # augmentation of arm C's networks (all real slices): standard or strong
     mix_real_fraction: float = 0.25  # share of arm M's training pairs that are (repeated) real slices
     spacing_mm: float = 1.0  # mm per original pixel for slices whose files carry no spacing (PNG)
     quality: bool = True  # `cosingan quality` measures of every generator (reference: arm C's U-Net)
@@ -35,8 +36,9 @@ class ExperimentConfig:
     device: str = "cpu"  # where every network trains and runs (GAN, U-Net, classifier); not a setting of any model
 
     def __post_init__(self):
-        if self.synth_aug not in SYNTH_AUGS:
-            raise InputError(f"synth_aug must be one of {', '.join(SYNTH_AUGS)}, got {self.synth_aug!r}")
+        for name in ("synth_aug", "real_aug"):
+            if getattr(self, name) not in AUGS:
+                raise InputError(f"{name} must be one of {', '.join(AUGS)}, got {getattr(self, name)!r}")
 
     def repeat_seed(self, r: int) -> int:
         return self.seed * 1000 + r
@@ -50,7 +52,7 @@ REGIMES = {
              "to the k maps (edit `relayout`)",
 }
 SELECTIONS = ("random", "area")
-SYNTH_AUGS = ("standard", "strong")
+AUGS = ("standard", "strong")  # the downstream networks' augmentations an arm may choose
 
 # the three CoSinGAN parts, each switched off in turn by the ablation
 ABLATIONS = {"two-stage": {"model": {"two_stage": False}}, "mixed-rec": {"train": {"mixed_rec": False}},

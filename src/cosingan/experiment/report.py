@@ -92,7 +92,8 @@ def _intro(out: Path, record: dict) -> Section:
         f"and are scored on the same real test slices. A trains on synthetic slices from "
         + ("one few-shot CoSinGAN shared by the k real slices" if c.get("shared_generator") else
            "one CoSinGAN per real slice") + f" ({c.get('synth_aug', 'standard')} augmentation); B on the k "
-        "real slices with strong augmentation; C on all real pool slices (standard augmentation)"
+        "real slices with strong augmentation; C on all real pool slices "
+        f"({c.get('real_aug', 'standard')} augmentation)"
         + ("; M on A's synthetic set (first regime) plus the k real slices." if c.get("mixed") else ".")
         + f" Condition regimes of the synthetic arms: {regimes}.",
         f"Training pool: {len(record['pool'])} slices; test: {len(record['test_slices'])} slices; repeats: "
