@@ -145,6 +145,10 @@ def test_paired_interval_matches_a_t_interval():
     assert abs(row["infection_dsc_diff"] - 0.1) < 1e-12
     assert abs(row["infection_dsc_ci"][0] - (0.1 - half)) < 1e-9 and abs(row["infection_dsc_ci"][1] - (0.1 + half)) < 1e-9
     assert abs(row["infection_dsc_closure"] - 0.1 / ((0.7 + 0.72 + 0.69) / 3 - 0.45)) < 1e-9
+    from cosingan.experiment.table import table
+
+    a_row = next(t for t in table(results) if t["arm"] == "A")  # mean ± the sample sd over repeats
+    assert abs(a_row["infection_dsc_std"] - stats.tstd([0.5, 0.6, 0.55])) < 1e-12
 
 
 def test_area_selection_prefers_large_lungs_with_some_infection(tmp_path):

@@ -21,7 +21,7 @@ def table(results: list[dict]) -> list[dict]:
                 continue
             v = [x[m] for x in rs]
             row[m] = float(np.mean(v))
-            row[m + "_std"] = float(np.std(v))
+            row[m + "_std"] = float(np.std(v, ddof=1)) if len(v) > 1 else 0.0  # the sample sd over repeats
         rows.append(row)
     return rows
 
