@@ -44,10 +44,11 @@ def test_few_shot_experiment_report_and_no_leakage(tmp_path, phantom_folder, nor
     assert not set(rec["normals"]["pool"]) & set(rec["normals"]["test"])
     for r in rec["table"]:
         assert 0.0 <= r["auc"] <= 1.0 and 0.0 <= r["accuracy"] <= 1.0, r
-    summary = json.loads((out / "eval_cls" / "r0_C_allreal" / "summary.json").read_text())
+    summary = json.loads((out / "eval_cls" / "r0_C_allreal_strongaug" / "summary.json").read_text())
     assert summary["negatives"] == 2 and summary["positives"] == len(test)
     assert json.loads((out / "cls" / "r0_k1_B_real_strongaug" / "train.json").read_text())["config"]["aug"] == "strong"
-    assert json.loads((out / "seg" / "r0_k1_A_synthetic_allmaps" / "train.json").read_text())["config"]["aug"] == "standard"
+    for name in ("r0_k1_A_synthetic_allmaps_strongaug", "r0_C_allreal_strongaug"):  # every arm: strong by default
+        assert json.loads((out / "seg" / name / "train.json").read_text())["config"]["aug"] == "strong"
     assert {(f["k"], f["regime"]) for f in rec["fidelity"]} == {(1, "kmaps"), (1, "allmaps")}
     assert all(0.0 <= f["infection_dsc"] <= 1.0 for f in rec["fidelity"])
     md = (out / "report.md").read_text()
@@ -57,7 +58,7 @@ def test_few_shot_experiment_report_and_no_leakage(tmp_path, phantom_folder, nor
     # same-source detection: lung patches of the same test slices, every arm, its own ROC figure
     assert all(0.0 <= r["patch_auc"] <= 1.0 for r in rec["table"]), rec["table"]
     assert "Same-source detection" in md and "roc_patch.png" in md and "positive and" in rec["patch_detection"]
-    assert json.loads((out / "cls_patch" / "r0_C_allreal" / "train.json").read_text())["config"]["crop"] is False
+    assert json.loads((out / "cls_patch" / "r0_C_allreal_strongaug" / "train.json").read_text())["config"]["crop"] is False
     assert "<table" in (out / "report.html").read_text()
     assert (out / "infection_dsc.png").stat().st_size > 0
     assert {p.name for p in (out / "data" / "test" / "images").iterdir()} == test
@@ -80,18 +81,19 @@ def test_ablation_switches_each_part_off(tmp_path, phantom_folder):
     out = tmp_path / "abl"
     assert main(["experiment", "few-shot", "--data", str(phantom_folder), "--k", "1", "--out", str(out),
                  "--preset", "tiny", "--regimes", "allmaps", "--ablation", "--n-synth", "3", "--seg-steps", "1",
-                 "--cls-steps", "2", "--seg-size", "32", "--no-quality", "--synth-aug", "strong", "--real-aug", "strong",
+                 "--cls-steps", "2", "--seg-size", "32", "--no-quality", "--synth-aug", "standard", "--real-aug", "standard",
                  "--quiet"]) == 0
     rec = json.loads((out / "results.json").read_text())
     regimes = {r["regime"] for r in rec["table"] if r["arm"] == "A"}
     assert regimes == {"allmaps", "allmaps, no two-stage", "allmaps, no mixed-rec", "allmaps, no hier-aug"}
-    # --synth-aug strong: every network of arm A (ablation sets too) trains with B's augmentation, in its own folder
+    # --synth-aug standard: every network of arm A (ablation sets too) trains with the lighter augmentation, in
+    # folders of their own (no suffix); --real-aug standard: arm C's too
     a_sets = sorted(p.name for p in (out / "seg").iterdir() if "_A_" in p.name)
-    assert len(a_sets) == 4 and all(n.endswith("_strongaug") for n in a_sets), a_sets
-    assert {json.loads((out / "seg" / n / "train.json").read_text())["config"]["aug"] for n in a_sets} == {"strong"}
-    c_set = json.loads((out / "seg" / "r0_C_allreal_strongaug" / "train.json").read_text())  # --real-aug strong
-    assert c_set["config"]["aug"] == "strong"
-    assert "C on all real pool slices (strong augmentation)" in (out / "report.md").read_text()
+    assert len(a_sets) == 4 and not any("strongaug" in n for n in a_sets), a_sets
+    assert {json.loads((out / "seg" / n / "train.json").read_text())["config"]["aug"] for n in a_sets} == {"standard"}
+    c_set = json.loads((out / "seg" / "r0_C_allreal" / "train.json").read_text())
+    assert c_set["config"]["aug"] == "standard"
+    assert "C on all real pool slices (standard augmentation)" in (out / "report.md").read_text()
     cfgs = {p.name.split("_no-")[-1] if "_no-" in p.name else "full": json.loads((p / "config.json").read_text())
             for p in (out / "gan").iterdir()}
     assert cfgs["full"]["model"]["two_stage"] and cfgs["full"]["train"]["mixed_rec"] and cfgs["full"]["train"]["hier_aug"]
@@ -253,8 +255,9 @@ def test_shared_few_shot_generator_arm(tmp_path, phantom_folder):
     assert runs == ["+".join(n.removesuffix(".png") for n in chosen) + "_s0"]
     assert json.loads((out / "synthetic" / "r0_k2_allmaps_shared" / "synthesize.json").read_text())["runs"] == [
         str(out / "gan" / runs[0])]
-    assert {p.name for p in (out / "seg").iterdir()} >= {"r0_k2_A_synthetic_allmaps_shared", "r0_k2_M_mixed_allmaps_shared"}
+    assert {p.name for p in (out / "seg").iterdir()} >= {"r0_k2_A_synthetic_allmaps_shared_strongaug",
+                                                     "r0_k2_M_mixed_allmaps_shared"}
     assert [q["slice"] for q in rec["quality"]] == ["+".join(chosen)]
     assert "one few-shot CoSinGAN shared by the k real slices" in (out / "report.md").read_text()
     assert main(args) == 0  # the per-slice generators beside it: new runs, sets and models, nothing reused
-    assert len(list((out / "gan").iterdir())) == 3 and (out / "seg" / "r0_k2_A_synthetic_allmaps").is_dir()
+    assert len(list((out / "gan").iterdir())) == 3 and (out / "seg" / "r0_k2_A_synthetic_allmaps_strongaug").is_dir()

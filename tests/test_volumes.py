@@ -106,7 +106,7 @@ def test_experiment_on_a_covid19_ct_seg_root_with_the_task1_split(tmp_path):
     rec = json.loads((out / "results.json").read_text())
     assert rec["volumes"]["train"] == train and rec["volumes"]["test"] == test
     assert rec["volumes"]["split"] == "task1 fold 0"
-    cases = json.loads((out / "eval" / "r0_C_allreal" / "summary.json").read_text())
+    cases = json.loads((out / "eval" / "r0_C_allreal_strongaug" / "summary.json").read_text())
     assert cases["cases"] == "3-D volumes" and [c["case"] for c in cases["metric_per_case"]] == test
     # the k slices come from the training volumes and have infection
     (chosen,) = rec["runs"][0]["slices"]
@@ -115,7 +115,7 @@ def test_experiment_on_a_covid19_ct_seg_root_with_the_task1_split(tmp_path):
     assert "with infection" in rec["detection"] and all("auc" in r for r in rec["table"] if r["arm"] in "BC")
     report = (out / "report.md").read_text()
     assert "per 3-D test volume" in report
-    assert "## Per case" in report and "Per-volume scores of every arm: eval/r0_C_allreal/cases.csv" in report
+    assert "## Per case" in report and "Per-volume scores of every arm: eval/r0_C_allreal_strongaug/cases.csv" in report
 
 
 def test_masks_synthesize_and_train_many_take_a_volume_root(tmp_path, ctseg, mosmed, tiny_run, capsys):

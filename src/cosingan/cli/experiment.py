@@ -31,12 +31,12 @@ def add_experiment(sub) -> None:
                    "real slices (a quarter of the pairs), with B's strong augmentation and the same budget")
     f.add_argument("--shared-generator", action="store_true", help="one few-shot CoSinGAN trained on all k "
                    "slices (one pyramid shared by the k pairs) instead of one per slice")
-    f.add_argument("--synth-aug", choices=list(AUGS), default="standard",
-                   help="augmentation of the networks trained on synthetic data (arm A): standard (default) or "
-                   "strong, as arms B and M")
-    f.add_argument("--real-aug", choices=list(AUGS), default="standard",
-                   help="augmentation of the networks trained on all real slices (arm C): standard (default) or "
-                   "strong; with --synth-aug strong every arm trains with the same augmentation")
+    f.add_argument("--synth-aug", choices=list(AUGS), default="strong",
+                   help="augmentation of the networks trained on synthetic data (arm A): strong, as every arm "
+                   "(default), or standard (lighter: flips and small affine moves)")
+    f.add_argument("--real-aug", choices=list(AUGS), default="strong",
+                   help="augmentation of the networks trained on all real slices (arm C): strong, as every arm "
+                   "(default), or standard")
     f.add_argument("--select", choices=list(SELECTIONS), default="random",
                    help="how the k slices are drawn: random (default), or area: at random among slices with "
                    "large lungs and 5-40%% of the lung infected, as a person would pick them")

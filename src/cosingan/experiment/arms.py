@@ -46,8 +46,9 @@ def register_arm(key: str, title: str, per_k: bool = True, reference: bool = Fal
 
 
 def _aug_suffix(aug: str) -> str:
-    """Models trained with another augmentation than the arm's original one get their own folders, so one
-    experiment folder can hold both and no model is reused under the other."""
+    """Models of A and C trained with strong augmentation (the default since it was measured to help both)
+    are named apart from the standard ones that earlier versions trained, so one experiment folder can
+    hold both and no model is reused under the other."""
     return "" if aug == "standard" else f"_{aug}aug"
 
 

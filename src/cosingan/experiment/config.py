@@ -25,8 +25,10 @@ class ExperimentConfig:
     ablation: bool = False  # also train generators with each CoSinGAN part off (first regime only)
     mixed: bool = False  # also arm M: synthetic (first regime) + the k real slices (oversampled), strong aug
     shared_generator: bool = False  # one few-shot generator trained on all k slices instead of one per slice
-    synth_aug: str = "standard"  # augmentation of arm A's networks: standard or strong (B's and M's)
-    real_aug: str = "standard"  # augmentation of arm C's networks (all real slices): standard or strong
+    # augmentation of arm A's (synthetic) and arm C's (all real) networks: strong, as B's and M's, so that every
+    # arm trains the same network with the same budget and augmentation; standard: the lighter one
+    synth_aug: str = "strong"
+    real_aug: str = "strong"
     mix_real_fraction: float = 0.25  # share of arm M's training pairs that are (repeated) real slices
     spacing_mm: float = 1.0  # mm per original pixel for slices whose files carry no spacing (PNG)
     quality: bool = True  # `cosingan quality` measures of every generator (reference: arm C's U-Net)
