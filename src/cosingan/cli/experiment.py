@@ -80,8 +80,8 @@ def cmd_experiment(args: argparse.Namespace) -> int:
     cfg = ExperimentConfig(ks=tuple(args.k), repeats=args.repeats, preset=args.preset,
                            regimes=tuple(args.regimes), n_synth=args.n_synth, seg_steps=args.seg_steps,
                            seg_size=args.seg_size, cls_steps=args.cls_steps, seed=args.seed,
-                           ablation=args.ablation, mixed=args.mixed, select=args.select, synth_aug=args.synth_aug, real_aug=args.real_aug,
-                           shared_generator=args.shared_generator,
+                           ablation=args.ablation, mixed=args.mixed, select=args.select,
+                           synth_aug=args.synth_aug, real_aug=args.real_aug, shared_generator=args.shared_generator,
                            quality=not args.no_quality, spacing_mm=args.spacing, split=args.split,
                            fold=args.fold, device=args.device)
     t0 = time.time()

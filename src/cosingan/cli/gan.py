@@ -86,7 +86,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         slices = [load_slice(args.image[i], label=pick(args.label, i), lung=pick(args.lung, i),
                              infection=pick(args.infection, i)) for i in range(n)]
         run = Path(args.out)
-        trainer = train(run, slices[0] if n == 1 else slices, cfg, progress=not args.quiet)
+        trainer = train(run, slices, cfg, progress=not args.quiet)
     print(f"trained {trainer.model.num_scales} scales {trainer.sizes[0]}..{trainer.sizes[-1]} in "
           f"{time.time() - t0:.0f} s; run folder: {run}")
     return 0

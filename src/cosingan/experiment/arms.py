@@ -82,7 +82,7 @@ def generators(ctx: Context, d: Draw, variant: str = "", overrides: dict | None 
     for group in generator_groups(ctx, d):
         run = generator_folder(ctx, d, group, variant)
         t0 = time.time()
-        read = lambda g=group: [load_slice(ip, lp) for ip, lp in g] if len(g) > 1 else load_slice(*g[0])  # noqa: E731
+        read = lambda g=group: [load_slice(ip, lp) for ip, lp in g]  # noqa: E731  (read only when training)
         if ensure_trained(run, read, cfg, ctx.progress) != "done":  # reuse costs no time
             ctx.add_time("gan_train", time.time() - t0)
         paths.append(str(run))
