@@ -135,6 +135,11 @@ def _shared(ctx: Context, d: Draw) -> str:
     return "_shared" if ctx.cfg.shared_generator and d.k > 1 else ""
 
 
+def _regime_set(ctx: Context, d: Draw, regime: str, runs: list[str]) -> Path:
+    """The synthetic set of one draw and regime (arms A and M train on the same one)."""
+    return _synthetic_set(ctx, runs, _conditions(ctx, d, regime), f"{d.tag}_{regime}{_shared(ctx, d)}", d.seed)
+
+
 def _synth_recipe(ctx: Context, d: Draw) -> tuple[str, str]:
     """(augmentation, name suffix) of arm A's networks: each recipe gets its own folders."""
     aug = ctx.cfg.synth_aug
@@ -146,7 +151,7 @@ def synthetic(ctx: Context, r: int, d: Draw) -> Iterator[tuple[str, TrainingSet]
     runs = generators(ctx, d)
     aug, suffix = _synth_recipe(ctx, d)
     for regime in ctx.cfg.regimes:
-        folder = _synthetic_set(ctx, runs, _conditions(ctx, d, regime), f"{d.tag}_{regime}{_shared(ctx, d)}", d.seed)
+        folder = _regime_set(ctx, d, regime, runs)
         yield regime, TrainingSet(f"{d.tag}_A_synthetic_{regime}{suffix}", (folder,), aug, d.seed, [],
                                   synthetic=True)
         if not ctx.cfg.ablation or regime != ctx.cfg.regimes[0]:
@@ -168,8 +173,7 @@ def mixed(ctx: Context, r: int, d: Draw) -> Iterator[tuple[str, TrainingSet]]:
     if not ctx.cfg.mixed:
         return
     regime = ctx.cfg.regimes[0]
-    folder = _synthetic_set(ctx, generators(ctx, d), _conditions(ctx, d, regime),
-                            f"{d.tag}_{regime}{_shared(ctx, d)}", d.seed)
+    folder = _regime_set(ctx, d, regime, generators(ctx, d))  # arm A's set: made once, reused here
     f = ctx.cfg.mix_real_fraction
     copies = max(1, round(f / (1 - f) * ctx.cfg.n_synth / len(d.chosen)))
     real = repeat_folder(d.chosen, copies, ctx.out / "data" / f"{d.tag}_x{copies}")

@@ -70,10 +70,9 @@ def _start(run: Path, slices: list[Slice], cfg: Config, pairs: list[tuple[np.nda
     same = all(sp is not None and np.allclose(sp, spacings[0], rtol=0.01) for sp in spacings)
     trainer.source = {"kind": slices[0].kind, "spacing": spacings[0] if same else None}  # none if they differ
     write_config_json(run, cfg)
-    flat = np.concatenate(list(image), 1) if image.ndim == 3 else image  # several pairs side by side
-    save_png(flat, run / "train_image.png")
-    save_png(label_to_uint8(label4_to_label(np.concatenate(list(label4), 1) if label4.ndim == 3 else label4)),
-             run / "train_label.png")
+    side_by_side = lambda a: np.concatenate(list(a), 1) if a.ndim == 3 else a  # noqa: E731  (several pairs)
+    save_png(side_by_side(image), run / "train_image.png")
+    save_png(label_to_uint8(label4_to_label(side_by_side(label4))), run / "train_label.png")
     return trainer
 
 
@@ -122,7 +121,8 @@ def ensure_trained(run: str | Path, sl: Slice | list[Slice] | Callable[[], Slice
                    cfg: Config | None,
                    progress: bool = True) -> str:
     """Leave `run` finished: skip it when done, resume it when interrupted, else train it from `sl` (a
-    slice or a list of slices, or a function that reads them: only called when needed). Returns "done", "resumed" or "trained"."""
+    slice or a list of slices, or a function that reads them: only called when needed). Returns "done",
+    "resumed" or "trained"."""
     # never reuse a run under settings it was not made with
     status = run_status(run, config_to_dict(cfg) if cfg is not None else None)
     if status == "done":
