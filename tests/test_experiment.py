@@ -129,6 +129,15 @@ def test_prior_regime_mixed_arm_paired_statistics_and_quality(tmp_path, phantom_
     assert all(0.0 <= q["realism_auc"] <= 1.0 and q["diversity_lung"] >= 0 for q in rec["quality"])
     md = (out / "report.md").read_text()
     assert "Paired differences" in md and "Generator quality" in md and "M: synthetic + k real" in md
+    # the quality cache is kept per reference U-Net: judged by another one, a generator is measured again
+    cache = sorted((out / "quality").glob("*.json"))[0]
+    stored = json.loads(cache.read_text())
+    assert stored["reference"] == "r0_C_allreal_strongaug"
+    cache.write_text(json.dumps({**stored, "reference": "r0_C_allreal", "fidelity_infection_dsc": -1.0}))
+    assert main(["experiment", "few-shot", "--data", str(phantom_folder), "--k", "1", "--out", str(out),
+                 "--preset", "tiny", "--regimes", "prior", "kmaps", "--mixed", "--repeats", "2", "--n-synth", "4",
+                 "--seg-steps", "1", "--seg-size", "32", "--cls-steps", "2", "--quiet"]) == 0
+    assert json.loads(cache.read_text()) == stored
 
 
 def test_paired_interval_matches_a_t_interval():

@@ -116,21 +116,22 @@ def run_arm(ctx: Context, arm: Arm, r: int, d: Draw | None, reference: dict[int,
 
 def generator_quality(ctx: Context, d: Draw, reference: str) -> list[dict]:
     """`cosingan quality` measures of this draw's generators: the reference arm's U-Net judges fidelity,
-    the test slices are the real maps and images (cached per generator in OUT/quality/)."""
+    the test slices are the real maps and images (cached per generator and reference in OUT/quality/)."""
     rows = []
     c = ctx.cfg
     qcfg = QualityConfig(c2st_steps=max(1, c.cls_steps // 2), c2st_size=c.seg_size, seed=d.seed)  # budgets follow the experiment's
     for group in generator_groups(ctx, d):
         run = generator_folder(ctx, d, group)
         cache = ctx.out / "quality" / f"{run.name}.json"
-        if cache.exists():
-            row = json.loads(cache.read_text())
+        cached = json.loads(cache.read_text()) if cache.exists() else {}
+        if cached.pop("reference", None) == reference:  # fidelity is the reference U-Net's judgement
+            row = cached
         else:
             held = ctx.test_slices[: qcfg.maps]
             seg_net = load_seg(ctx.out / "seg" / reference, c.device)
             row = ctx.timed("quality", lambda: assess(run, held, seg_net, qcfg, ctx.out / "quality", ctx.progress,
                                                       c.device))
-            write_json(cache, row)
+            write_json(cache, {"reference": reference, **row})
         rows.append({"repeat": d.repeat, "k": d.k, "slice": "+".join(ip.name for ip, _ in group), **row})
     return rows
 
