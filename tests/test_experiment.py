@@ -53,6 +53,9 @@ def test_few_shot_experiment_report_and_no_leakage(tmp_path, phantom_folder, nor
     assert all(0.0 <= f["infection_dsc"] <= 1.0 for f in rec["fidelity"])
     md = (out / "report.md").read_text()
     assert "Condition fidelity" in md
+    c, f = next(r for r in rec["results"] if r["arm"] == "C"), rec["fidelity"][0]  # beside it: C on real slices
+    assert (f"| 0 | 1 | {f['regime']} | {f['lung_dsc']:.3f} | {f['infection_dsc']:.3f} | {c['lung_dsc']:.3f} | "
+            f"{c['infection_dsc']:.3f} |") in md
     assert "| k | arm |" in md and "B: k real + strong aug" in md and "Timings" in md
     assert "detection AUC" in md and "roc.png" in md
     # same-source detection: lung patches of the same test slices, every arm, its own ROC figure
