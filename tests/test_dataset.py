@@ -91,6 +91,34 @@ def test_synthesize_png_manifest_regenerates_and_resumes(two_runs, tmp_path, cap
     assert main(args[:-3] + ["--seed", "5", "--quiet"]) == 2
 
 
+def test_synthesized_set_moved_with_its_runs_resumes_without_remaking(two_runs, tmp_path, capsys):
+    """An experiment folder holds generators, conditions and sets together: copied or moved elsewhere,
+    its sets still match their records (paths are compared relative to the set)."""
+    import shutil
+
+    root, runs = two_runs
+    a = tmp_path / "a"
+    for k, run in enumerate(runs):
+        shutil.copytree(run, a / "gan" / f"run{k}")
+    shutil.copytree(root / "data", a / "cond")
+    args = lambda top: ["synthesize", "--runs", str(top / "gan" / "run0"), str(top / "gan" / "run1"),  # noqa: E731
+                        "--n", "4", "--conditions", str(top / "cond"), "--edit", "deform", "--seed", "2",
+                        "--out", str(top / "syn"), "--quiet"]
+    assert main(args(a)) == 0
+    b = tmp_path / "b"
+    shutil.copytree(a, b)
+    shutil.rmtree(a)
+    capsys.readouterr()
+    assert main(args(b)) == 0
+    assert "0 new pairs, 4 kept" in capsys.readouterr().out
+    rows = _rows(b / "syn" / "manifest.csv")  # the records now name the moved generators and maps
+    assert {r["run"] for r in rows} == {str(b / "gan" / "run0"), str(b / "gan" / "run1")}
+    assert all(r["condition"].startswith(str(b / "cond")) for r in rows)
+    # a set whose generators are elsewhere (not moved with it) is still another set
+    shutil.copytree(b / "gan", tmp_path / "other")
+    assert main(args(b)[:2] + [str(tmp_path / "other" / "run0"), str(tmp_path / "other" / "run1")] + args(b)[4:]) == 2
+
+
 def test_synthesize_nnunet_export_passes_integrity_checks(two_runs, tmp_path):
     _, runs = two_runs
     out = tmp_path / "Dataset501_CoSinGAN"

@@ -65,11 +65,13 @@ def test_few_shot_experiment_report_and_no_leakage(tmp_path, phantom_folder, nor
     assert "<table" in (out / "report.html").read_text()
     assert (out / "infection_dsc.png").stat().st_size > 0
     assert {p.name for p in (out / "data" / "test" / "images").iterdir()} == test
-    # a second run reuses everything and reports the same numbers
+    # a second run reuses everything and reports the same numbers, also in a folder moved elsewhere
     first = rec["table"]
     capsys.readouterr()
-    assert main(args) == 0
-    again = json.loads((out / "results.json").read_text())
+    moved = tmp_path / "moved"
+    out.rename(moved)
+    assert main([moved.as_posix() if a == str(out) else a for a in args]) == 0
+    again = json.loads((moved / "results.json").read_text())
     assert again["table"] == first
     for step in ("gan_train", "seg_train", "cls_train"):
         assert again["timings_s"].get(step, 0.0) == 0.0

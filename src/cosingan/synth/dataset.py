@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 from collections import Counter
 from pathlib import Path
 
@@ -49,8 +50,34 @@ def _valid_file(path: Path) -> bool:
         return False
 
 
-def _read_manifest(out: Path, runs: list[str]) -> dict[str, dict]:
-    """The rows of an earlier run into this folder, each checked (an edited manifest is refused)."""
+def _portable(path: str, out: Path) -> str:
+    """A generator or condition path of the records, relative to the dataset folder: a dataset moved or
+    copied together with what it was made from (an experiment folder) still matches its records."""
+    if path.startswith("train:"):  # a run's own training map: train:RUN or train:RUN#i
+        return "train:" + _portable(path[len("train:"):], out)
+    return os.path.relpath(os.path.abspath(path), os.path.abspath(out))
+
+
+def _portable_spec(spec: dict, out: Path) -> dict:
+    runs, cond = spec.get("runs"), spec.get("conditions")
+    if not (isinstance(runs, list) and all(isinstance(r, str) for r in runs) and isinstance(cond, (str, type(None)))):
+        return spec  # not what this command writes: it matches nothing
+    return {**spec, "runs": [_portable(r, out) for r in runs], "conditions": cond and _portable(cond, out)}
+
+
+def _made_in(out: Path) -> Path:
+    """Where the dataset in `out` was made (recorded in its settings; `out` for a new one or one of an
+    earlier version): its recorded paths are relative to there."""
+    try:
+        folder = json.loads((out / "synthesize.json").read_text()).get("folder")
+    except (OSError, ValueError, AttributeError, UnicodeDecodeError):
+        folder = None
+    return Path(folder) if isinstance(folder, str) else out
+
+
+def _read_manifest(out: Path, syn: "Synthesizer", made_in: Path) -> dict[str, dict]:
+    """The rows of an earlier run into this folder (made in `made_in`), each checked (an edited manifest
+    is refused), with today's generator and condition paths (the folder may have moved with them)."""
     p = out / MANIFEST
     if not p.exists():
         return {}
@@ -60,12 +87,18 @@ def _read_manifest(out: Path, runs: list[str]) -> dict[str, dict]:
         if missing:
             raise InputError(f"{p}: not a cosingan manifest (missing column(s) {', '.join(sorted(missing))})")
         rows = list(reader)
+    runs = {_portable(r, out): r for r in syn.runs}
     for r in rows:
-        bad = ("run" if r["run"] not in runs else "negative" if r["negative"] not in ("0", "1") else
+        run = runs.get(_portable(r["run"], made_in))
+        origins = {_portable(s.origin, out): s.origin for s in syn.sources[run]} if run else {}
+        condition = origins.get(_portable(r["condition"], made_in))
+        bad = ("run" if run is None else "condition" if condition is None else
+               "negative" if r["negative"] not in ("0", "1") else
                "edit_seed" if not r["edit_seed"].isdigit() else "noise_seed" if not r["noise_seed"].isdigit() else None)
         if bad:
             raise InputError(f"{p}: row {r['name']!r} has an invalid {bad} ({r[bad]!r}); the manifest was edited, "
                              "use another --out")
+        r.update(run=run, condition=condition)
     return {r["name"]: r for r in rows}
 
 
@@ -153,7 +186,9 @@ def check_target(syn: Synthesizer, out: Path, fmt: str) -> dict:
             assert isinstance(old, dict)
         except (ValueError, AssertionError, UnicodeDecodeError):
             raise InputError(f"{spec_path}: unreadable (not the JSON this command writes); use another --out") from None
-        if {k: v for k, v in old.items() if k != "n"} != spec:
+        made_in = _made_in(out)
+        if _portable_spec({k: v for k, v in old.items() if k not in ("n", "folder")}, made_in) != \
+                _portable_spec(spec, out):
             raise InputError(f"{out}: holds a dataset made with other settings ({spec_path}); use another --out")
     return spec
 
@@ -168,8 +203,9 @@ def synthesize(syn: Synthesizer, n: int, out: str | Path, fmt: str = "png", prog
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise InputError(f"{out}: cannot create output folder ({e.strerror})") from None
-    write_json(out / "synthesize.json", {**spec, "n": n})
-    rows = _read_manifest(out, syn.runs)
+    made_in = _made_in(out)
+    write_json(out / "synthesize.json", {**spec, "n": n, "folder": os.path.abspath(out)})
+    rows = _read_manifest(out, syn, made_in)
     spacing = None
     made = skipped = 0
     rejected: Counter = Counter()
