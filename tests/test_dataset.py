@@ -93,7 +93,7 @@ def test_synthesize_png_manifest_regenerates_and_resumes(two_runs, tmp_path, cap
 
 def test_synthesized_set_moved_with_its_runs_resumes_without_remaking(two_runs, tmp_path, capsys):
     """An experiment folder holds generators, conditions and sets together: copied or moved elsewhere,
-    its sets still match their records (paths are compared relative to the set)."""
+    its sets still match their records (paths compare as absolute or relative to the set)."""
     import shutil
 
     root, runs = two_runs
@@ -114,9 +114,15 @@ def test_synthesized_set_moved_with_its_runs_resumes_without_remaking(two_runs, 
     rows = _rows(b / "syn" / "manifest.csv")  # the records now name the moved generators and maps
     assert {r["run"] for r in rows} == {str(b / "gan" / "run0"), str(b / "gan" / "run1")}
     assert all(r["condition"].startswith(str(b / "cond")) for r in rows)
-    # a set whose generators are elsewhere (not moved with it) is still another set
+    # the set moved alone, its generators and maps where they were: it matches them too
+    (b / "syn").rename(tmp_path / "syn")
+    capsys.readouterr()
+    assert main(args(b)[:-3] + ["--out", str(tmp_path / "syn"), "--quiet"]) == 0
+    assert "0 new pairs, 4 kept" in capsys.readouterr().out
+    # other generators (copies elsewhere) make another set
     shutil.copytree(b / "gan", tmp_path / "other")
-    assert main(args(b)[:2] + [str(tmp_path / "other" / "run0"), str(tmp_path / "other" / "run1")] + args(b)[4:]) == 2
+    assert main(args(b)[:2] + [str(tmp_path / "other" / "run0"), str(tmp_path / "other" / "run1")] + args(b)[4:-3]
+                + ["--out", str(tmp_path / "syn"), "--quiet"]) == 2
 
 
 def test_synthesize_nnunet_export_passes_integrity_checks(two_runs, tmp_path):

@@ -50,19 +50,26 @@ def _valid_file(path: Path) -> bool:
         return False
 
 
-def _portable(path: str, out: Path) -> str:
-    """A generator or condition path of the records, relative to the dataset folder: a dataset moved or
-    copied together with what it was made from (an experiment folder) still matches its records."""
+def _spellings(path: str, folder: Path) -> tuple[str, str]:
+    """A generator or condition path of the records, absolute and relative to the dataset's folder: a
+    dataset matches its records when its sources stayed where they were, or moved together with it
+    (an experiment folder copied elsewhere)."""
     if path.startswith("train:"):  # a run's own training map: train:RUN or train:RUN#i
-        return "train:" + _portable(path[len("train:"):], out)
-    return os.path.relpath(os.path.abspath(path), os.path.abspath(out))
+        return tuple("train:" + p for p in _spellings(path[len("train:"):], folder))  # type: ignore[return-value]
+    full = os.path.abspath(path)
+    return full, os.path.relpath(full, os.path.abspath(folder))
 
 
-def _portable_spec(spec: dict, out: Path) -> dict:
+def _spec_spellings(spec: dict, folder: Path) -> list[dict]:
     runs, cond = spec.get("runs"), spec.get("conditions")
     if not (isinstance(runs, list) and all(isinstance(r, str) for r in runs) and isinstance(cond, (str, type(None)))):
-        return spec  # not what this command writes: it matches nothing
-    return {**spec, "runs": [_portable(r, out) for r in runs], "conditions": cond and _portable(cond, out)}
+        return [spec]  # not what this command writes: it matches nothing
+    return [{**spec, "runs": [_spellings(r, folder)[i] for r in runs], "conditions": cond and _spellings(cond, folder)[i]}
+            for i in (0, 1)]
+
+
+def _lookup(path: str, folder: Path, table: dict[str, str]) -> str | None:
+    return next((table[k] for k in _spellings(path, folder) if k in table), None)
 
 
 def _made_in(out: Path) -> Path:
@@ -87,11 +94,11 @@ def _read_manifest(out: Path, syn: "Synthesizer", made_in: Path) -> dict[str, di
         if missing:
             raise InputError(f"{p}: not a cosingan manifest (missing column(s) {', '.join(sorted(missing))})")
         rows = list(reader)
-    runs = {_portable(r, out): r for r in syn.runs}
+    runs = {k: r for r in syn.runs for k in _spellings(r, out)}
     for r in rows:
-        run = runs.get(_portable(r["run"], made_in))
-        origins = {_portable(s.origin, out): s.origin for s in syn.sources[run]} if run else {}
-        condition = origins.get(_portable(r["condition"], made_in))
+        run = _lookup(r["run"], made_in, runs)
+        origins = {k: s.origin for s in syn.sources[run] for k in _spellings(s.origin, out)} if run else {}
+        condition = _lookup(r["condition"], made_in, origins)
         bad = ("run" if run is None else "condition" if condition is None else
                "negative" if r["negative"] not in ("0", "1") else
                "edit_seed" if not r["edit_seed"].isdigit() else "noise_seed" if not r["noise_seed"].isdigit() else None)
@@ -187,8 +194,8 @@ def check_target(syn: Synthesizer, out: Path, fmt: str) -> dict:
         except (ValueError, AssertionError, UnicodeDecodeError):
             raise InputError(f"{spec_path}: unreadable (not the JSON this command writes); use another --out") from None
         made_in = _made_in(out)
-        if _portable_spec({k: v for k, v in old.items() if k not in ("n", "folder")}, made_in) != \
-                _portable_spec(spec, out):
+        before = _spec_spellings({k: v for k, v in old.items() if k not in ("n", "folder")}, made_in)
+        if not any(b == now for b, now in zip(before, _spec_spellings(spec, out))):
             raise InputError(f"{out}: holds a dataset made with other settings ({spec_path}); use another --out")
     return spec
 
