@@ -72,13 +72,10 @@ def _lookup(path: str, folder: Path, table: dict[str, str]) -> str | None:
     return next((table[k] for k in _spellings(path, folder) if k in table), None)
 
 
-def _made_in(out: Path) -> Path:
-    """Where the dataset in `out` was made (recorded in its settings; `out` for a new one or one of an
+def _made_in(record: dict, out: Path) -> Path:
+    """Where the dataset in `out` was made, from its recorded settings (`out` for a new one or one of an
     earlier version): its recorded paths are relative to there."""
-    try:
-        folder = json.loads((out / "synthesize.json").read_text()).get("folder")
-    except (OSError, ValueError, AttributeError, UnicodeDecodeError):
-        folder = None
+    folder = record.get("folder")
     return Path(folder) if isinstance(folder, str) else out
 
 
@@ -193,8 +190,7 @@ def check_target(syn: Synthesizer, out: Path, fmt: str) -> dict:
             assert isinstance(old, dict)
         except (ValueError, AssertionError, UnicodeDecodeError):
             raise InputError(f"{spec_path}: unreadable (not the JSON this command writes); use another --out") from None
-        made_in = _made_in(out)
-        before = _spec_spellings({k: v for k, v in old.items() if k not in ("n", "folder")}, made_in)
+        before = _spec_spellings({k: v for k, v in old.items() if k not in ("n", "folder")}, _made_in(old, out))
         if not any(b == now for b, now in zip(before, _spec_spellings(spec, out))):
             raise InputError(f"{out}: holds a dataset made with other settings ({spec_path}); use another --out")
     return spec
@@ -210,8 +206,9 @@ def synthesize(syn: Synthesizer, n: int, out: str | Path, fmt: str = "png", prog
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise InputError(f"{out}: cannot create output folder ({e.strerror})") from None
-    made_in = _made_in(out)
-    write_json(out / "synthesize.json", {**spec, "n": n, "folder": os.path.abspath(out)})
+    spec_path = out / "synthesize.json"  # check_target has read it (a dict) when it exists
+    made_in = _made_in(json.loads(spec_path.read_text()) if spec_path.exists() else {}, out)
+    write_json(spec_path, {**spec, "n": n, "folder": os.path.abspath(out)})
     rows = _read_manifest(out, syn, made_in)
     spacing = None
     made = skipped = 0
