@@ -139,10 +139,30 @@ def test_prior_regime_mixed_arm_paired_statistics_and_quality(tmp_path, phantom_
     stored = json.loads(cache.read_text())
     assert stored["reference"] == "r0_C_allreal_strongaug"
     cache.write_text(json.dumps({**stored, "reference": "r0_C_allreal", "fidelity_infection_dsc": -1.0}))
+    # scores are stored with the hash of what made them: reused for the same model and test data (a marked
+    # value comes back), computed again when the hash differs (a stale value does not)
+    def mark(path, value, key=None):
+        rec = json.loads(path.read_text())
+        first = next(iter(rec["result"]))
+        path.write_text(json.dumps({"key": key or rec["key"], "result": {**rec["result"], first: value}}))
+        return first
+    seg_b, seg_c = out / "eval" / "r0_k1_B_real_strongaug" / "scored.json", out / "eval" / "r0_C_allreal_strongaug" / "scored.json"
+    fid = out / "fidelity" / "r0_k1_A_synthetic_prior_strongaug.json"
+    m_b, m_c, m_f = mark(seg_b, 0.123), mark(seg_c, 0.456, key="stale"), mark(fid, 0.789, key="stale")
     assert main(["experiment", "few-shot", "--data", str(phantom_folder), "--k", "1", "--out", str(out),
                  "--preset", "tiny", "--regimes", "prior", "kmaps", "--mixed", "--repeats", "2", "--n-synth", "4",
                  "--seg-steps", "1", "--seg-size", "32", "--cls-steps", "2", "--quiet"]) == 0
     assert json.loads(cache.read_text()) == stored
+    again = json.loads((out / "results.json").read_text())
+    by = {(r["repeat"], r["arm"], r["regime"]): r for r in again["results"]}
+    assert by[(0, "B", "")][m_b] == 0.123
+    assert by[(0, "C", "")][m_c] == rec_by(rec)[(0, "C", "")][m_c] != 0.456
+    f0 = next(f for f in again["fidelity"] if (f["repeat"], f["regime"]) == (0, "prior"))
+    assert f0[m_f] != 0.789 and json.loads(fid.read_text())["key"] != "stale"
+
+
+def rec_by(rec):
+    return {(r["repeat"], r["arm"], r["regime"]): r for r in rec["results"]}
 
 
 def test_paired_interval_matches_a_t_interval():

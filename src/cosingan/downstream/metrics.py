@@ -24,6 +24,9 @@ EMPTY_POLICY = ("a region absent from truth and prediction alike is not scored (
                 "DSC = NSD = 0")
 NSD_DEFINITION = ("normalized surface Dice at 1 mm (lung) and 3 mm (infection), surface-element definition of "
                   "DeepMind's surface-distance (the benchmark's), MONAI compute_surface_dice(use_subvoxels=True)")
+# Bump when a score's definition or the way test cases are scored changes: the experiment's stored scores
+# carry it, and scores of another version are computed again.
+SCORING_VERSION = 1
 SEG_METRICS = tuple(f"{r}_{m}" for r in REGIONS for m in ("dsc", "nsd"))
 DETECTION_METRICS = ("auc", "accuracy", "sensitivity", "specificity")
 

@@ -4,14 +4,21 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
+
+from ..data.files import write_json
+from ..data.layout import IMAGES, LABELS
 from ..data.readers import read_image
 from ..downstream import cls as clsmod
 from ..downstream import seg
-from ..downstream.metrics import DETECTION_METRICS
+from ..downstream.metrics import DETECTION_METRICS, SCORING_VERSION
 from ..downstream.patches import patch_set
 from ..errors import InputError
 from .context import Context
@@ -55,18 +62,69 @@ def _trained(model_dir: Path, cfg) -> bool:
     return True
 
 
+def _digest(*parts) -> str:
+    """One hash of files (by content), arrays and plain values."""
+    h = hashlib.sha256()
+    for p in parts:
+        if isinstance(p, Path):
+            h.update(p.read_bytes())
+        elif isinstance(p, np.ndarray):
+            h.update(f"{p.dtype}{p.shape}".encode())
+            h.update(np.ascontiguousarray(p).tobytes())
+        elif isinstance(p, (list, tuple)) and any(isinstance(q, (Path, np.ndarray)) for q in p):
+            h.update(_digest(*p).encode())
+        else:
+            h.update(json.dumps(p, sort_keys=True, default=str).encode())
+    return h.hexdigest()
+
+
+def _test_key(ctx: Context) -> str:
+    """The test data every arm is scored on (computed once): slices by their pixels, volumes by their files."""
+    if ctx.test_key is None:
+        if ctx.test_volumes:
+            ctx.test_key = _digest([(v.name, v.shape, v.spacing, v.has_lung, Path(v.image_path).stat().st_size,
+                                     Path(v.label_path).stat().st_size) for v in ctx.test_volumes])
+        else:
+            ctx.test_key = _digest([(s.image, s.label, np.asarray(s.spacing or ())) for s in ctx.test_slices],
+                                   ctx.cfg.spacing_mm, ctx.test_pos + ctx.test_neg)
+    return ctx.test_key
+
+
+def _scored(record: Path, inputs: list, compute: Callable[[], dict]) -> dict:
+    """`compute()`, or its result stored in `record` when it was computed from the same inputs (a model's
+    bytes, the test data, the scoring version): a repeat added later does not score the earlier ones again."""
+    key = _digest(SCORING_VERSION, *inputs)
+    if record.exists():
+        stored = json.loads(record.read_text())
+        if stored.get("key") == key:  # stored NaN (a region never scored) comes back as null
+            return _nan(stored["result"])
+    result = compute()
+    write_json(record, {"key": key, "result": result})
+    return result
+
+
+def _nan(v):
+    if isinstance(v, dict):
+        return {k: _nan(x) for k, x in v.items()}
+    return math.nan if v is None else v
+
+
 def segmentation(ctx: Context, ts: TrainingSet) -> dict:
     model_dir = ctx.out / "seg" / ts.name
     scfg = seg.SegConfig(size=ctx.cfg.seg_size, steps=ctx.cfg.seg_steps, aug=ts.aug, seed=ts.seed)
     if not _trained(model_dir, scfg):
         ctx.timed("seg_train", lambda: seg.train_seg(seg.load_folders(list(ts.folders)), scfg, model_dir, ctx.progress,
                                                      ctx.cfg.device))
-    net, scfg = seg.load_seg(model_dir, ctx.cfg.device)
     where = ctx.out / "eval" / ts.name
-    summary = ctx.timed("seg_eval", lambda: (seg.evaluate_volumes(net, scfg, ctx.test_volumes, where)
-                                             if ctx.test_volumes else
-                                             seg.evaluate(net, scfg, ctx.test_slices, where, ctx.cfg.spacing_mm)))
-    return {**summary["mean"], "excluded": summary["excluded"]}
+
+    def score() -> dict:
+        net, scfg = seg.load_seg(model_dir, ctx.cfg.device)
+        summary = (seg.evaluate_volumes(net, scfg, ctx.test_volumes, where) if ctx.test_volumes else
+                   seg.evaluate(net, scfg, ctx.test_slices, where, ctx.cfg.spacing_mm))
+        return {**summary["mean"], "excluded": summary["excluded"]}
+
+    return ctx.timed("seg_eval", lambda: _scored(where / "scored.json", [model_dir / "model.pt", _test_key(ctx)],
+                                                 score))
 
 
 def detection(ctx: Context, ts: TrainingSet) -> dict:
@@ -82,10 +140,15 @@ def detection(ctx: Context, ts: TrainingSet) -> dict:
             ctx.log(f"{ts.name}: no infection-free training slices, detection skipped")
             return {}
         ctx.timed("cls_train", lambda: clsmod.train_cls(images, targets, ccfg, model_dir, ctx.progress, ctx.cfg.device))
-    net, ccfg = clsmod.load_cls(model_dir, ctx.cfg.device)
-    m = ctx.timed("cls_eval", lambda: clsmod.evaluate_cls(net, ccfg, ctx.test_pos, ctx.test_neg,
-                                                          ctx.out / "eval_cls" / ts.name))
-    return {k: m[k] for k in DETECTION_METRICS}
+    where = ctx.out / "eval_cls" / ts.name
+
+    def score() -> dict:
+        net, ccfg = clsmod.load_cls(model_dir, ctx.cfg.device)
+        m = clsmod.evaluate_cls(net, ccfg, ctx.test_pos, ctx.test_neg, where)
+        return {k: m[k] for k in DETECTION_METRICS}
+
+    return ctx.timed("cls_eval", lambda: _scored(where / "scored.json", [model_dir / "model.pt", _test_key(ctx)],
+                                                 score))
 
 
 PATCH_SIZE = 64  # classifier input of the same-source detection (patches are resized to it)
@@ -109,19 +172,33 @@ def patch_detection(ctx: Context, ts: TrainingSet) -> dict:
             return {}
         ctx.timed("cls_train", lambda: clsmod.train_cls(images, targets, ccfg, model_dir, ctx.progress,
                                                         ctx.cfg.device))
-    net, ccfg = clsmod.load_cls(model_dir, ctx.cfg.device)
-    pos = [p for p, t in zip(test_p, test_t) if t]
-    neg = [p for p, t in zip(test_p, test_t) if not t]
-    m = ctx.timed("cls_eval", lambda: clsmod.evaluate_cls(net, ccfg, pos, neg, ctx.out / "eval_patch" / ts.name))
-    return {f"patch_{k}": m[k] for k in ("auc", "accuracy")}
+    where = ctx.out / "eval_patch" / ts.name
+
+    def score() -> dict:
+        net, ccfg = clsmod.load_cls(model_dir, ctx.cfg.device)
+        pos = [p for p, t in zip(test_p, test_t) if t]
+        neg = [p for p, t in zip(test_p, test_t) if not t]
+        m = clsmod.evaluate_cls(net, ccfg, pos, neg, where)
+        return {f"patch_{k}": m[k] for k in ("auc", "accuracy")}
+
+    return ctx.timed("cls_eval", lambda: _scored(where / "scored.json", [model_dir / "model.pt", _test_key(ctx)],
+                                                 score))
 
 
 def condition_fidelity(ctx: Context, reference: str, ts: TrainingSet) -> dict:
-    """DSC of a reference U-Net (trained on real slices) on synthetic images against their own maps."""
-    net, scfg = seg.load_seg(ctx.out / "seg" / reference, ctx.cfg.device)
-    fid = ctx.timed("seg_eval", lambda: seg.evaluate(net, scfg, seg.load_folders(list(ts.folders)),
-                                                     spacing_mm=ctx.cfg.spacing_mm))
-    return {m: fid["mean"][m] for m in ("lung_dsc", "infection_dsc")}
+    """DSC of a reference U-Net (trained on real slices) on synthetic images against their own maps
+    (stored in OUT/fidelity/, keyed by the reference's weights and the set's files)."""
+    ref = ctx.out / "seg" / reference / "model.pt"
+
+    def score() -> dict:
+        net, scfg = seg.load_seg(ref.parent, ctx.cfg.device)
+        fid = seg.evaluate(net, scfg, seg.load_folders(list(ts.folders)), spacing_mm=ctx.cfg.spacing_mm)
+        return {m: fid["mean"][m] for m in ("lung_dsc", "infection_dsc")}
+
+    files = sorted(p for f in ts.folders for sub in (IMAGES, LABELS) for p in (Path(f) / sub).iterdir())
+    return ctx.timed("seg_eval", lambda: _scored(ctx.out / "fidelity" / f"{ts.name}.json",
+                                                 [ref, [f"{p.parent.name}/{p.name}" for p in files], files,
+                                                  ctx.cfg.spacing_mm], score))
 
 
 TASKS: dict[str, Task] = {
