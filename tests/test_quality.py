@@ -26,8 +26,9 @@ def test_quality_reports_every_measure_per_generator(tmp_path, capsys):
     runs = []
     for k in range(2):
         img, lab = chest_phantom(40, seed=90 + k)
-        train(tmp_path / f"g{k}", Slice(img, lab, None, "png"), tiny(seed=k), progress=False)
-        runs.append(str(tmp_path / f"g{k}"))
+        run = tmp_path / "ab"[k] / "g"  # two runs of one folder name (two experiments' generators, say)
+        train(run, Slice(img, lab, None, "png"), tiny(seed=k), progress=False)
+        runs.append(str(run))
     out = tmp_path / "q"
     assert main(["quality", *runs, "--data", str(data), "--out", str(out), "--seg-steps", "2",
                  "--c2st-steps", "2", "--quiet"]) == 0
@@ -38,7 +39,10 @@ def test_quality_reports_every_measure_per_generator(tmp_path, capsys):
         assert 0 <= r["fidelity_lung_dsc"] <= 1 and 0 <= r["fidelity_infection_dsc"] <= 1
         assert 0 <= r["realism_auc"] <= 1
         assert r["w1_lung"] >= 0 and r["w1_body"] >= 0 and r["diversity_lung"] > 0
-    assert "realism AUC" in capsys.readouterr().out and (out / "quality.md").exists()
+    assert "realism AUC" in capsys.readouterr().out
+    md = (out / "quality.md").read_text()
+    assert "| a/g |" in md and "| b/g |" in md  # told apart, each with its own realism classifier
+    assert sorted(p.name for p in (out / "c2st").iterdir()) == ["a__g", "b__g"]
     # the reference segmenter is trained once and reused
     first = (out / "segmenter" / "model.pt").stat().st_mtime_ns
     assert main(["quality", runs[0], "--data", str(data), "--out", str(out), "--seg-steps", "2",

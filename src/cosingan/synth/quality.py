@@ -92,9 +92,21 @@ def _c2st(real: list[np.ndarray], fake: list[np.ndarray], cfg: QualityConfig, ou
     return detection_metrics(p, np.array([1] * len(te) + [0] * len(te)))["auc"]
 
 
+def run_labels(runs: list[str | Path]) -> list[str]:
+    """Short names that tell the runs apart: the folder name, with as many parent folders as two runs
+    of the same name need (A/gan/medseg_016_s0 and B/medseg_016_s0 -> gan/medseg_016_s0, B/medseg_016_s0)."""
+    parts = [Path(r).resolve().parts for r in runs]
+    for n in range(1, max(len(p) for p in parts) + 1):
+        labels = ["/".join(p[-n:]) for p in parts]
+        if len(set(labels)) == len(set(parts)):
+            return labels
+    return [str(r) for r in runs]
+
+
 def assess(run: str | Path, held: list[Slice], segmenter, cfg: QualityConfig, out: Path, progress: bool,
-           device: str = "cpu") -> dict:
-    """The quality measures of one generator on the held-out slices (networks on `device`)."""
+           device: str = "cpu", label: str | None = None) -> dict:
+    """The quality measures of one generator on the held-out slices (networks on `device`); `label`
+    names its realism classifier's folder (default: the run's folder name)."""
     net, scfg = segmenter
     tr = TrainedRun.from_pretrained(run, device)
     reals, fakes, syn_slices = [], [], []
@@ -116,7 +128,8 @@ def assess(run: str | Path, held: list[Slice], segmenter, cfg: QualityConfig, ou
     fid = seg.evaluate(net, scfg, syn_slices)["mean"]
     row = {"run": str(run), "maps": len(held),
            "fidelity_lung_dsc": fid["lung_dsc"], "fidelity_infection_dsc": fid["infection_dsc"],
-           "realism_auc": _c2st(reals, fakes, cfg, out / "c2st" / Path(run).name, progress, device)}
+           "realism_auc": _c2st(reals, fakes, cfg, out / "c2st" / (label or Path(run).name).replace("/", "__"),
+                                 progress, device)}
     for name, (r, f) in regions.items():
         row[f"w1_{name}"] = _wasserstein(np.concatenate(r), np.concatenate(f))
     row["diversity_lung"] = float(np.mean(div_in))
@@ -144,7 +157,7 @@ def quality(runs: list[str | Path], data: str | Path, out: str | Path, cfg: Qual
 def _quality(runs, data, out: Path, cfg: QualityConfig, ref, held, held_pairs, progress: bool, device: str) -> dict:
     segmenter = reference_segmenter(ref, cfg, out, progress, device)
     real_fid = seg.evaluate(*segmenter, held)["mean"]
-    rows = [assess(r, held, segmenter, cfg, out, progress, device) for r in runs]
+    rows = [assess(r, held, segmenter, cfg, out, progress, device, name) for r, name in zip(runs, run_labels(runs))]
     record = {"config": asdict(cfg), "data": str(data), "reference": [p[0].name for p in ref],
               "held_out": [p[0].name for p in held_pairs],
               "real_fidelity": {"lung_dsc": real_fid["lung_dsc"], "infection_dsc": real_fid["infection_dsc"]},
@@ -163,7 +176,7 @@ def markdown(record: dict) -> str:
              "W1: Wasserstein distance of grey levels (0..255) to the real images of the same maps; diversity: "
              "mean grey-level difference of two samples of one map.", "",
              "| " + " | ".join(heads) + " |", "|" + " --- |" * len(heads)]
-    for r in record["rows"]:
-        lines.append("| " + " | ".join([Path(r["run"]).name] + [f"{r[k]:.3f}" if k.startswith(("fid", "real"))
+    for r, name in zip(record["rows"], run_labels([r["run"] for r in record["rows"]])):
+        lines.append("| " + " | ".join([name] + [f"{r[k]:.3f}" if k.startswith(("fid", "real"))
                                                                   else f"{r[k]:.1f}" for k in COLUMNS]) + " |")
     return "\n".join(lines) + "\n"
