@@ -165,6 +165,17 @@ def rec_by(rec):
     return {(r["repeat"], r["arm"], r["regime"]): r for r in rec["results"]}
 
 
+def test_stored_scores_are_keyed_by_every_pixel():
+    from cosingan.experiment.tasks import _digest
+
+    a = np.zeros((64, 64), np.float32)
+    b = a.copy()
+    b[32, 32] = 1e-3  # an array's text form would hide this
+    assert _digest([(a, None)], 1.0) == _digest([(a.copy(), None)], 1.0)
+    assert _digest([(a, None)], 1.0) != _digest([(b, None)], 1.0)
+    assert _digest([(a, (1.0, 1.0))], 1.0) != _digest([(a, None)], 1.0) != _digest([(a, None)], 2.0)
+
+
 def test_paired_interval_matches_a_t_interval():
     from scipy import stats
 

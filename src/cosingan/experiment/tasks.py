@@ -7,7 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -45,8 +45,6 @@ class Task:
 def _trained(model_dir: Path, cfg) -> bool:
     """True when the model was trained before with exactly `cfg`; a model of other settings is refused
     (never silently reused under settings it was not made with)."""
-    import json
-    from dataclasses import asdict
 
     if not ((model_dir / "model.pt").exists() and (model_dir / "train.json").exists()):
         return False
@@ -63,18 +61,18 @@ def _trained(model_dir: Path, cfg) -> bool:
 
 
 def _digest(*parts) -> str:
-    """One hash of files (by content), arrays and plain values."""
+    """One hash of files (by content), arrays (every element), lists and tuples of these, and plain values."""
     h = hashlib.sha256()
     for p in parts:
         if isinstance(p, Path):
-            h.update(p.read_bytes())
+            h.update(b"file" + p.read_bytes())
         elif isinstance(p, np.ndarray):
-            h.update(f"{p.dtype}{p.shape}".encode())
+            h.update(f"array{p.dtype}{p.shape}".encode())
             h.update(np.ascontiguousarray(p).tobytes())
-        elif isinstance(p, (list, tuple)) and any(isinstance(q, (Path, np.ndarray)) for q in p):
-            h.update(_digest(*p).encode())
+        elif isinstance(p, (list, tuple)):
+            h.update(f"list{len(p)}".encode() + _digest(*p).encode())
         else:
-            h.update(json.dumps(p, sort_keys=True, default=str).encode())
+            h.update(json.dumps(p, sort_keys=True, default=str).encode())  # numpy scalars as text
     return h.hexdigest()
 
 
@@ -85,7 +83,7 @@ def _test_key(ctx: Context) -> str:
             ctx.test_key = _digest([(v.name, v.shape, v.spacing, v.has_lung, Path(v.image_path).stat().st_size,
                                      Path(v.label_path).stat().st_size) for v in ctx.test_volumes])
         else:
-            ctx.test_key = _digest([(s.image, s.label, np.asarray(s.spacing or ())) for s in ctx.test_slices],
+            ctx.test_key = _digest([(s.image, s.label, s.spacing) for s in ctx.test_slices],
                                    ctx.cfg.spacing_mm, ctx.test_pos + ctx.test_neg)
     return ctx.test_key
 
@@ -109,6 +107,11 @@ def _nan(v):
     return math.nan if v is None else v
 
 
+def _test_scores(ctx: Context, timer: str, model_dir: Path, where: Path, score: Callable[[], dict]) -> dict:
+    """A network's scores on the test set, stored in WHERE/scored.json with its weights and the test data."""
+    return ctx.timed(timer, lambda: _scored(where / "scored.json", [model_dir / "model.pt", _test_key(ctx)], score))
+
+
 def segmentation(ctx: Context, ts: TrainingSet) -> dict:
     model_dir = ctx.out / "seg" / ts.name
     scfg = seg.SegConfig(size=ctx.cfg.seg_size, steps=ctx.cfg.seg_steps, aug=ts.aug, seed=ts.seed)
@@ -123,8 +126,7 @@ def segmentation(ctx: Context, ts: TrainingSet) -> dict:
                    seg.evaluate(net, scfg, ctx.test_slices, where, ctx.cfg.spacing_mm))
         return {**summary["mean"], "excluded": summary["excluded"]}
 
-    return ctx.timed("seg_eval", lambda: _scored(where / "scored.json", [model_dir / "model.pt", _test_key(ctx)],
-                                                 score))
+    return _test_scores(ctx, "seg_eval", model_dir, where, score)
 
 
 def detection(ctx: Context, ts: TrainingSet) -> dict:
@@ -147,8 +149,7 @@ def detection(ctx: Context, ts: TrainingSet) -> dict:
         m = clsmod.evaluate_cls(net, ccfg, ctx.test_pos, ctx.test_neg, where)
         return {k: m[k] for k in DETECTION_METRICS}
 
-    return ctx.timed("cls_eval", lambda: _scored(where / "scored.json", [model_dir / "model.pt", _test_key(ctx)],
-                                                 score))
+    return _test_scores(ctx, "cls_eval", model_dir, where, score)
 
 
 PATCH_SIZE = 64  # classifier input of the same-source detection (patches are resized to it)
@@ -181,8 +182,7 @@ def patch_detection(ctx: Context, ts: TrainingSet) -> dict:
         m = clsmod.evaluate_cls(net, ccfg, pos, neg, where)
         return {f"patch_{k}": m[k] for k in ("auc", "accuracy")}
 
-    return ctx.timed("cls_eval", lambda: _scored(where / "scored.json", [model_dir / "model.pt", _test_key(ctx)],
-                                                 score))
+    return _test_scores(ctx, "cls_eval", model_dir, where, score)
 
 
 def condition_fidelity(ctx: Context, reference: str, ts: TrainingSet) -> dict:
