@@ -177,7 +177,12 @@ class Synthesizer:
 def check_target(syn: Synthesizer, out: Path, fmt: str) -> dict:
     """The dataset's settings, after refusing a format, a folder name or an earlier dataset in `out` that
     does not fit them (reads only: callers check before anything is written)."""
-    out = Path(out)
+    return _checked(syn, Path(out), fmt)[0]
+
+
+def _checked(syn: Synthesizer, out: Path, fmt: str) -> tuple[dict, Path]:
+    """`check_target`, and where the earlier dataset in `out` was made (`out` when there is none), from
+    the one read of its settings."""
     if fmt not in ("png", "nnunet"):
         raise InputError(f"--format must be png or nnunet, got {fmt!r}")
     if fmt == "nnunet" and not nnunet_name_ok(out.name):
@@ -190,10 +195,12 @@ def check_target(syn: Synthesizer, out: Path, fmt: str) -> dict:
             assert isinstance(old, dict)
         except (ValueError, AssertionError, UnicodeDecodeError):
             raise InputError(f"{spec_path}: unreadable (not the JSON this command writes); use another --out") from None
-        before = _spec_spellings({k: v for k, v in old.items() if k not in ("n", "folder")}, _made_in(old, out))
+        made_in = _made_in(old, out)
+        before = _spec_spellings({k: v for k, v in old.items() if k not in ("n", "folder")}, made_in)
         if not any(b == now for b, now in zip(before, _spec_spellings(spec, out))):
             raise InputError(f"{out}: holds a dataset made with other settings ({spec_path}); use another --out")
-    return spec
+        return spec, made_in
+    return spec, out
 
 
 def synthesize(syn: Synthesizer, n: int, out: str | Path, fmt: str = "png", progress: bool = True) -> dict:
@@ -201,14 +208,12 @@ def synthesize(syn: Synthesizer, n: int, out: str | Path, fmt: str = "png", prog
     from tqdm.auto import tqdm
 
     out = Path(out)
-    spec = check_target(syn, out, fmt)
+    spec, made_in = _checked(syn, out, fmt)
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise InputError(f"{out}: cannot create output folder ({e.strerror})") from None
-    spec_path = out / "synthesize.json"  # check_target has read it (a dict) when it exists
-    made_in = _made_in(json.loads(spec_path.read_text()) if spec_path.exists() else {}, out)
-    write_json(spec_path, {**spec, "n": n, "folder": os.path.abspath(out)})
+    write_json(out / "synthesize.json", {**spec, "n": n, "folder": os.path.abspath(out)})
     rows = _read_manifest(out, syn, made_in)
     spacing = None
     made = skipped = 0
