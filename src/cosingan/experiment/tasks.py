@@ -15,7 +15,7 @@ import numpy as np
 
 from ..data.files import write_json
 from ..data.layout import IMAGES, LABELS
-from ..data.readers import read_image
+from ..data.readers import content_hash, read_image
 from ..downstream import cls as clsmod
 from ..downstream import seg
 from ..downstream.metrics import DETECTION_METRICS, SCORING_VERSION
@@ -45,7 +45,6 @@ class Task:
 def _trained(model_dir: Path, cfg) -> bool:
     """True when the model was trained before with exactly `cfg`; a model of other settings is refused
     (never silently reused under settings it was not made with)."""
-
     if not ((model_dir / "model.pt").exists() and (model_dir / "train.json").exists()):
         return False
     stored = json.loads((model_dir / "train.json").read_text()).get("config")
@@ -67,8 +66,7 @@ def _digest(*parts) -> str:
         if isinstance(p, Path):
             h.update(b"file" + p.read_bytes())
         elif isinstance(p, np.ndarray):
-            h.update(f"array{p.dtype}{p.shape}".encode())
-            h.update(np.ascontiguousarray(p).tobytes())
+            h.update(b"array" + content_hash(p).encode())
         elif isinstance(p, (list, tuple)):
             h.update(f"list{len(p)}".encode() + _digest(*p).encode())
         else:
