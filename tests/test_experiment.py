@@ -134,18 +134,22 @@ def test_prior_regime_mixed_arm_paired_statistics_and_quality(tmp_path, phantom_
     assert all(0.0 <= q["realism_auc"] <= 1.0 and q["diversity_lung"] >= 0 for q in rec["quality"])
     md = (out / "report.md").read_text()
     assert "Paired differences" in md and "Generator quality" in md and "M: synthetic + k real" in md
-    # the quality cache is kept per reference U-Net: judged by another one, a generator is measured again
-    cache = sorted((out / "quality").glob("*.json"))[0]
-    stored = json.loads(cache.read_text())
-    assert stored["reference"] == "r0_C_allreal_strongaug"
-    cache.write_text(json.dumps({**stored, "reference": "r0_C_allreal", "fidelity_infection_dsc": -1.0}))
-    # scores are stored with the hash of what made them: reused for the same model and test data (a marked
-    # value comes back), computed again when the hash differs (a stale value does not)
     def mark(path, value, key=None):
         rec = json.loads(path.read_text())
         first = next(iter(rec["result"]))
         path.write_text(json.dumps({"key": key or rec["key"], "result": {**rec["result"], first: value}}))
         return first
+    # generator quality is stored with the hash of the generator, the reference U-Net's weights, the
+    # held-out slices and the budgets: a stale key (e.g. another reference) is measured again
+    cache = sorted((out / "quality").glob("*.json"))[0]
+    stored = json.loads(cache.read_text())
+    assert stored["result"]["run"].endswith(cache.stem)
+    cache.write_text(json.dumps({"key": "stale", "result": {**stored["result"], "fidelity_infection_dsc": -1.0}}))
+    kept = sorted((out / "quality").glob("*.json"))[1]
+    kept_rec = json.loads(kept.read_text())
+    kept.write_text(json.dumps({**kept_rec, "result": {**kept_rec["result"], "fidelity_infection_dsc": -2.0}}))
+    # scores are stored with the hash of what made them: reused for the same model and test data (a marked
+    # value comes back), computed again when the hash differs (a stale value does not)
     seg_b, seg_c = out / "eval" / "r0_k1_B_real_strongaug" / "scored.json", out / "eval" / "r0_C_allreal_strongaug" / "scored.json"
     fid = out / "fidelity" / "r0_k1_A_synthetic_prior_strongaug.json"
     m_b, m_c, m_f = mark(seg_b, 0.123), mark(seg_c, 0.456, key="stale"), mark(fid, 0.789, key="stale")
@@ -154,6 +158,7 @@ def test_prior_regime_mixed_arm_paired_statistics_and_quality(tmp_path, phantom_
                  "--seg-steps", "1", "--seg-size", "32", "--cls-steps", "2", "--quiet"]) == 0
     assert json.loads(cache.read_text()) == stored
     again = json.loads((out / "results.json").read_text())
+    assert [q["fidelity_infection_dsc"] for q in again["quality"] if q["run"] == kept_rec["result"]["run"]] == [-2.0]
     by = {(r["repeat"], r["arm"], r["regime"]): r for r in again["results"]}
     assert by[(0, "B", "")][m_b] == 0.123
     assert by[(0, "C", "")][m_c] == rec_by(rec)[(0, "C", "")][m_c] != 0.456

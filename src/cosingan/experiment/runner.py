@@ -31,7 +31,7 @@ from ..data.readers import read_image, read_slice_folder
 from ..downstream.patches import PATCH_DEFINITION
 from ..downstream.seg import load_seg
 from ..errors import InputError
-from ..gan.checkpoint import versions
+from ..gan.checkpoint import CKPT, versions
 from ..synth.quality import QualityConfig, assess
 from .arms import ARMS, Arm, generator_folder, generator_groups
 from .config import ExperimentConfig
@@ -39,7 +39,7 @@ from .context import Context
 from .report import write_report
 from .split import Draw, draw, link_folder, split, split_normals, split_volumes
 from .table import paired, table
-from .tasks import TASKS, condition_fidelity
+from .tasks import TASKS, condition_fidelity, scored
 
 
 def prepare(data: Path, out: Path, cfg: ExperimentConfig, test: Path | None, normals: Path | None,
@@ -116,22 +116,22 @@ def run_arm(ctx: Context, arm: Arm, r: int, d: Draw | None, reference: dict[int,
 
 def generator_quality(ctx: Context, d: Draw, reference: str) -> list[dict]:
     """`cosingan quality` measures of this draw's generators: the reference arm's U-Net judges fidelity,
-    the test slices are the real maps and images (cached per generator and reference in OUT/quality/)."""
+    the test slices are the real maps and images (stored in OUT/quality/, keyed by the generator's
+    checkpoint, the reference's weights, the held-out slices and the budgets)."""
     rows = []
     c = ctx.cfg
     qcfg = QualityConfig(c2st_steps=max(1, c.cls_steps // 2), c2st_size=c.seg_size, seed=d.seed)  # budgets follow the experiment's
+    held = ctx.test_slices[: qcfg.maps]
+    ref = ctx.out / "seg" / reference / "model.pt"
     for group in generator_groups(ctx, d):
         run = generator_folder(ctx, d, group)
-        cache = ctx.out / "quality" / f"{run.name}.json"
-        cached = json.loads(cache.read_text()) if cache.exists() else {}
-        if cached.pop("reference", None) == reference:  # fidelity is the reference U-Net's judgement
-            row = cached
-        else:
-            held = ctx.test_slices[: qcfg.maps]
-            seg_net = load_seg(ctx.out / "seg" / reference, c.device)
-            row = ctx.timed("quality", lambda: assess(run, held, seg_net, qcfg, ctx.out / "quality", ctx.progress,
-                                                      c.device))
-            write_json(cache, {"reference": reference, **row})
+
+        def measure(run=run) -> dict:
+            return assess(run, held, load_seg(ref.parent, c.device), qcfg, ctx.out / "quality", ctx.progress, c.device)
+
+        row = ctx.timed("quality", lambda: scored(ctx.out / "quality" / f"{run.name}.json",
+                                                  [run / CKPT, ref, [(s.image, s.label) for s in held], asdict(qcfg)],
+                                                  measure))
         rows.append({"repeat": d.repeat, "k": d.k, "slice": "+".join(ip.name for ip, _ in group), **row})
     return rows
 

@@ -86,7 +86,7 @@ def _test_key(ctx: Context) -> str:
     return ctx.test_key
 
 
-def _scored(record: Path, inputs: list, compute: Callable[[], dict]) -> dict:
+def scored(record: Path, inputs: list, compute: Callable[[], dict]) -> dict:
     """`compute()`, or its result stored in `record` when it was computed from the same inputs (a model's
     bytes, the test data, the scoring version): a repeat added later does not score the earlier ones again."""
     key = _digest(SCORING_VERSION, *inputs)
@@ -107,7 +107,7 @@ def _nan(v):
 
 def _test_scores(ctx: Context, timer: str, model_dir: Path, where: Path, score: Callable[[], dict]) -> dict:
     """A network's scores on the test set, stored in WHERE/scored.json with its weights and the test data."""
-    return ctx.timed(timer, lambda: _scored(where / "scored.json", [model_dir / "model.pt", _test_key(ctx)], score))
+    return ctx.timed(timer, lambda: scored(where / "scored.json", [model_dir / "model.pt", _test_key(ctx)], score))
 
 
 def segmentation(ctx: Context, ts: TrainingSet) -> dict:
@@ -194,7 +194,7 @@ def condition_fidelity(ctx: Context, reference: str, ts: TrainingSet) -> dict:
         return {m: fid["mean"][m] for m in ("lung_dsc", "infection_dsc")}
 
     files = sorted(p for f in ts.folders for sub in (IMAGES, LABELS) for p in (Path(f) / sub).iterdir())
-    return ctx.timed("seg_eval", lambda: _scored(ctx.out / "fidelity" / f"{ts.name}.json",
+    return ctx.timed("seg_eval", lambda: scored(ctx.out / "fidelity" / f"{ts.name}.json",
                                                  [ref, [f"{p.parent.name}/{p.name}" for p in files], files,
                                                   ctx.cfg.spacing_mm], score))
 
