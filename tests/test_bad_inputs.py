@@ -361,6 +361,12 @@ def experiment_same_k_twice(d, run):
     return _exp(d, _slice_folder(d, 4), "--k", "1", "1"), "each number of slices once", d / "e"
 
 
+def experiment_gan_config_with_unknown_key(d, run):
+    cfg = d / "g.json"
+    cfg.write_text('{"train": {"iterations": 100}}')
+    return _exp(d, _slice_folder(d, 4), "--gan-config", str(cfg)), f"{cfg}: unknown train config key(s) ['iterations']", d / "e"
+
+
 def quality_with_too_few_real_slices(d, run):
     sl = _slice_folder(d, 2)
     return ["quality", str(run), "--data", str(sl), "--out", str(d / "q"), "--quiet"], "at least 4 real slices", d / "q"
@@ -387,7 +393,7 @@ CASES = [size_mismatch, labels_outside_012, empty_lung, infection_outside_lung, 
          image_is_a_folder, config_is_a_folder, label_and_lung_both_given, label_and_infection_mask_both_given,
          masks_with_no_edit_names, masks_absurd_count, synthesize_conditions_missing, seg_eval_of_a_classifier,
          experiment_fold_out_of_range, experiment_task1_split_of_a_slice_folder, experiment_seg_size_not_multiple_of_16,
-         experiment_same_k_twice, quality_with_too_few_real_slices, train_many_with_data_and_images, unknown_device]
+         experiment_same_k_twice, experiment_gan_config_with_unknown_key, quality_with_too_few_real_slices, train_many_with_data_and_images, unknown_device]
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.__name__ for c in CASES])

@@ -84,8 +84,10 @@ def test_test_folder_overlapping_data_is_refused(tmp_path, phantom_folder):
 
 def test_ablation_switches_each_part_off(tmp_path, phantom_folder):
     out = tmp_path / "abl"
+    gan_cfg = tmp_path / "g.json"
+    gan_cfg.write_text('{"train": {"iters": 4}, "seed": 99}')
     assert main(["experiment", "few-shot", "--data", str(phantom_folder), "--k", "1", "--out", str(out),
-                 "--preset", "tiny", "--regimes", "allmaps", "--ablation", "--n-synth", "3", "--seg-steps", "1",
+                 "--preset", "tiny", "--gan-config", str(gan_cfg), "--regimes", "allmaps", "--ablation", "--n-synth", "3", "--seg-steps", "1",
                  "--cls-steps", "2", "--seg-size", "32", "--no-quality", "--synth-aug", "standard", "--real-aug", "standard",
                  "--quiet"]) == 0
     rec = json.loads((out / "results.json").read_text())
@@ -105,6 +107,9 @@ def test_ablation_switches_each_part_off(tmp_path, phantom_folder):
     assert not cfgs["two-stage"]["model"]["two_stage"]
     assert not cfgs["mixed-rec"]["train"]["mixed_rec"]
     assert not cfgs["hier-aug"]["train"]["hier_aug"]
+    # --gan-config overrides the preset for every generator; the seed is still the repeat's (0), not the file's
+    assert {(c["train"]["iters"], c["seed"]) for c in cfgs.values()} == {(4, 0)}
+    assert 'preset: tiny with {"train": {"iters": 4}, "seed": 99}' in (out / "report.md").read_text()
 
 
 def test_prior_regime_mixed_arm_paired_statistics_and_quality(tmp_path, phantom_folder):

@@ -23,6 +23,8 @@ def add_experiment(sub) -> None:
     f.add_argument("--k", nargs="+", type=int, default=[1, 2], help="numbers of real slices (default 1 2)")
     f.add_argument("--out", required=True, help="experiment folder (report.md, report.html, results.json)")
     f.add_argument("--preset", default="cpu", help="CoSinGAN preset (default cpu)")
+    f.add_argument("--gan-config", help="JSON file of overrides of the preset for every generator, as for "
+                   "`cosingan train --config` (e.g. {\"train\": {\"iters\": 100}})")
     f.add_argument("--repeats", type=int, default=1)
     f.add_argument("--regimes", nargs="+", default=["kmaps", "allmaps"], choices=list(REGIMES),
                    help="conditions for the synthetic arm: " + "; ".join(f"{k}: {v}" for k, v in REGIMES.items())
@@ -64,9 +66,10 @@ def cmd_experiment(args: argparse.Namespace) -> int:
     from ..experiment.arms import ARMS
     from ..experiment.config import ExperimentConfig
     from ..experiment.runner import run_few_shot
-    from ..gan.config import preset
+    from ..gan.config import load_config_file, merge, preset
 
-    preset(args.preset)  # a clear error before any work
+    gan_config = load_config_file(args.gan_config) if args.gan_config else {}
+    merge(preset(args.preset), gan_config, args.gan_config or "--preset")  # a clear error before any work
     resolve_device(args.device)
     if not args.spacing > 0:
         raise InputError(f"--spacing must be a positive number of mm, got {args.spacing}")
@@ -77,7 +80,7 @@ def cmd_experiment(args: argparse.Namespace) -> int:
     from ..downstream.seg import SegConfig, check_config
 
     check_config(SegConfig(size=args.seg_size))  # the U-Net's size, before any work
-    cfg = ExperimentConfig(ks=tuple(args.k), repeats=args.repeats, preset=args.preset,
+    cfg = ExperimentConfig(ks=tuple(args.k), repeats=args.repeats, preset=args.preset, gan_config=gan_config,
                            regimes=tuple(args.regimes), n_synth=args.n_synth, seg_steps=args.seg_steps,
                            seg_size=args.seg_size, cls_steps=args.cls_steps, seed=args.seed,
                            ablation=args.ablation, mixed=args.mixed, select=args.select,

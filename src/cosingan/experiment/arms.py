@@ -77,7 +77,8 @@ def generator_folder(ctx: Context, d: Draw, group: list[tuple[Path, Path]], vari
 
 def generators(ctx: Context, d: Draw, variant: str = "", overrides: dict | None = None) -> list[str]:
     """This draw's generators, trained, resumed or reused (`ensure_trained` decides)."""
-    cfg = merge(replace(preset(ctx.cfg.preset), seed=d.seed, device=ctx.cfg.device), overrides or {}, "ablation")
+    base = merge(preset(ctx.cfg.preset), ctx.cfg.gan_config, "--gan-config")
+    cfg = merge(replace(base, seed=d.seed, device=ctx.cfg.device), overrides or {}, "ablation")
     paths = []
     for group in generator_groups(ctx, d):
         run = generator_folder(ctx, d, group, variant)

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 from ..data.edits import default_edits
 from ..errors import InputError
@@ -13,6 +14,9 @@ class ExperimentConfig:
     ks: tuple[int, ...] = (1, 2)
     repeats: int = 1
     preset: str = "cpu"
+    # overrides of the preset for every generator, as `cosingan train --config` takes them
+    # (e.g. {"train": {"iters": 100}}); the repeat's seed and the device still come from the experiment
+    gan_config: dict[str, Any] = field(default_factory=dict)
     regimes: tuple[str, ...] = ("kmaps", "allmaps")
     n_synth: int = 300
     seg_steps: int = 1200

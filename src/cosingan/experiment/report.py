@@ -97,7 +97,8 @@ def _intro(out: Path, record: dict) -> Section:
         + ("; M on A's synthetic set (first regime) plus the k real slices." if c.get("mixed") else ".")
         + f" Condition regimes of the synthetic arms: {regimes}.",
         f"Training pool: {len(record['pool'])} slices; test: {len(record['test_slices'])} slices; repeats: "
-        f"{c['repeats']} (each a new draw of the k slices and new seeds); CoSinGAN preset: {c['preset']}; "
+        f"{c['repeats']} (each a new draw of the k slices and new seeds); CoSinGAN preset: {c['preset']}"
+        + (f" with {json.dumps(c['gan_config'])}" if c.get("gan_config") else "") + "; "
         f"{c['n_synth']} synthetic pairs per set; classifier budget: {c['cls_steps']} steps.",
     ])
 
