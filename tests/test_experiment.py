@@ -139,20 +139,20 @@ def test_prior_regime_mixed_arm_paired_statistics_and_quality(tmp_path, phantom_
     assert all(0.0 <= q["realism_auc"] <= 1.0 and q["diversity_lung"] >= 0 for q in rec["quality"])
     md = (out / "report.md").read_text()
     assert "Paired differences" in md and "Generator quality" in md and "M: synthetic + k real" in md
-    def mark(path, value, key=None):
+    def mark(path, value, key=None, field=None):
         rec = json.loads(path.read_text())
-        first = next(iter(rec["result"]))
-        path.write_text(json.dumps({"key": key or rec["key"], "result": {**rec["result"], first: value}}))
-        return first
+        field = field or next(iter(rec["result"]))
+        path.write_text(json.dumps({"key": key or rec["key"], "result": {**rec["result"], field: value}}))
+        return field
     # generator quality is stored with the hash of the generator, the reference U-Net's weights, the
     # held-out slices and the budgets: a stale key (e.g. another reference) is measured again
     cache = sorted((out / "quality").glob("*.json"))[0]
     stored = json.loads(cache.read_text())
     assert stored["result"]["run"].endswith(cache.stem)
-    cache.write_text(json.dumps({"key": "stale", "result": {**stored["result"], "fidelity_infection_dsc": -1.0}}))
+    mark(cache, -1.0, key="stale", field="fidelity_infection_dsc")
     kept = sorted((out / "quality").glob("*.json"))[1]
     kept_rec = json.loads(kept.read_text())
-    kept.write_text(json.dumps({**kept_rec, "result": {**kept_rec["result"], "fidelity_infection_dsc": -2.0}}))
+    mark(kept, -2.0, field="fidelity_infection_dsc")
     # scores are stored with the hash of what made them: reused for the same model and test data (a marked
     # value comes back), computed again when the hash differs (a stale value does not)
     seg_b, seg_c = out / "eval" / "r0_k1_B_real_strongaug" / "scored.json", out / "eval" / "r0_C_allreal_strongaug" / "scored.json"
