@@ -11,6 +11,7 @@ from PIL import Image
 
 from cosingan.cli import main
 from cosingan.synth.dataset import Synthesizer
+from cosingan.synth.density import tissue_level
 from cosingan.synth.nnunet import verify_nnunet
 from cosingan.data.files import save_png
 from cosingan.data.phantom import chest_phantom
@@ -89,6 +90,37 @@ def test_synthesize_png_manifest_regenerates_and_resumes(two_runs, tmp_path, cap
     assert (out / "images" / "syn_00002.png").read_bytes() == before
     # other settings into the same folder are refused
     assert main(args[:-3] + ["--seed", "5", "--quiet"]) == 2
+
+
+def test_synthesize_with_consolidation_changes_only_infection_and_refuses_other_settings(two_runs, tmp_path, capsys):
+    root, runs = two_runs
+    outs = {}
+    for c in ("0", "1"):
+        out = tmp_path / f"syn{c}"
+        assert main(["synthesize", "--runs", *runs, "--n", "4", "--out", str(out), "--consolidation", c,
+                     "--seed", "1", "--quiet"]) == 0
+        outs[c] = out
+    dense_seen = infected = 0
+    for r in _rows(outs["1"] / "manifest.csv"):
+        plain = np.asarray(Image.open(outs["0"] / "images" / f"{r['name']}.png")).astype(int)
+        dense = np.asarray(Image.open(outs["1"] / "images" / f"{r['name']}.png")).astype(int)
+        label = np.asarray(Image.open(outs["1"] / "labels" / f"{r['name']}.png"))
+        assert np.array_equal(label, np.asarray(Image.open(outs["0"] / "labels" / f"{r['name']}.png")))
+        assert np.array_equal(plain[label != 2], dense[label != 2])  # only infection changes
+        if (label == 2).any():  # every pair with infection got a patch moved toward soft tissue (--consolidation 1)
+            infected += 1
+            tissue = (tissue_level(plain / 127.5 - 1, label) + 1) * 127.5
+            inf = label == 2
+            dense_seen += np.abs(dense[inf] - tissue).mean() < np.abs(plain[inf] - tissue).mean()
+    assert infected >= 2 and dense_seen == infected
+    # the same folder with another density is refused, untouched
+    before = (outs["1"] / "images" / "syn_00000.png").read_bytes()
+    capsys.readouterr()
+    assert main(["synthesize", "--runs", *runs, "--n", "4", "--out", str(outs["1"]), "--consolidation", "0.5",
+                 "--seed", "1", "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "synthesize.json" in err and len(err.strip().splitlines()) == 1, err
+    assert (outs["1"] / "images" / "syn_00000.png").read_bytes() == before
 
 
 def test_synthesized_set_moved_with_its_runs_resumes_without_remaking(two_runs, tmp_path, capsys):

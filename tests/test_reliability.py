@@ -199,6 +199,8 @@ def test_config_types_and_ranges(tmp_path, capsys, cfg, expected):
     (["masks", "--negatives", "nan"], "--negatives must be between 0.0 and 1.0"),
     (["masks", "--negatives", "-1"], "--negatives must be between 0.0 and 1.0"),
     (["masks", "--negatives", "5"], "--negatives must be between 0.0 and 1.0"),
+    (["synthesize", "--consolidation", "1.5"], "--consolidation must be between 0.0 and 1.0"),
+    (["synthesize", "--consolidation", "nan"], "--consolidation must be between 0.0 and 1.0"),
 ])
 def test_argument_ranges(tmp_path, tiny_run, capsys, argv, expected):
     data = _folder(tmp_path / "real")
@@ -206,7 +208,9 @@ def test_argument_ranges(tmp_path, tiny_run, capsys, argv, expected):
             "sample": ["sample", str(tiny_run), "--out", str(tmp_path / "o"), "--quiet"],
             "seg": ["seg", "train", "--data", str(data), "--out", str(tmp_path / "o"), "--steps", "1", "--quiet"],
             "cls": ["cls", "train", "--data", str(data), "--out", str(tmp_path / "o"), "--steps", "1", "--quiet"],
-            "masks": ["masks", "--data", str(data), "--out", str(tmp_path / "o"), "--quiet"]}[argv[0]]
+            "masks": ["masks", "--data", str(data), "--out", str(tmp_path / "o"), "--quiet"],
+            "synthesize": ["synthesize", "--runs", str(tiny_run), "--n", "2", "--out", str(tmp_path / "o"),
+                           "--quiet"]}[argv[0]]
     extra = [a for a in argv[1:] if a not in ("train", "RUN")]
     _fails(capsys, full + extra, expected)
     assert not (tmp_path / "o").exists()

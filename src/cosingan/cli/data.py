@@ -52,6 +52,8 @@ def cmd_masks(args: argparse.Namespace) -> int:
 
 
 def add_synthesize(sub) -> None:
+    from ..synth.density import DEFAULT_CONSOLIDATION
+
     p = sub.add_parser("synthesize", help="a synthetic image/label dataset from trained generators",
                        description="N paired samples spread over the runs, with a manifest to regenerate each.")
     p.add_argument("--runs", nargs="+", required=True, help="trained run folders")
@@ -61,6 +63,9 @@ def add_synthesize(sub) -> None:
                    "of `cosingan masks`); default: each run's own training map")
     p.add_argument("--edit", default="", help="comma-separated edits applied on the fly (e.g. deform,move,add)")
     p.add_argument("--negatives", type=float, default=0.0, help="fraction of infection-free conditions")
+    p.add_argument("--consolidation", type=float, default=DEFAULT_CONSOLIDATION,
+                   help="fraction of pairs with part of their infection rendered as dense consolidation, "
+                   "a prior on lesion density (default %(default)s; 0: the generators' images as they are)")
     p.add_argument("--format", default="png", choices=["png", "nnunet"])
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu", help=DEVICE_HELP)
@@ -73,7 +78,8 @@ def cmd_synthesize(args: argparse.Namespace) -> int:
     if args.n < 1:
         raise InputError(f"--n must be at least 1, got {args.n}")
     t0 = time.time()
-    syn = Synthesizer(args.runs, args.conditions, edit_list(args.edit), args.negatives, args.seed, args.device)
+    syn = Synthesizer(args.runs, args.conditions, edit_list(args.edit), args.negatives, args.seed, args.device,
+                      args.consolidation)
     check_target(syn, args.out, args.format)  # before the output folder is made
     with output(args.out, "synthesize", (args.conditions, *args.runs)) as out:
         rep = synthesize(syn, args.n, out, args.format, progress=not args.quiet)

@@ -10,7 +10,7 @@ from ..errors import InputError
 
 
 def add_experiment(sub) -> None:
-    from ..experiment.config import AUGS, REGIMES, SELECTIONS
+    from ..experiment.config import AUGS, REGIMES, SELECTIONS, ExperimentConfig
 
     p = sub.add_parser("experiment", help="the few-shot experiment (synthetic vs k real vs all real)")
     ss = p.add_subparsers(dest="exp_command", required=True)
@@ -43,6 +43,9 @@ def add_experiment(sub) -> None:
                    help="how the k slices are drawn: random (default), or area: at random among slices with "
                    "large lungs and 5-40%% of the lung infected, as a person would pick them")
     f.add_argument("--n-synth", type=int, default=300, help="synthetic pairs per dataset")
+    f.add_argument("--consolidation", type=float, default=ExperimentConfig.consolidation,
+                   help="fraction of synthetic slices with part of their infection rendered as dense "
+                   "consolidation (a prior on lesion density; default %(default)s; 0: off)")
     f.add_argument("--seg-steps", type=int, default=1200, help="U-Net budget for every arm")
     f.add_argument("--seg-size", type=int, default=128)
     f.add_argument("--cls-steps", type=int, default=600, help="classifier budget for every arm")
@@ -81,7 +84,7 @@ def cmd_experiment(args: argparse.Namespace) -> int:
 
     check_config(SegConfig(size=args.seg_size))  # the U-Net's size, before any work
     cfg = ExperimentConfig(ks=tuple(args.k), repeats=args.repeats, preset=args.preset, gan_config=gan_config,
-                           regimes=tuple(args.regimes), n_synth=args.n_synth, seg_steps=args.seg_steps,
+                           regimes=tuple(args.regimes), n_synth=args.n_synth, consolidation=args.consolidation, seg_steps=args.seg_steps,
                            seg_size=args.seg_size, cls_steps=args.cls_steps, seed=args.seed,
                            ablation=args.ablation, mixed=args.mixed, select=args.select,
                            synth_aug=args.synth_aug, real_aug=args.real_aug, shared_generator=args.shared_generator,

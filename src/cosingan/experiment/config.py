@@ -7,6 +7,7 @@ from typing import Any
 
 from ..data.edits import default_edits
 from ..errors import InputError
+from ..synth.density import DEFAULT_CONSOLIDATION
 
 
 @dataclass(frozen=True)
@@ -24,6 +25,7 @@ class ExperimentConfig:
     cls_steps: int = 600
     test_fraction: float = 0.5  # used only without --test
     negatives: float = 0.1
+    consolidation: float = DEFAULT_CONSOLIDATION  # share of synthetic slices with part of their infection made dense (synth/density.py)
     edits: tuple[str, ...] = default_edits()
     seed: int = 0
     ablation: bool = False  # also train generators with each CoSinGAN part off (first regime only)

@@ -99,7 +99,9 @@ def _intro(out: Path, record: dict) -> Section:
         f"Training pool: {len(record['pool'])} slices; test: {len(record['test_slices'])} slices; repeats: "
         f"{c['repeats']} (each a new draw of the k slices and new seeds); CoSinGAN preset: {c['preset']}"
         + (f" with {json.dumps(c['gan_config'])}" if c.get("gan_config") else "") + "; "
-        f"{c['n_synth']} synthetic pairs per set; classifier budget: {c['cls_steps']} steps.",
+        f"{c['n_synth']} synthetic pairs per set"
+        + (f" ({c['consolidation']:.0%} with part of the infection made dense)" if c.get("consolidation") else "")
+        + "; classifier budget: {c['cls_steps']} steps.",
     ])
 
 

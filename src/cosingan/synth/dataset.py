@@ -22,6 +22,7 @@ from ..data.pictures import image_to_uint8, label_to_uint8, tile
 from ..data.readers import read_image
 from ..errors import InputError
 from ..gan.run import TrainedRun
+from .density import DEFAULT_CONSOLIDATION, consolidate
 from .nnunet import nnunet_name_ok, write_nnunet_json
 
 MANIFEST = "manifest.csv"
@@ -122,10 +123,13 @@ class Synthesizer:
     """Loads the generators and condition sources once; makes and regenerates samples."""
 
     def __init__(self, runs: list[str], conditions: str | None, edits: list[str], negatives: float,
-                 seed: int, device: str = "cpu"):
+                 seed: int, device: str = "cpu", consolidation: float = DEFAULT_CONSOLIDATION):
         check_edits(edits)
         if not 0.0 <= negatives <= 1.0:
             raise InputError(f"--negatives must be a fraction in [0, 1], got {negatives}")
+        if not 0.0 <= consolidation <= 1.0:
+            raise InputError(f"--consolidation must be a fraction in [0, 1], got {consolidation}")
+        self.consolidation = consolidation  # share of slices with part of their infection made dense
         self.runs = [str(r) for r in runs]
         self.models = [TrainedRun.from_pretrained(r, device) for r in self.runs]
         self.conditions, self.edits, self.negatives, self.seed = conditions, list(edits), negatives, seed
@@ -144,8 +148,10 @@ class Synthesizer:
         return self.models[self.runs.index(run)]
 
     def spec(self) -> dict:
-        return {"runs": self.runs, "conditions": self.conditions, "edits": self.edits,
+        spec = {"runs": self.runs, "conditions": self.conditions, "edits": self.edits,
                 "negatives": self.negatives, "seed": self.seed}
+        # recorded only when on, so that datasets made before the option existed still match their settings
+        return {**spec, "consolidation": self.consolidation} if self.consolidation else spec
 
     def plan(self, i: int) -> dict:
         """The recipe of sample i (a manifest row without the edits applied)."""
@@ -171,7 +177,10 @@ class Synthesizer:
             lab4, chain = src.label4, []
         lab4 = model.resize_label4(lab4)
         img = model(lab4, [int(row["noise_seed"])])[0]
-        return img, label4_to_label(lab4), chain
+        label = label4_to_label(lab4)
+        if self.consolidation:
+            img = consolidate(img, label, np.random.default_rng([int(row["noise_seed"]), 11]), self.consolidation)
+        return img, label, chain
 
 
 def check_target(syn: Synthesizer, out: Path, fmt: str) -> dict:
