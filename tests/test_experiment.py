@@ -54,7 +54,7 @@ def test_few_shot_experiment_report_and_no_leakage(tmp_path, phantom_folder, nor
     for regime in ("kmaps", "allmaps"):  # the lesion-density step is on by default, recorded with each set
         assert json.loads((out / "synthetic" / f"r0_k1_{regime}" / "synthesize.json").read_text())["consolidation"] == 0.5
     md = (out / "report.md").read_text()
-    assert "(50% with part of the infection made dense)" in md
+    assert "(50% with part of the infection made dense); classifier budget: 2 steps." in md
     assert "Condition fidelity" in md
     c, f = next(r for r in rec["results"] if r["arm"] == "C"), rec["fidelity"][0]  # beside it: C on real slices
     assert (f"| 0 | 1 | {f['regime']} | {f['lung_dsc']:.3f} | {f['infection_dsc']:.3f} | {c['lung_dsc']:.3f} | "

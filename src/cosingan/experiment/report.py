@@ -101,7 +101,7 @@ def _intro(out: Path, record: dict) -> Section:
         + (f" with {json.dumps(c['gan_config'])}" if c.get("gan_config") else "") + "; "
         f"{c['n_synth']} synthetic pairs per set"
         + (f" ({c['consolidation']:.0%} with part of the infection made dense)" if c.get("consolidation") else "")
-        + "; classifier budget: {c['cls_steps']} steps.",
+        + f"; classifier budget: {c['cls_steps']} steps.",
     ])
 
 
