@@ -84,8 +84,8 @@ def cmd_experiment(args: argparse.Namespace) -> int:
 
     check_config(SegConfig(size=args.seg_size))  # the U-Net's size, before any work
     cfg = ExperimentConfig(ks=tuple(args.k), repeats=args.repeats, preset=args.preset, gan_config=gan_config,
-                           regimes=tuple(args.regimes), n_synth=args.n_synth, consolidation=args.consolidation, seg_steps=args.seg_steps,
-                           seg_size=args.seg_size, cls_steps=args.cls_steps, seed=args.seed,
+                           regimes=tuple(args.regimes), n_synth=args.n_synth, consolidation=args.consolidation,
+                           seg_steps=args.seg_steps, seg_size=args.seg_size, cls_steps=args.cls_steps, seed=args.seed,
                            ablation=args.ablation, mixed=args.mixed, select=args.select,
                            synth_aug=args.synth_aug, real_aug=args.real_aug, shared_generator=args.shared_generator,
                            quality=not args.no_quality, spacing_mm=args.spacing, split=args.split,

@@ -25,7 +25,8 @@ class ExperimentConfig:
     cls_steps: int = 600
     test_fraction: float = 0.5  # used only without --test
     negatives: float = 0.1
-    consolidation: float = DEFAULT_CONSOLIDATION  # share of synthetic slices with part of their infection made dense (synth/density.py)
+    # share of synthetic pairs with part of their infection made dense (synth/density.py)
+    consolidation: float = DEFAULT_CONSOLIDATION
     edits: tuple[str, ...] = default_edits()
     seed: int = 0
     ablation: bool = False  # also train generators with each CoSinGAN part off (first regime only)

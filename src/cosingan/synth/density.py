@@ -3,8 +3,8 @@
 Why: a generator learns lesion appearance from its one or two training slices, and most of those show
 ground-glass opacity; the label maps do not tell ground glass from consolidation, so the generator
 renders every lesion of a new map as the grey opacity it saw. Real COVID-19 infection ranges up to dense
-consolidation at soft-tissue attenuation (on the 50 dev slices, 14 % of infection pixels are brighter than
-180 of 255; in the synthetic sets 1-5 %), and a segmenter that never saw it misses dense lesions and the
+consolidation at soft-tissue attenuation (on the 50 dev slices, on average 14 % of a slice's infection
+pixels are brighter than 180 of 255; in the synthetic sets 1-5 %), and a segmenter that never saw it misses dense lesions and the
 lung border behind them. This step brightens a patch of the infection toward the slice's own soft-tissue
 grey level, more often in the dependent (posterior, lower in the image) lung, keeping some fine texture
 (air bronchograms). It is a prior on lesion density, like the lesion-layout prior on lesion shape: it
@@ -25,7 +25,7 @@ def tissue_level(image: np.ndarray, label: np.ndarray) -> float:
     """The slice's soft-tissue grey level (image in [-1, 1]): the median of the bright half of the
     non-lung pixels (mediastinum, chest wall; air outside a cropped body is in the dark half)."""
     rest = image[label == 0]
-    if rest.size == 0:
+    if rest.size == 0:  # a map that is all lung and lesion: a typical soft-tissue level of the dev slices
         return 0.7
     bright = rest[rest > np.median(rest)]
     return float(np.median(bright if bright.size else rest))
