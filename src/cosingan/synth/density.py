@@ -4,10 +4,10 @@ Why: a generator learns lesion appearance from its one or two training slices, a
 ground-glass opacity; the label maps do not tell ground glass from consolidation, so the generator
 renders every lesion of a new map as the grey opacity it saw. Real COVID-19 infection ranges up to dense
 consolidation at soft-tissue attenuation (on the 50 dev slices, on average 14 % of a slice's infection
-pixels are brighter than 180 of 255; in the synthetic sets 1-5 %), and a segmenter that never saw it misses dense lesions and the
-lung border behind them. This step brightens a patch of the infection toward the slice's own soft-tissue
-grey level, more often in the dependent (posterior, lower in the image) lung, keeping some fine texture
-(air bronchograms). It is a prior on lesion density, like the lesion-layout prior on lesion shape: it
+pixels are brighter than 180 of 255; in the synthetic sets 1-5 %), and a segmenter that never saw it
+misses dense lesions and the lung border behind them. This step brightens a patch of the infection
+toward the slice's own soft-tissue grey level, more often in the dependent (posterior, lower in the
+image) lung, keeping some fine texture (air bronchograms). It is a prior on lesion density, like the lesion-layout prior on lesion shape: it
 needs no annotation beyond the maps, and it is measured downstream (docs/results.md).
 """
 
@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-INFECTION = 2
+INFECTED = 2  # infection in the 0/1/2 label map (data.labelmap.INFECTION is the 4-class map's code, 3)
 # share of synthetic slices given a dense patch: the default of `synthesize` and of the experiment, chosen
 # once (not tuned): k = 2, all-maps, 3 repeats, infection DSC 0.618 -> 0.655 (docs/results.md)
 DEFAULT_CONSOLIDATION = 0.5
@@ -37,7 +37,7 @@ def consolidate(image: np.ndarray, label: np.ndarray, rng: np.random.Generator, 
     [0.1, max_share] of the infection made dense; the label is unchanged (consolidation is infection)."""
     from scipy import ndimage  # here: the CLI reads DEFAULT_CONSOLIDATION without loading scipy
 
-    inf = label == INFECTION
+    inf = label == INFECTED
     if not inf.any() or rng.random() >= p:
         return image
     h, w = image.shape
