@@ -7,8 +7,9 @@ consolidation at soft-tissue attenuation (on the 50 dev slices, on average 14 % 
 pixels are brighter than 180 of 255; in the synthetic sets 1-5 %), and a segmenter that never saw it
 misses dense lesions and the lung border behind them. This step brightens a patch of the infection
 toward the slice's own soft-tissue grey level, more often in the dependent (posterior, lower in the
-image) lung, keeping some fine texture (air bronchograms). It is a prior on lesion density, like the lesion-layout prior on lesion shape: it
-needs no annotation beyond the maps, and it is measured downstream (docs/results.md).
+image) lung, keeping some fine texture (air bronchograms). It is a prior on lesion density, like the
+lesion-layout prior on lesion shape: it needs no annotation beyond the maps, and it is measured
+downstream (docs/results.md).
 """
 
 from __future__ import annotations
