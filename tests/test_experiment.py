@@ -57,8 +57,12 @@ def test_few_shot_experiment_report_and_no_leakage(tmp_path, phantom_folder, nor
     assert "(50% with part of the infection made dense); classifier budget: 2 steps." in md
     assert "Condition fidelity" in md
     c, f = next(r for r in rec["results"] if r["arm"] == "C"), rec["fidelity"][0]  # beside it: C on real slices
-    assert (f"| 0 | 1 | {f['regime']} | {f['lung_dsc']:.3f} | {f['infection_dsc']:.3f} | {c['lung_dsc']:.3f} | "
-            f"{c['infection_dsc']:.3f} |") in md
+    # apart: the maps with infection (the negatives' false-positive specks score 0), and relative to real
+    lesions = f["infection_dsc_lesions"]
+    assert 0.0 <= lesions <= 1.0
+    ratio = f"{lesions / c['infection_dsc']:.2f}" if c["infection_dsc"] > 0 else "-"
+    assert (f"| 0 | 1 | {f['regime']} | {f['lung_dsc']:.3f} | {f['infection_dsc']:.3f} | {lesions:.3f} | "
+            f"{c['lung_dsc']:.3f} | {c['infection_dsc']:.3f} | {ratio} |") in md
     assert "| k | arm |" in md and "B: k real + strong aug" in md and "Timings" in md
     assert "detection AUC" in md and "roc.png" in md
     # same-source detection: lung patches of the same test slices, every arm, its own ROC figure
