@@ -323,3 +323,18 @@ def test_shared_few_shot_generator_arm(tmp_path, phantom_folder):
     assert "one few-shot CoSinGAN shared by the k real slices" in (out / "report.md").read_text()
     assert main(args) == 0  # the per-slice generators beside it: new runs, sets and models, nothing reused
     assert len(list((out / "gan").iterdir())) == 3 and (out / "seg" / "r0_k2_A_synthetic_allmaps_strongaug").is_dir()
+
+
+def test_fidelity_table_without_the_maps_with_infection_apart(tmp_path):
+    """Records of older versions lack the measure, and a set of infection-free maps has none (null in
+    JSON): both show '-' rather than failing or inventing a ratio."""
+    from cosingan.experiment.report import _fidelity
+
+    record = {"results": [{"repeat": 0, "arm": "C", "lung_dsc": 0.96, "infection_dsc": 0.7}],
+              "fidelity": [{"repeat": 0, "k": 1, "regime": "allmaps", "lung_dsc": 0.97, "infection_dsc": 0.5},
+                           {"repeat": 0, "k": 1, "regime": "kmaps", "lung_dsc": 0.97, "infection_dsc": 0.5,
+                            "infection_dsc_lesions": None},
+                           {"repeat": 0, "k": 1, "regime": "prior", "lung_dsc": 0.97, "infection_dsc": 0.5,
+                            "infection_dsc_lesions": 0.56}]}
+    rows = _fidelity(tmp_path, record).tables[0].rows
+    assert [r[5] for r in rows] == ["-", "-", "0.560"] and [r[-1] for r in rows] == ["-", "-", "0.80"]

@@ -163,7 +163,8 @@ def _fidelity(out: Path, record: dict) -> Section | None:
         return None
     ref = {r["repeat"]: r for r in record["results"] if ARMS[r["arm"]].reference}
     on_real = lambda f, m: f"{ref[f['repeat']][m]:.3f}" if f["repeat"] in ref else "-"  # noqa: E731
-    lesions = lambda f: f.get("infection_dsc_lesions", math.nan)  # noqa: E731  (absent in older records)
+    # absent in older records; null in JSON where no map of the set had infection
+    lesions = lambda f: math.nan if f.get("infection_dsc_lesions") is None else f["infection_dsc_lesions"]  # noqa: E731
     # the reference's own score on the real test slices (all with infection) is the scale: images as
     # faithful as real CT would score about 1.0 here
     ratio = lambda f: (f"{lesions(f) / ref[f['repeat']]['infection_dsc']:.2f}"  # noqa: E731
