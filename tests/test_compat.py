@@ -1,4 +1,5 @@
-"""A run trained by an older cosingan (before the layer split) loads and samples bit-identically."""
+"""A run trained by an older cosingan (before the layer split) loads and samples as it did (bit-identically on
+one machine; to float rounding across CPUs)."""
 
 from __future__ import annotations
 
@@ -22,14 +23,22 @@ def test_old_run_loads_with_its_metadata():
     assert run.train_label4.shape == run.train_image.shape == (32, 32)
 
 
-def test_old_run_samples_bit_identically():
+# The fixtures were drawn on one CPU; another CPU's kernels may round the last float bits differently
+# (measured: up to 1.8e-7 on an AMD EPYC), far below one grey level (2/255 = 0.008); another noise seed
+# moves the samples by 0.3.
+ACROSS_CPUS = 1e-5
+
+
+def test_old_run_samples_as_it_did():
     run = TrainedRun.from_pretrained(FIX / "run_before_layout")
-    own = run(run.train_label4, [sample_seed(5, 0, k) for k in range(3)])
-    assert np.array_equal(own, np.load(FIX / "samples_own_map.npy"))
+    seeds = [sample_seed(5, 0, k) for k in range(3)]
+    own = run(run.train_label4, seeds)
+    assert np.array_equal(own, run(run.train_label4, seeds))  # same machine, same seed: same bytes
+    np.testing.assert_allclose(own, np.load(FIX / "samples_own_map.npy"), rtol=0, atol=ACROSS_CPUS)
     label4 = run.condition(chest_phantom(64, seed=1)[1])
     assert np.array_equal(label4, np.load(FIX / "other_map_label4.npy"))
     other = run(label4, [sample_seed(5, 1, k) for k in range(3)])
-    assert np.array_equal(other, np.load(FIX / "samples_other_map.npy"))
+    np.testing.assert_allclose(other, np.load(FIX / "samples_other_map.npy"), rtol=0, atol=ACROSS_CPUS)
 
 
 def test_old_run_samples_through_the_cli(tmp_path):
