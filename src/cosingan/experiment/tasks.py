@@ -199,9 +199,10 @@ def condition_fidelity(ctx: Context, reference: str, ts: TrainingSet) -> dict:
                 "infection_dsc_lesions": float(np.nanmean(lesions)) if lesions else math.nan}
 
     files = sorted(p for f in ts.folders for sub in (IMAGES, LABELS) for p in (Path(f) / sub).iterdir())
-    return ctx.timed("seg_eval", lambda: scored(ctx.out / "fidelity" / f"{ts.name}.json",
-                                                 [ref, [f"{p.parent.name}/{p.name}" for p in files], files,
-                                                  ctx.cfg.spacing_mm, "lesions"], score))  # measures stored
+    # "lesions" names the measures score() returns: a record stored before infection_dsc_lesions
+    # existed has another key, so it is recomputed instead of read back without that measure
+    key = [ref, [f"{p.parent.name}/{p.name}" for p in files], files, ctx.cfg.spacing_mm, "lesions"]
+    return ctx.timed("seg_eval", lambda: scored(ctx.out / "fidelity" / f"{ts.name}.json", key, score))
 
 
 TASKS: dict[str, Task] = {
