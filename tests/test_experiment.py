@@ -89,6 +89,50 @@ def test_test_folder_overlapping_data_is_refused(tmp_path, phantom_folder):
                  "--k", "1", "--out", str(tmp_path / "e"), "--preset", "tiny", "--quiet"]) == 2
 
 
+def test_a_folder_of_other_slices_is_refused_not_extended(tmp_path, phantom_folder):
+    """A resumed run completes its slice folders; a run drawing other slices (another --select, say)
+    into the same OUT is refused before linking, instead of adding its slices beside the old ones."""
+    from cosingan.experiment.split import link_folder
+    from cosingan.errors import InputError
+
+    pairs = [(phantom_folder / "images" / f"ph{k}.png", phantom_folder / "labels" / f"ph{k}.png") for k in range(3)]
+    out = tmp_path / "draw"
+    link_folder(pairs[:1], out)
+    assert link_folder(pairs[:2], out) == out  # interrupted and resumed: the missing links are added
+    assert sorted(p.name for p in (out / "images").iterdir()) == ["ph0.png", "ph1.png"]
+    with pytest.raises(InputError, match="holds ph1.png"):
+        link_folder([pairs[0], pairs[2]], out)
+    other = tmp_path / "copy"  # the same name from another folder is another file
+    for sub in ("images", "labels"):
+        (other / sub).mkdir(parents=True)
+        (other / sub / "ph1.png").write_bytes((phantom_folder / sub / "ph1.png").read_bytes())
+    with pytest.raises(InputError, match="holds ph1.png"):
+        link_folder([pairs[0], (other / "images" / "ph1.png", other / "labels" / "ph1.png")], out)
+    assert sorted(p.name for p in (out / "images").iterdir()) == ["ph0.png", "ph1.png"]  # nothing linked
+
+
+def test_a_model_trained_on_other_files_is_refused(tmp_path, phantom_folder, capsys):
+    """Reuse is judged by the training files too, not only the settings: a slice edited in place after a
+    run must not leave the U-Nets trained on its old pixels standing in for a new training."""
+    out = tmp_path / "exp"
+    args = ["experiment", "few-shot", "--data", str(phantom_folder), "--k", "1", "--out", str(out), "--preset",
+            "tiny", "--regimes", "kmaps", "--n-synth", "2", "--seg-steps", "2", "--seg-size", "32", "--cls-steps", "2",
+            "--no-quality", "--quiet"]
+    assert main(args) == 0
+    assert json.loads((out / "seg" / "r0_C_allreal_strongaug" / "trained_on.json").read_text())["data"]
+    stamp = {p: p.stat().st_mtime_ns for p in out.rglob("model.pt")}
+    assert main(args) == 0  # the same files: every model reused
+    assert {p: p.stat().st_mtime_ns for p in out.rglob("model.pt")} == stamp
+    pool = json.loads((out / "results.json").read_text())["pool"]
+    img, _ = chest_phantom(40, seed=99)
+    save_png(img, phantom_folder / "images" / pool[0])  # the user's slice, changed under the same name
+    capsys.readouterr()
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert "r0_C_allreal_strongaug: was trained on other files" in err and "\n" not in err
+    assert {p: p.stat().st_mtime_ns for p in out.rglob("model.pt")} == stamp
+
+
 def test_ablation_switches_each_part_off(tmp_path, phantom_folder):
     out = tmp_path / "abl"
     gan_cfg = tmp_path / "g.json"

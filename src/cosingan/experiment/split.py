@@ -19,14 +19,19 @@ Pair = tuple[Path, Path]
 
 
 def link_folder(pairs: list[Pair], out: Path) -> Path:
-    """A slice folder of symlinks (no copies of the data)."""
+    """A slice folder of symlinks (no copies of the data). One made before (a resumed run) is completed;
+    one that links other files (a run with other settings or data in the same OUT) is refused before
+    anything is linked: models trained on it would otherwise be reused for data they never saw."""
+    links = {out / sub / src.name: src.resolve() for ip, lp in pairs for src, sub in ((ip, IMAGES), (lp, LABELS))}
     for sub in (IMAGES, LABELS):
-        (out / sub).mkdir(parents=True, exist_ok=True)
-    for ip, lp in pairs:
-        for src, sub in ((ip, IMAGES), (lp, LABELS)):
-            dst = out / sub / src.name
-            if not dst.exists():
-                dst.symlink_to(src.resolve())
+        for dst in sorted((out / sub).iterdir()) if (out / sub).is_dir() else []:
+            if dst not in links or dst.resolve() != links[dst]:
+                raise InputError(f"{out}: holds {dst.name}, which this run does not link there (an experiment "
+                                 "with other slices or settings); use a new --out")
+    for dst, src in links.items():
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        if not dst.exists():
+            dst.symlink_to(src)
     return out
 
 

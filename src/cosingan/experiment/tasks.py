@@ -42,11 +42,25 @@ class Task:
     run: Callable[[Context, TrainingSet], dict]  # metrics, or {} when the task cannot run here
 
 
-def _trained(model_dir: Path, cfg) -> bool:
-    """True when the model was trained before with exactly `cfg`; a model of other settings is refused
-    (never silently reused under settings it was not made with)."""
+def _set_files(ts: TrainingSet) -> list:
+    """Every image and label of a training set's folders: their names and the files (hashed by content)."""
+    files = sorted(p for f in ts.folders for sub in (IMAGES, LABELS) for p in (Path(f) / sub).iterdir())
+    return [[f"{p.parent.name}/{p.name}" for p in files], files]
+
+
+def _trained(model_dir: Path, cfg, ts: TrainingSet) -> bool:
+    """True when the model was trained before with exactly `cfg` on exactly `ts`'s files; a model of other
+    settings or other data is refused (never silently reused for what it was not made with). When False,
+    the data it is about to be trained on is recorded (OUT/.../trained_on.json; models trained before
+    that record existed are judged by their settings only)."""
+    data = _digest(*_set_files(ts), list(ts.negatives or []))
+    record = model_dir / "trained_on.json"
     if not ((model_dir / "model.pt").exists() and (model_dir / "train.json").exists()):
+        write_json(record, {"data": data})
         return False
+    if record.exists() and json.loads(record.read_text()).get("data") != data:
+        raise InputError(f"{model_dir}: was trained on other files than this run's {ts.name} (an experiment with "
+                         "other slices, normals or settings); use a new --out")
     stored = json.loads((model_dir / "train.json").read_text()).get("config")
     want = json.loads(json.dumps(asdict(cfg)))
     if stored is not None:  # a setting added after the model was trained: it was trained with its default
@@ -113,7 +127,7 @@ def _test_scores(ctx: Context, timer: str, model_dir: Path, where: Path, score: 
 def segmentation(ctx: Context, ts: TrainingSet) -> dict:
     model_dir = ctx.out / "seg" / ts.name
     scfg = seg.SegConfig(size=ctx.cfg.seg_size, steps=ctx.cfg.seg_steps, aug=ts.aug, seed=ts.seed)
-    if not _trained(model_dir, scfg):
+    if not _trained(model_dir, scfg, ts):
         ctx.timed("seg_train", lambda: seg.train_seg(seg.load_folders(list(ts.folders)), scfg, model_dir, ctx.progress,
                                                      ctx.cfg.device))
     where = ctx.out / "eval" / ts.name
@@ -132,7 +146,7 @@ def detection(ctx: Context, ts: TrainingSet) -> dict:
         return {}
     model_dir = ctx.out / "cls" / ts.name
     ccfg = clsmod.ClsConfig(steps=ctx.cfg.cls_steps, aug=ts.aug, seed=ts.seed)
-    if not _trained(model_dir, ccfg):
+    if not _trained(model_dir, ccfg, ts):
         images, targets = clsmod.load_labelled(list(ts.folders))
         images += [read_image(p)[0] for p in ts.negatives]
         targets += [0] * len(ts.negatives)
@@ -164,7 +178,7 @@ def patch_detection(ctx: Context, ts: TrainingSet) -> dict:
         return {}
     model_dir = ctx.out / "cls_patch" / ts.name
     ccfg = clsmod.ClsConfig(size=PATCH_SIZE, steps=ctx.cfg.cls_steps, aug=ts.aug, seed=ts.seed, crop=False)
-    if not _trained(model_dir, ccfg):
+    if not _trained(model_dir, ccfg, ts):
         images, targets = patch_set(seg.load_folders(list(ts.folders)), PATCH_SIZE, PATCHES_PER_SLICE)
         if len(set(targets)) < 2:
             ctx.log(f"{ts.name}: no lung patches of both kinds, same-source detection skipped")
@@ -198,10 +212,9 @@ def condition_fidelity(ctx: Context, reference: str, ts: TrainingSet) -> dict:
         return {**{m: fid["mean"][m] for m in ("lung_dsc", "infection_dsc")},
                 "infection_dsc_lesions": float(np.nanmean(lesions)) if lesions else math.nan}
 
-    files = sorted(p for f in ts.folders for sub in (IMAGES, LABELS) for p in (Path(f) / sub).iterdir())
     # "lesions" names the measures score() returns: a record stored before infection_dsc_lesions
     # existed has another key, so it is recomputed instead of read back without that measure
-    key = [ref, [f"{p.parent.name}/{p.name}" for p in files], files, ctx.cfg.spacing_mm, "lesions"]
+    key = [ref, *_set_files(ts), ctx.cfg.spacing_mm, "lesions"]
     return ctx.timed("seg_eval", lambda: scored(ctx.out / "fidelity" / f"{ts.name}.json", key, score))
 
 
