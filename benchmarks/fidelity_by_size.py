@@ -15,11 +15,8 @@ EXP is a finished `cosingan experiment few-shot` folder; nothing in it is writte
 
 from __future__ import annotations
 
-import argparse
-import json
-from pathlib import Path
-
 import numpy as np
+from _experiment import open_repeat  # benchmarks/, beside this script
 
 # infection share of the lung (truth); the first bin holds slices without infection
 BINS = [(0.0, 0.0), (0.0, 0.02), (0.02, 0.05), (0.05, 0.15), (0.15, 1.01)]
@@ -64,23 +61,15 @@ def summary(cases: list[tuple[int, float]]) -> list[tuple[int, float]]:
 
 
 def main() -> None:
-    from cosingan.downstream import seg
-
-    ap = argparse.ArgumentParser()
-    ap.add_argument("exp")
-    ap.add_argument("--repeat", type=int, default=0)
-    a = ap.parse_args()
-    exp = Path(a.exp)
-    cfg = json.loads((exp / "results.json").read_text())["config"]
-    ref = next((exp / "seg").glob(f"r{a.repeat}_C_*"))
-    net, scfg = seg.load_seg(ref, "cpu")
+    rep = open_repeat(__doc__)
+    exp, cfg, ref, net, scfg = rep.exp, rep.results["config"], rep.ref, rep.net, rep.scfg
     test_cases = per_case(net, scfg, [exp / "data" / "test"], cfg["spacing_mm"])
     real = summary(test_cases)
     scored_real = sum(n for b, (n, d) in enumerate(real) if b and not np.isnan(d))
     weights = [n / scored_real if b and not np.isnan(d) else 0.0 for b, (n, d) in enumerate(real)]
     names = ["no infection (n, share with a false positive)"] + [
         f"{lo:.0%}-{hi:.0%}" if hi <= 1 else f"> {lo:.0%}" for lo, hi in BINS[1:]]
-    sets = sorted(p for p in (exp / "synthetic").glob(f"r{a.repeat}_*") if (p / "images").is_dir())
+    sets = sorted(p for p in (exp / "synthetic").glob(f"r{rep.repeat}_*") if (p / "images").is_dir())
     print(f"reference: {ref.name}; infection DSC per case, binned by infection share of the lung (n, mean DSC); "
           "false positive, missed: medians over the cases; "
           "size-matched: the bins' means weighted as the real test slices are ('*': over the bins the set covers)")

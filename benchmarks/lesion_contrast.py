@@ -15,11 +15,10 @@ EXP is a finished `cosingan experiment few-shot` folder with quality on; nothing
 
 from __future__ import annotations
 
-import argparse
-import json
 from pathlib import Path
 
 import numpy as np
+from _experiment import open_repeat  # benchmarks/, beside this script
 
 RING_PX = 8  # normal lung within this distance of the infection is its background
 MIN_PX = 30  # maps with less infection or background than this are skipped
@@ -52,16 +51,10 @@ def main() -> None:
     from cosingan.gan.run import TrainedRun, sample_seed
     from cosingan.synth.quality import QualityConfig, _resize
 
-    ap = argparse.ArgumentParser()
-    ap.add_argument("exp")
-    ap.add_argument("--repeat", type=int, default=0)
-    a = ap.parse_args()
-    exp = Path(a.exp)
-    results = json.loads((exp / "results.json").read_text())
-    runs = [q["run"] for q in results["quality"] if q["repeat"] == a.repeat]
-    ref = next((exp / "seg").glob(f"r{a.repeat}_C_*"))
-    net, scfg = seg.load_seg(ref, "cpu")
-    test = seg.load_folders([exp / "data" / "test"])
+    rep = open_repeat(__doc__)
+    ref, net, scfg = rep.ref, rep.net, rep.scfg
+    runs = [q["run"] for q in rep.results["quality"] if q["repeat"] == rep.repeat]
+    test = seg.load_folders([rep.exp / "data" / "test"])
     seed = QualityConfig().seed
     names = ["infection DSC", "missed / infection", "lesion contrast", "missed px contrast", "found px contrast"]
     print(f"reference: {ref.name}; {len(test)} test maps; contrast in grey levels (0..255) above the median "

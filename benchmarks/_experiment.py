@@ -1,0 +1,34 @@
+"""What the benchmarks that read a finished `cosingan experiment few-shot` folder share: the command line
+(EXP [--repeat R]), its results.json, and that repeat's reference: arm C's U-Net, the one condition
+fidelity is judged by. Nothing in EXP is written."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Repeat:
+    exp: Path
+    repeat: int
+    results: dict  # EXP/results.json
+    ref: Path  # the reference U-Net's folder (EXP/seg/rR_C_...)
+    net: object
+    scfg: object  # its SegConfig
+
+
+def open_repeat(doc: str | None) -> Repeat:
+    from cosingan.downstream import seg
+
+    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("exp", help="a finished experiment folder")
+    ap.add_argument("--repeat", type=int, default=0)
+    a = ap.parse_args()
+    exp = Path(a.exp)
+    results = json.loads((exp / "results.json").read_text())
+    ref = next((exp / "seg").glob(f"r{a.repeat}_C_*"))
+    net, scfg = seg.load_seg(ref, "cpu")
+    return Repeat(exp, a.repeat, results, ref, net, scfg)
