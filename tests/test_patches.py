@@ -53,17 +53,21 @@ def test_a_model_trained_before_a_setting_existed_is_reused(tmp_path):
     from dataclasses import asdict
 
     from cosingan.downstream.cls import ClsConfig
-    from cosingan.experiment.tasks import _trained
+    from cosingan.experiment.tasks import TrainingSet, _trained
 
+    data = tmp_path / "set"
+    for sub in ("images", "labels"):
+        (data / sub).mkdir(parents=True)
+    ts = TrainingSet("r0_C_allreal_strongaug", (data,), "strong", 0)
     d = tmp_path / "m"
     d.mkdir()
     (d / "model.pt").write_bytes(b"x")
     old = {k: v for k, v in asdict(ClsConfig()).items() if k != "crop"}
     (d / "train.json").write_text(json.dumps({"config": old}))
-    assert _trained(d, ClsConfig())
+    assert _trained(d, ClsConfig(), ts)  # nor does it have the record of its training files: judged by settings
     import pytest
 
     from cosingan.errors import InputError
 
     with pytest.raises(InputError, match="crop"):
-        _trained(d, ClsConfig(crop=False))
+        _trained(d, ClsConfig(crop=False), ts)
