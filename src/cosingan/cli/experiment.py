@@ -20,47 +20,51 @@ def add_experiment(sub) -> None:
     f.add_argument("--test", help="slice folder of test slices (default: split --data, seeded)")
     f.add_argument("--normals", help="folder of infection-free images (e.g. MosMed CT-0) for the detection "
                    "arms: split in half, seeded, into training negatives and test negatives")
-    f.add_argument("--k", nargs="+", type=int, default=[1, 2], help="numbers of real slices (default 1 2)")
+    f.add_argument("--k", nargs="+", type=int, default=list(ExperimentConfig.ks),
+                   help=f"numbers of real slices (default {' '.join(map(str, ExperimentConfig.ks))})")
     f.add_argument("--out", required=True, help="experiment folder (report.md, report.html, results.json)")
-    f.add_argument("--preset", default="cpu", help="CoSinGAN preset (default cpu)")
+    f.add_argument("--preset", default=ExperimentConfig.preset, help="CoSinGAN preset (default %(default)s)")
     f.add_argument("--gan-config", help="JSON file of overrides of the preset for every generator, as for "
                    "`cosingan train --config` (e.g. {\"train\": {\"iters\": 100}})")
-    f.add_argument("--repeats", type=int, default=1)
-    f.add_argument("--regimes", nargs="+", default=["kmaps", "allmaps"], choices=list(REGIMES),
+    f.add_argument("--repeats", type=int, default=ExperimentConfig.repeats)
+    f.add_argument("--regimes", nargs="+", default=list(ExperimentConfig.regimes), choices=list(REGIMES),
                    help="conditions for the synthetic arm: " + "; ".join(f"{k}: {v}" for k, v in REGIMES.items())
-                   + " (default kmaps allmaps)")
+                   + f" (default {' '.join(ExperimentConfig.regimes)})")
     f.add_argument("--mixed", action="store_true", help="also arm M: the synthetic set of the first regime plus the k "
                    "real slices (a quarter of the pairs), with B's strong augmentation and the same budget")
     f.add_argument("--shared-generator", action="store_true", help="one few-shot CoSinGAN trained on all k "
                    "slices (one pyramid shared by the k pairs) instead of one per slice")
-    f.add_argument("--synth-aug", choices=list(AUGS), default="strong",
+    f.add_argument("--synth-aug", choices=list(AUGS), default=ExperimentConfig.synth_aug,
                    help="augmentation of the networks trained on synthetic data (arm A): strong, as every arm "
                    "(default), or standard (lighter: flips and small affine moves)")
-    f.add_argument("--real-aug", choices=list(AUGS), default="strong",
+    f.add_argument("--real-aug", choices=list(AUGS), default=ExperimentConfig.real_aug,
                    help="augmentation of the networks trained on all real slices (arm C): strong, as every arm "
                    "(default), or standard")
-    f.add_argument("--select", choices=list(SELECTIONS), default="random",
+    f.add_argument("--select", choices=list(SELECTIONS), default=ExperimentConfig.select,
                    help="how the k slices are drawn: random (default), or area: at random among slices with "
                    "large lungs and 5-40%% of the lung infected, as a person would pick them")
-    f.add_argument("--n-synth", type=int, default=300, help="synthetic pairs per dataset")
+    f.add_argument("--n-synth", type=int, default=ExperimentConfig.n_synth,
+                   help="synthetic pairs per dataset (default %(default)s)")
     f.add_argument("--consolidation", type=float, default=ExperimentConfig.consolidation,
                    help="fraction of synthetic slices with part of their infection rendered as dense "
                    "consolidation (a prior on lesion density; default %(default)s; 0: off)")
-    f.add_argument("--seg-steps", type=int, default=1200, help="U-Net budget for every arm")
-    f.add_argument("--seg-size", type=int, default=128)
-    f.add_argument("--cls-steps", type=int, default=600, help="classifier budget for every arm")
+    f.add_argument("--seg-steps", type=int, default=ExperimentConfig.seg_steps,
+                   help="U-Net budget for every arm (default %(default)s)")
+    f.add_argument("--seg-size", type=int, default=ExperimentConfig.seg_size)
+    f.add_argument("--cls-steps", type=int, default=ExperimentConfig.cls_steps,
+                   help="classifier budget for every arm (default %(default)s)")
     f.add_argument("--ablation", action="store_true", help="also generators with each CoSinGAN part off "
                    "(two-stage, mixed reconstruction, hierarchical augmentation), on the first regime")
-    f.add_argument("--spacing", type=float, default=1.0, help="mm per original pixel for test slices whose "
+    f.add_argument("--spacing", type=float, default=ExperimentConfig.spacing_mm, help="mm per original pixel for test slices whose "
                    "files carry no spacing (PNG/JPG; default 1), for NSD")
-    f.add_argument("--split", choices=["random", "task1"], default="random",
+    f.add_argument("--split", choices=["random", "task1"], default=ExperimentConfig.split,
                    help="volume roots (COVID-19-CT-Seg, MosMedData): random split of the cases (seeded), or "
                    "the COVID-19-CT-Seg benchmark's Task-1 folds (4 training, 16 test cases)")
-    f.add_argument("--fold", type=int, default=0, help="the Task-1 fold, 0..4 (default 0)")
+    f.add_argument("--fold", type=int, default=ExperimentConfig.fold, help="the Task-1 fold, 0..4 (default 0)")
     f.add_argument("--no-quality", action="store_true", help="skip the quality measures of the generators "
                    "(`cosingan quality`: fidelity, realism, grey levels, diversity)")
-    f.add_argument("--seed", type=int, default=0)
-    f.add_argument("--device", default="cpu", help="every network (generators, U-Nets, classifiers): "
+    f.add_argument("--seed", type=int, default=ExperimentConfig.seed)
+    f.add_argument("--device", default=ExperimentConfig.device, help="every network (generators, U-Nets, classifiers): "
                    + DEVICE_HELP)
     f.add_argument("--quiet", action="store_true")
 
