@@ -55,17 +55,19 @@ def add_experiment(sub) -> None:
                    help="classifier budget for every arm (default %(default)s)")
     f.add_argument("--ablation", action="store_true", help="also generators with each CoSinGAN part off "
                    "(two-stage, mixed reconstruction, hierarchical augmentation), on the first regime")
-    f.add_argument("--spacing", type=float, default=ExperimentConfig.spacing_mm, help="mm per original pixel for test slices whose "
-                   "files carry no spacing (PNG/JPG; default 1), for NSD")
+    f.add_argument("--spacing", type=float, default=ExperimentConfig.spacing_mm,
+                   help="mm per original pixel for test slices whose files carry no spacing (PNG/JPG; default "
+                   "%(default)s), for NSD")
     f.add_argument("--split", choices=["random", "task1"], default=ExperimentConfig.split,
                    help="volume roots (COVID-19-CT-Seg, MosMedData): random split of the cases (seeded), or "
                    "the COVID-19-CT-Seg benchmark's Task-1 folds (4 training, 16 test cases)")
-    f.add_argument("--fold", type=int, default=ExperimentConfig.fold, help="the Task-1 fold, 0..4 (default 0)")
+    f.add_argument("--fold", type=int, default=ExperimentConfig.fold,
+                   help="the Task-1 fold, 0..4 (default %(default)s)")
     f.add_argument("--no-quality", action="store_true", help="skip the quality measures of the generators "
                    "(`cosingan quality`: fidelity, realism, grey levels, diversity)")
     f.add_argument("--seed", type=int, default=ExperimentConfig.seed)
-    f.add_argument("--device", default=ExperimentConfig.device, help="every network (generators, U-Nets, classifiers): "
-                   + DEVICE_HELP)
+    f.add_argument("--device", default=ExperimentConfig.device,
+                   help="every network (generators, U-Nets, classifiers): " + DEVICE_HELP)
     f.add_argument("--quiet", action="store_true")
 
 
