@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,17 +19,20 @@ class Repeat:
     ref: Path  # the reference U-Net's folder (EXP/seg/rR_C_...)
     net: object
     scfg: object  # its SegConfig
+    args: argparse.Namespace  # the whole command line, a benchmark's own options included
 
 
-def open_repeat(doc: str | None) -> Repeat:
+def open_repeat(doc: str | None, add_args: Callable[[argparse.ArgumentParser], None] | None = None) -> Repeat:
     from cosingan.downstream import seg
 
     ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("exp", help="a finished experiment folder")
     ap.add_argument("--repeat", type=int, default=0)
+    if add_args is not None:
+        add_args(ap)
     a = ap.parse_args()
     exp = Path(a.exp)
     results = json.loads((exp / "results.json").read_text())
     ref = next((exp / "seg").glob(f"r{a.repeat}_C_*"))
     net, scfg = seg.load_seg(ref, "cpu")
-    return Repeat(exp, a.repeat, results, ref, net, scfg)
+    return Repeat(exp, a.repeat, results, ref, net, scfg, a)

@@ -57,3 +57,32 @@ def test_quality_refuses_a_folder_that_is_not_a_run(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.startswith("cosingan: error:") and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "q").exists()
+
+
+def test_realism_test_is_cross_fitted_over_both_halves(tmp_path):
+    import numpy as np
+
+    from cosingan.synth.quality import QualityConfig, _c2st
+
+    rng = np.random.default_rng(0)
+    real = [np.clip(rng.normal(0.3, 0.1, (32, 32)), -1, 1).astype(np.float32) for _ in range(8)]
+    fake = [np.clip(rng.normal(-0.3, 0.1, (32, 32)), -1, 1).astype(np.float32) for _ in range(8)]
+    cfg = QualityConfig(c2st_steps=30, c2st_size=32)
+    assert _c2st(real, fake, cfg, tmp_path / "two", False, "cpu") == 1.0  # told apart in both folds
+    assert sorted(p.name for p in (tmp_path / "two").iterdir()) == ["0", "1"]
+    one = QualityConfig(c2st_steps=30, c2st_size=32, c2st_folds=1)
+    assert _c2st(real, fake, one, tmp_path / "one", False, "cpu") == 1.0
+    assert sorted(p.name for p in (tmp_path / "one").iterdir()) == ["0"]
+    import torch
+
+    def weights(d):
+        return torch.cat([t.flatten().float() for t in torch.load(d / "model.pt", weights_only=False)["state"].values()])
+
+    # the first fold is the same classifier either way (fold f trains with seed + f) ...
+    assert torch.equal(weights(tmp_path / "one" / "0"), weights(tmp_path / "two" / "0"))
+    # ... and the second one trains on the other half: another classifier
+    assert not torch.equal(weights(tmp_path / "two" / "1"), weights(tmp_path / "two" / "0"))
+    import pytest
+
+    with pytest.raises(ValueError, match="c2st_folds"):
+        QualityConfig(c2st_folds=3)

@@ -1,0 +1,65 @@
+"""Where does the realism test tell synthetic from real: in the lungs or outside them?
+
+For the real test slices' own label maps, one sample of each generator of a finished experiment (drawn as
+`cosingan quality` draws them) and three composites against the real slices of the same maps:
+
+- whole: the synthetic image as it is (what `cosingan quality` tests);
+- lungs: the real slice with its lungs (lung and infection) replaced by the synthetic lungs;
+- body: the synthetic image with the real lungs put back (everything outside the lungs synthetic).
+
+Each is the classifier two-sample test of `cosingan quality` (same CNN, budget, flips/affine
+augmentation and cross-fitting over two halves of the maps), on all the test maps. 0.5 =
+indistinguishable. A region whose composite is told apart as well as the whole image carries the giveaway.
+
+    python benchmarks/realism_by_region.py EXP [--repeat 0] [--runs RUN ...]
+
+EXP is a finished `cosingan experiment few-shot` folder with quality on; nothing in it is written (the
+classifiers go to a temporary folder). `--runs` tests other generators (e.g. a variant trained on the
+same slice) on EXP's test maps instead of that repeat's own.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import numpy as np
+from _experiment import open_repeat  # benchmarks/, beside this script
+
+VARIANTS = ("whole", "lungs", "body")
+
+
+def main() -> None:
+    from cosingan.data.labelmap import LUNG, body_from_image
+    from cosingan.downstream import seg
+    from cosingan.gan.run import TrainedRun, sample_seed
+    from cosingan.synth.quality import QualityConfig, _c2st, _resize, run_labels
+
+    rep = open_repeat(__doc__, lambda ap: ap.add_argument("--runs", nargs="+", help="generators to test"))
+    runs = rep.args.runs or [q["run"] for q in rep.results["quality"] if q["repeat"] == rep.repeat]
+    test = seg.load_folders([rep.exp / "data" / "test"])
+    q = QualityConfig()
+    seed = q.seed
+    print(f"{len(test)} test maps; held-out AUC of a real-vs-synthetic classifier, mean of {q.c2st_folds} folds (0.5 best)")
+    print("| generator | " + " | ".join(VARIANTS) + " |")
+    print("| --- " * (len(VARIANTS) + 1) + "|")
+    with tempfile.TemporaryDirectory() as tmp:
+        for run, name in zip(runs, run_labels(runs)):
+            tr = TrainedRun.from_pretrained(run)
+            reals, fakes = [], {v: [] for v in VARIANTS}
+            for j, sl in enumerate(test):
+                label4 = tr.condition(sl.label, body_from_image(sl.image, sl.label))
+                fake = tr(label4, [sample_seed(seed, j, 0)])[0]
+                real = _resize(sl.image, label4.shape)
+                lungs = label4 >= LUNG
+                reals.append(real)
+                fakes["whole"].append(fake)
+                fakes["lungs"].append(np.where(lungs, fake, real))
+                fakes["body"].append(np.where(lungs, real, fake))
+            aucs = [_c2st(reals, fakes[v], q, Path(tmp) / name.replace("/", "__") / v, False, "cpu")
+                    for v in VARIANTS]
+            print(f"| {name} | " + " | ".join(f"{a:.3f}" for a in aucs) + " |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
