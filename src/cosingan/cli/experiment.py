@@ -35,14 +35,14 @@ def add_experiment(sub) -> None:
     f.add_argument("--shared-generator", action="store_true", help="one few-shot CoSinGAN trained on all k "
                    "slices (one pyramid shared by the k pairs) instead of one per slice")
     f.add_argument("--synth-aug", choices=list(AUGS), default=ExperimentConfig.synth_aug,
-                   help="augmentation of the networks trained on synthetic data (arm A): strong, as every arm "
-                   "(default), or standard (lighter: flips and small affine moves)")
+                   help="augmentation of the networks trained on synthetic data (arm A): strong (as every arm) "
+                   "or standard (lighter: flips and small affine moves); default %(default)s")
     f.add_argument("--real-aug", choices=list(AUGS), default=ExperimentConfig.real_aug,
-                   help="augmentation of the networks trained on all real slices (arm C): strong, as every arm "
-                   "(default), or standard")
+                   help="augmentation of the networks trained on all real slices (arm C): strong (as every arm) "
+                   "or standard; default %(default)s")
     f.add_argument("--select", choices=list(SELECTIONS), default=ExperimentConfig.select,
-                   help="how the k slices are drawn: random (default), or area: at random among slices with "
-                   "large lungs and 5-40%% of the lung infected, as a person would pick them")
+                   help="how the k slices are drawn: random, or area: at random among slices with large lungs "
+                   "and 5-40%% of the lung infected, as a person would pick them; default %(default)s")
     f.add_argument("--n-synth", type=int, default=ExperimentConfig.n_synth,
                    help="synthetic pairs per dataset (default %(default)s)")
     f.add_argument("--consolidation", type=float, default=ExperimentConfig.consolidation,
