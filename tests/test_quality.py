@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
+import pytest
+import torch
+
 from cosingan.cli import main
 from cosingan.data.files import save_png
 from cosingan.data.phantom import chest_phantom
@@ -60,8 +64,6 @@ def test_quality_refuses_a_folder_that_is_not_a_run(tmp_path, capsys):
 
 
 def test_realism_test_is_cross_fitted_over_both_halves(tmp_path):
-    import numpy as np
-
     from cosingan.synth.quality import QualityConfig, _c2st
 
     rng = np.random.default_rng(0)
@@ -73,7 +75,6 @@ def test_realism_test_is_cross_fitted_over_both_halves(tmp_path):
     one = QualityConfig(c2st_steps=30, c2st_size=32, c2st_folds=1)
     assert _c2st(real, fake, one, tmp_path / "one", False, "cpu") == 1.0
     assert sorted(p.name for p in (tmp_path / "one").iterdir()) == ["0"]
-    import torch
 
     def weights(d):
         return torch.cat([t.flatten().float() for t in torch.load(d / "model.pt", weights_only=False)["state"].values()])
@@ -82,7 +83,5 @@ def test_realism_test_is_cross_fitted_over_both_halves(tmp_path):
     assert torch.equal(weights(tmp_path / "one" / "0"), weights(tmp_path / "two" / "0"))
     # ... and the second one trains on the other half: another classifier
     assert not torch.equal(weights(tmp_path / "two" / "1"), weights(tmp_path / "two" / "0"))
-    import pytest
-
     with pytest.raises(ValueError, match="c2st_folds"):
         QualityConfig(c2st_folds=3)

@@ -10,7 +10,8 @@ the real images they belong to. For each generator, two samples per held-out map
   from synthetic images of the same maps on half of the maps, and is scored on the other half; then the
   halves swap (cross-fitting: every map is held out once; with 24 maps one half holds out only 12 real
   and 12 synthetic images, too few to tell 0.95 from 1.00). The mean of the two held-out AUCs:
-  0.5 = indistinguishable, 1.0 = always told apart. Flips and affine moves only (no noise or blur that would hide texture);
+  0.5 = indistinguishable, 1.0 = always told apart. Flips and affine moves only (no noise or blur
+  that would hide texture);
 - intensity: per region (normal lung, infection, body outside the lungs), the 1-D Wasserstein distance
   between real and synthetic grey levels (0..255) of the same maps;
 - diversity: mean absolute grey-level difference between two samples of one map, inside and outside
