@@ -244,6 +244,13 @@ def masks_without_labels_folder(d, run):
     return argv, "nolabels", d / "m"
 
 
+def masks_with_unlabelled_lungs_not_found(d, run):
+    sl = _slice_folder(d)
+    save_png(chest_phantom(40, seed=5)[0][10:30], d / "unlab" / "cropped.png")  # cut through the lungs
+    argv = ["masks", "--data", str(sl), "--lungs-from", str(d / "unlab"), "--out", str(d / "m"), "--n", "2", "--quiet"]
+    return argv, "cropped.png: no lungs found automatically", d / "m"
+
+
 def synthesize_from_folder_that_is_no_run(d, run):
     (d / "notarun").mkdir()
     argv = ["synthesize", "--runs", str(d / "notarun"), "--n", "2", "--out", str(d / "syn"), "--quiet"]
@@ -388,6 +395,7 @@ CASES = [size_mismatch, labels_outside_012, empty_lung, infection_outside_lung, 
          image_given_as_label, huge_image, missing_label_file, no_label_given, unwritable_output, unknown_config_field,
          checkpoint_of_another_version, checkpoint_of_another_model_config, pickled_module_as_checkpoint,
          unfinished_run_sampled, sample_with_bad_label_map, masks_without_labels_folder,
+         masks_with_unlabelled_lungs_not_found,
          synthesize_from_folder_that_is_no_run, seg_train_image_without_label, seg_size_not_multiple_of_16,
          seg_eval_with_garbage_model, cls_negatives_folder_without_images, experiment_test_overlaps_data,
          image_is_a_folder, config_is_a_folder, label_and_lung_both_given, label_and_infection_mask_both_given,

@@ -34,3 +34,111 @@ def test_label4_round_trip_and_one_hot(phantom_pair):
     oh3 = one_hot(torch.from_numpy(l4)[None], False)
     assert oh3.shape == (1, 3, *lab.shape)
     assert torch.equal(oh3[0, 0].bool(), torch.from_numpy(lab == 0))
+
+
+def _whole_body(img: np.ndarray, lab: np.ndarray, pad: int = 12) -> tuple[np.ndarray, np.ndarray]:
+    """The phantom as a slice of a CT volume shows it: a chest wall all round the lungs (the phantom's
+    lungs reach its outline) and air around the body. Returns (image, its lung map), both padded."""
+    from scipy import ndimage
+
+    body = body_from_image(img, lab)
+    rim = body & ~ndimage.binary_erosion(body, iterations=3)
+    img, lab = img.copy(), lab.copy()
+    img[rim], lab[rim] = 0.9, 0
+    return np.pad(img, pad, constant_values=-0.97), np.pad(lab, pad)
+
+
+def test_lungs_found_without_annotation_in_a_whole_body_slice():
+    from cosingan.data.labelmap import lungs_from_image
+    from cosingan.data.phantom import chest_phantom
+
+    img, lab = chest_phantom(96, seed=3)
+    lab[lab == 2] = 1  # an unannotated, infection-free slice: lungs only
+    img[lab == 1] = np.minimum(img[lab == 1], -0.6)
+    img, lab = _whole_body(img, lab)
+    found = lungs_from_image(img)
+    assert set(np.unique(found)) == {AIR, BODY, LUNG}
+    # cropped to the body's box: body on every edge of the crop, and that box is the phantom's
+    assert all((edge == BODY).any() for edge in (found[0], found[-1], found[:, 0], found[:, -1]))
+    rows, cols = np.nonzero(img > -0.5)
+    truth = lab[rows.min():rows.max() + 1, cols.min():cols.max() + 1] > 0
+    assert found.shape == truth.shape
+    lung = found == LUNG
+    assert 2 * (lung & truth).sum() / (lung.sum() + truth.sum()) > 0.9
+
+
+def test_lungs_not_found_are_refused_with_the_reason():
+    import pytest
+
+    from cosingan.data.labelmap import lungs_from_image
+    from cosingan.data.phantom import chest_phantom
+
+    img, _ = _whole_body(*chest_phantom(96, seed=3))
+    with pytest.raises(ValueError, match="no lungs enclosed by a body"):  # cropped into the lungs
+        lungs_from_image(img[40:80, :])
+    with pytest.raises(ValueError, match="no field of view"):
+        lungs_from_image(np.full((64, 64), -1.0, np.float32))
+    with pytest.raises(ValueError, match="no contrast"):
+        lungs_from_image(np.full((64, 64), 0.3, np.float32))
+    solid = np.full((64, 64), -0.97, np.float32)
+    solid[8:56, 8:56] = 0.7  # a body without air inside: below the lungs
+    with pytest.raises(ValueError, match="no lungs enclosed by a body"):
+        lungs_from_image(solid)
+
+
+def test_unlabelled_sources_take_the_templates_lesions(tmp_path):
+    import pytest
+
+    from cosingan.data.conditions import sources_from_folder, sources_from_unlabelled, with_lesions_of
+    from cosingan.data.files import save_png
+    from cosingan.data.phantom import chest_phantom
+    from cosingan.errors import InputError
+
+    for k in range(2):
+        img, lab = chest_phantom(64, seed=40 + k)
+        save_png(_whole_body(img, lab)[0], tmp_path / "unlabelled" / f"u{k}.png")
+        save_png(img, tmp_path / "k" / "images" / f"t{k}.png")
+        save_png(lab, tmp_path / "k" / "labels" / f"t{k}.png")
+    lungs = sources_from_unlabelled(tmp_path / "unlabelled")
+    templates = sources_from_folder(tmp_path / "k")
+    assert [s.name for s in lungs] == ["u0", "u1"] and all(s.template is None for s in lungs)
+    paired = with_lesions_of(lungs, templates)
+    assert [s.name for s in paired] == ["u0_t0", "u0_t1", "u1_t0", "u1_t1"]
+    assert paired[1].template is templates[1].label4 and paired[1].label4 is lungs[0].label4
+    assert paired[1].origin == str(tmp_path / "unlabelled" / "u0.png")
+    with pytest.raises(InputError, match="no annotated map with infection"):
+        with_lesions_of(lungs, lungs)
+    save_png(_whole_body(*chest_phantom(64, seed=9))[0][30:58], tmp_path / "unlabelled" / "u2.png")  # into the lungs
+    with pytest.raises(InputError, match=r"u2\.png: no lungs found automatically: no lungs enclosed"):
+        sources_from_unlabelled(tmp_path / "unlabelled")
+
+
+def test_masks_command_puts_the_maps_lesions_on_unlabelled_lungs(tmp_path, capsys):
+    import csv
+
+    from PIL import Image
+
+    from cosingan.cli import main
+    from cosingan.data.files import save_png
+    from cosingan.data.phantom import chest_phantom
+
+    for k in range(2):
+        img, lab = chest_phantom(64, seed=50 + k)
+        save_png(_whole_body(img, lab)[0], tmp_path / "unlabelled" / f"u{k}.png")
+        save_png(img, tmp_path / "k" / "images" / f"t{k}.png")
+        save_png(lab, tmp_path / "k" / "labels" / f"t{k}.png")
+    out = tmp_path / "m"
+    assert main(["masks", "--data", str(tmp_path / "k"), "--lungs-from", str(tmp_path / "unlabelled"), "--out",
+                 str(out), "--n", "10", "--negatives", "0.2", "--quiet"]) == 0
+    assert "from 4 sources" in capsys.readouterr().out  # 2 lungs x 2 templates
+    with open(out / "masks.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 10
+    for r in rows:
+        assert r["source"].startswith(str(tmp_path / "unlabelled"))
+        chain = r["edits"].split("+")
+        assert chain[-1] == "negative" if r["edits"].endswith("negative") else chain[-1] == "relayout"
+        assert set(chain) <= {"deform", "flip", "relayout", "negative"}  # lesion edits do not apply
+        lab = np.asarray(Image.open(out / "labels" / f"{r['name']}.png"))
+        assert (lab == 2).any() != r["edits"].endswith("negative")
+        assert (np.asarray(Image.open(out / "bodies" / f"{r['name']}.png")) > 0)[lab > 0].all()

@@ -146,3 +146,30 @@ def test_relayout_keeps_the_maps_lesion_size_mix():
         return np.median(shares)
 
     assert largest_share(dominant) > largest_share(equal) + 0.4  # 0.90 vs 0.36 (evenly drawn sizes: 0.62 vs 0.38)
+
+
+def test_relayout_with_a_template_gives_lesion_free_lungs_its_kind_of_lesions():
+    """Lungs without annotation (another slice's, lesion-free) get layouts imitating the template's lesions:
+    inside the new lungs, a share of the lung like the template's, and the template's count."""
+    from cosingan.data.edits import lesions as find
+
+    template = _map(0)
+    lungs = _map(1).copy()
+    lungs[lungs == INFECTION] = LUNG
+    t_share = (template == INFECTION).sum() / (template >= LUNG).sum()
+    shares, counts = [], []
+    for seed in range(30):
+        out = edit_map(lungs, "relayout", np.random.default_rng(seed), template=template)
+        assert check_label4(out, 12) is None
+        assert np.array_equal(out >= LUNG, lungs >= LUNG)  # the lungs are the unannotated slice's
+        shares.append((out == INFECTION).sum() / (out >= LUNG).sum())
+        counts.append(len(find(out)))
+    assert 0.2 * t_share < np.median(shares) < 5 * t_share
+    assert 1 <= np.median(counts) <= 3 * len(find(template))
+    with pytest.raises(ValueError, match="no lesion"):  # a template must carry lesions
+        edit_map(lungs, "relayout", np.random.default_rng(0), template=lungs)
+    # without a template, the map's own lesions are the template: the same layout as before
+    own = _map(2)
+    assert np.array_equal(edit_map(own, "relayout", np.random.default_rng(5)),
+                          edit_map(own, "relayout", np.random.default_rng(5), template=own))
+

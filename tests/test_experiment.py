@@ -382,3 +382,35 @@ def test_fidelity_table_without_the_maps_with_infection_apart(tmp_path):
                             "infection_dsc_lesions": 0.56}]}
     rows = _fidelity(tmp_path, record).tables[0].rows
     assert [r[5] for r in rows] == ["-", "-", "0.560"] and [r[-1] for r in rows] == ["-", "-", "0.80"]
+
+
+def test_unlabelled_regime_takes_lungs_from_unannotated_slices(tmp_path, phantom_folder, capsys):
+    """--regimes unlabelled: the lungs of unannotated whole-body slices, found automatically, with lesion
+    layouts imitating the k maps; refused without --unlabelled (and --unlabelled without the regime)."""
+    import csv
+
+    from test_conditions import _whole_body
+
+    unl = tmp_path / "unannotated"
+    for k in range(3):
+        save_png(_whole_body(*chest_phantom(48, seed=70 + k))[0], unl / f"u{k}.png")
+    out = tmp_path / "exp"
+    args = ["experiment", "few-shot", "--data", str(phantom_folder), "--k", "1", "--out", str(out), "--preset",
+            "tiny", "--regimes", "unlabelled", "--n-synth", "6", "--seg-steps", "1", "--seg-size", "32",
+            "--cls-steps", "2", "--no-quality", "--quiet"]
+    assert main(args) == 2 and "needs --unlabelled DIR" in capsys.readouterr().err
+    kmaps = [("kmaps" if a == "unlabelled" else a) for a in args]
+    assert main(kmaps + ["--unlabelled", str(unl)]) == 2
+    assert "only by the unlabelled regime" in capsys.readouterr().err and not out.exists()
+    assert main(args + ["--unlabelled", str(unl)]) == 0
+    rec = json.loads((out / "results.json").read_text())
+    assert ("A", "unlabelled") in {(r["arm"], r["regime"]) for r in rec["table"]}
+    assert rec["unlabelled"] == {"folder": str(unl), "slices": 3}
+    masks = out / "conditions" / "r0_k1_unlabelled"
+    chosen = rec["runs"][0]["slices"][0].removesuffix(".png")
+    assert json.loads((masks / "conditions.json").read_text())["unlabelled"] == ["u0", "u1", "u2"]
+    with open(masks / "masks.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert {r["source"] for r in rows} <= {str(unl / f"u{k}.png") for k in range(3)}
+    assert all(r["name"].split("_m")[0].endswith("_" + chosen) for r in rows)  # the k map is the template
+    assert "lungs found automatically in the --unlabelled slices" in (out / "report.md").read_text()

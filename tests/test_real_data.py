@@ -51,3 +51,21 @@ def test_samples_follow_the_map_of_another_slice(real_run):
     _, l4, contrast = _contrast(model, other.label, other.image)
     assert (l4 == INFECTION).any()
     assert (contrast > 0.1).all(), contrast
+
+
+def test_lungs_found_in_every_real_normal_slice():
+    """The unlabelled regime's lungs on the real unannotated slices (MosMed CT-0, full field of view, 512 px):
+    found in all of them, a plausible share of the body's box, two lungs (or one merged) that reach across
+    both halves of the body."""
+    from conftest import SHARED
+
+    from cosingan.data.conditions import sources_from_unlabelled
+
+    require_shared_data()
+    found = sources_from_unlabelled(SHARED / "mosmed_normal_slices")
+    assert len(found) == 127
+    for s in found:
+        lung = s.label4 == LUNG
+        assert 0.15 < lung.mean() < 0.55, s.name
+        half = lung.shape[1] // 2
+        assert lung[:, :half].sum() > 0.3 * lung[:, half:].sum() and lung[:, half:].sum() > 0.3 * lung[:, :half].sum()

@@ -29,12 +29,17 @@ def add_masks(sub) -> None:
     p.add_argument("--edits", default=",".join(default_edits()),
                    help=f"comma-separated edits to draw from: {', '.join(user_edits())} (default: {','.join(default_edits())})")
     p.add_argument("--negatives", type=float, default=0.0, help="fraction of infection-free maps")
+    p.add_argument("--lungs-from", metavar="DIR", help="unannotated slices showing the whole body (e.g. normal "
+                   "chest CT): their lungs, found automatically, replace the --data maps' lungs, and each map gets "
+                   "new lesion layouts imitating a --data map's lesions (edit relayout; of --edits only the "
+                   "whole-map ones apply)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quiet", action="store_true")
 
 
 def cmd_masks(args: argparse.Namespace) -> int:
-    from ..data.conditions import check_edits, sources_from_folder, write_masks
+    from ..data.conditions import check_edits, sources_from_folder, sources_from_unlabelled, with_lesions_of, write_masks
+    from ..data.edits import whole_map_edits
 
     if args.n < 1:
         raise InputError(f"--n must be at least 1, got {args.n}")
@@ -42,10 +47,14 @@ def cmd_masks(args: argparse.Namespace) -> int:
     if not edit_list(args.edits):
         raise InputError(f"--edits {args.edits!r}: no edit names; choose from the list in --help")
     check_edits(edit_list(args.edits))  # before the output folder is made
+    edits, always = edit_list(args.edits), ()
+    if args.lungs_from:  # the unlabelled slices' lungs with the annotated maps' kind of lesions
+        sources = with_lesions_of(sources_from_unlabelled(args.lungs_from), sources)
+        edits, always = whole_map_edits(edits), ("relayout",)
     t0 = time.time()
-    with output(args.out, "masks", tuple(args.data)) as out:
-        rep = write_masks(sources, out, args.n, edit_list(args.edits), args.negatives, args.seed,
-                          progress=not args.quiet)
+    with output(args.out, "masks", tuple(args.data) + ((args.lungs_from,) if args.lungs_from else ())) as out:
+        rep = write_masks(sources, out, args.n, edits, args.negatives, args.seed,
+                          progress=not args.quiet, always=always)
     print(f"made {rep['made']} of {rep['asked']} maps from {len(sources)} sources in {time.time() - t0:.0f} s "
           f"-> {args.out}/labels; rejected attempts: {rejections(rep['rejected'])}")
     return 0

@@ -20,6 +20,8 @@ def add_experiment(sub) -> None:
     f.add_argument("--test", help="slice folder of test slices (default: split --data, seeded)")
     f.add_argument("--normals", help="folder of infection-free images (e.g. MosMed CT-0) for the detection "
                    "arms: split in half, seeded, into training negatives and test negatives")
+    f.add_argument("--unlabelled", help="folder of unannotated slices showing the whole body (e.g. normal chest CT): "
+                   "the lungs of the unlabelled regime, found automatically")
     f.add_argument("--k", nargs="+", type=int, default=list(ExperimentConfig.ks),
                    help=f"numbers of real slices (default {' '.join(map(str, ExperimentConfig.ks))})")
     f.add_argument("--out", required=True, help="experiment folder (report.md, report.html, results.json)")
@@ -98,7 +100,7 @@ def cmd_experiment(args: argparse.Namespace) -> int:
                            fold=args.fold, device=args.device)
     t0 = time.time()
     rec = run_few_shot(args.data, args.out, cfg, args.test, normals=args.normals, progress=not args.quiet,
-                       log=(lambda *a: None) if args.quiet else print)
+                       log=(lambda *a: None) if args.quiet else print, unlabelled=args.unlabelled)
     for r in rec["table"]:
         print(f"k={r['k'] or 'all':>3} {ARMS[r['arm']].title:26s} {r['regime'] or '':22s} lung DSC {r['lung_dsc']:.3f} "
               f"NSD {r['lung_nsd']:.3f} | infection DSC {r['infection_dsc']:.3f} NSD {r['infection_nsd']:.3f}"

@@ -12,7 +12,8 @@ import numpy as np
 from ..errors import InputError
 from .edits import edit_map, unknown_edits, user_edits, whole_map_edits
 from .files import save_png, write_csv
-from .labelmap import body_from_image, body_from_label, check_label4, label4_to_label, to_label4
+from .labelmap import (INFECTION, body_from_image, body_from_label, check_label4, label4_to_label, lungs_from_image,
+                       to_label4)
 from .layout import body_file, is_slice_folder, label_folder, list_slice_folder, pair_paths, stem, volume_root_kind
 from .readers import load_slice, read_label, read_mask
 
@@ -26,6 +27,7 @@ class Source:
     name: str
     label4: np.ndarray
     origin: str
+    template: np.ndarray | None = None  # the annotated map a `relayout` imitates (None: this map's own)
 
 
 def sources_from_folder(root: str | Path) -> list[Source]:
@@ -73,6 +75,32 @@ def sources_from_volumes(root: str | Path) -> list[Source]:
     return out
 
 
+def sources_from_unlabelled(root: str | Path) -> list[Source]:
+    """Lungs without annotation: the air/body/lung map (`lungs_from_image`) of every image of a folder of
+    unannotated slices that show the whole body. A slice whose lungs are not found is refused with the
+    reason (InputError naming the file), before anything is written."""
+    from .layout import image_files
+    from .readers import read_image
+
+    out = []
+    for p in image_files(root):
+        try:
+            out.append(Source(stem(p), lungs_from_image(read_image(p)[0]), str(p)))
+        except ValueError as e:
+            raise InputError(f"{p}: no lungs found automatically: {e}") from None
+    return out
+
+
+def with_lesions_of(lungs: list[Source], templates: list[Source]) -> list[Source]:
+    """Every lung map once per annotated template, whose lesions a `relayout` then imitates on those
+    lungs (named LUNGS_TEMPLATE): k annotated maps and any number of unannotated slices give lungs of many
+    people with the k maps' kind of lesions."""
+    templates = [t for t in templates if (t.label4 == INFECTION).any()]
+    if not templates:
+        raise InputError("no annotated map with infection to take lesion layouts from")
+    return [Source(f"{u.name}_{t.name}", u.label4, u.origin, t.label4) for u in lungs for t in templates]
+
+
 def masks_source(label_path: str | Path) -> Path | None:
     """The real label map an edited map of a `cosingan masks` folder was made from (None otherwise)."""
     import csv
@@ -112,7 +140,7 @@ def make_condition(src: Source, edits: list[str], seed: int, negative: bool, min
         out = src.label4
         try:
             for e in chain:
-                out = edit_map(out, e, rng, min_lesion)
+                out = edit_map(out, e, rng, min_lesion, src.template)
         except ValueError as err:
             rejects[str(err)] = rejects.get(str(err), 0) + 1
             continue

@@ -211,11 +211,18 @@ def _blob(lung: np.ndarray, centre: tuple[int, int], area: int, rng) -> np.ndarr
 
 @register("relayout", default=False)
 def _relayout(label4, rng, lesion):
-    """A new lesion layout on the same lungs. Kept from the map: the infected share of the lung (jittered
-    on a log scale) and its lesion sizes relative to one another (resampled with replacement, so a map with
-    one large lesion and small satellites gives layouts like it, not many equal specks); the centres follow
-    COVID-19's predilection (`_predilection`)."""
-    found = lesions(label4)
+    return relayout(label4, rng)
+
+
+def relayout(label4: np.ndarray, rng: np.random.Generator, template: np.ndarray | None = None) -> np.ndarray:
+    """A new lesion layout on the lungs of `label4`, imitating the lesions of `template` (an annotated map;
+    default `label4` itself, whose lesions then all go). Kept from the template: the infected share of the
+    lung (jittered on a log scale) and its lesion sizes relative to one another (resampled with
+    replacement, so a map with one large lesion and small satellites gives layouts like it, not many equal
+    specks); the centres follow COVID-19's predilection (`_predilection`). With a template, lesion-free
+    lungs (of an unannotated slice) get the layouts of the k annotated maps."""
+    template = label4 if template is None else template
+    found = lesions(template)
     if not found:
         raise ValueError("map has no lesion to learn a layout from")
     lung = label4 >= LUNG
@@ -224,7 +231,8 @@ def _relayout(label4, rng, lesion):
     if rng.random() < SEVERITY_MIX:  # COVID-19's range of severity, whatever the k maps show
         frac = float(np.exp(rng.uniform(np.log(0.02), np.log(0.5))))
     else:
-        frac = float(np.clip(sizes.sum() / n_lung * np.exp(rng.uniform(-1.0, 1.0)), 0.01, 0.6))
+        share = sizes.sum() / int((template >= LUNG).sum())
+        frac = float(np.clip(share * np.exp(rng.uniform(-1.0, 1.0)), 0.01, 0.6))
     count = max(1, int(round(len(found) * np.exp(rng.uniform(-0.5, 0.5)))))
     shares = rng.choice(sizes, count) * np.exp(rng.normal(0.0, 0.3, count))
     areas = np.maximum(12, shares / shares.sum() * frac * n_lung).astype(int)
@@ -237,10 +245,14 @@ def _relayout(label4, rng, lesion):
     return out
 
 
-def edit_map(label4: np.ndarray, edit: str, rng: np.random.Generator, min_lesion: int = 12) -> np.ndarray:
-    """One edit of a 4-class map. Raises ValueError when the edit does not apply (e.g. no lesion)."""
+def edit_map(label4: np.ndarray, edit: str, rng: np.random.Generator, min_lesion: int = 12,
+             template: np.ndarray | None = None) -> np.ndarray:
+    """One edit of a 4-class map. Raises ValueError when the edit does not apply (e.g. no lesion).
+    `template`: the annotated map whose lesions a `relayout` imitates (other edits ignore it)."""
     if edit not in EDITS:
         raise ValueError(f"unknown edit {edit!r}; choose from {', '.join(EDITS)}")
+    if edit == "relayout" and template is not None:
+        return _clean(relayout(label4, rng, template), min_lesion)
     e = EDITS[edit]
     lesion = None
     if e.lesion:

@@ -37,6 +37,57 @@ def body_from_image(image: np.ndarray, label: np.ndarray, threshold: float = -0.
     return ndimage.binary_fill_holes(mask)
 
 
+def _otsu(values: np.ndarray, bins: int = 256) -> float:
+    """Otsu's threshold of values in [-1, 1]: the cut that best separates two grey-level classes."""
+    h, edges = np.histogram(values, bins=bins, range=(-1.0, 1.0))
+    p = h / max(1, h.sum())
+    w, mu = np.cumsum(p), np.cumsum(p * np.arange(bins))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        between = (mu[-1] * w - mu) ** 2 / (w * (1 - w))
+    return float(edges[int(np.nanargmax(between)) + 1])
+
+
+# A component of dark pixels inside the body counts as lung when it is at least this share of the largest
+# one: both lungs (or one, merged), not the trachea, bronchi or bowel gas (about 1-2 % of a lung).
+LUNG_COMPONENT_SHARE = 0.1
+
+
+def lungs_from_image(image: np.ndarray) -> np.ndarray:
+    """The air/body/lung map of an unannotated slice in [-1, 1] that shows the whole body (air around it,
+    as any slice of a CT volume does), cropped to the body's box like the project's training slices.
+    Classic threshold segmentation, no annotation: Otsu's cut inside the field of view (pixels above -1)
+    separates air from tissue; the body is the largest tissue component with its holes filled; the lungs
+    are the large air components inside it, closed and filled so that vessels count as lung. Raises
+    ValueError (with the reason) when no lungs enclosed by a body are found (e.g. a slice cropped into the
+    lungs, or below the lungs). Meant for infection-free slices: dense infection would read as body."""
+    fov = image > -1.0 + 1e-3
+    if fov.sum() < 64:
+        raise ValueError("no field of view (the image is black)")
+    if np.ptp(image[fov]) < 0.05:
+        raise ValueError("no contrast between air and tissue in the field of view")
+    tissue = image > _otsu(image[fov])
+    # the opening cuts the table and thin lines off the body; at most a third of a thin chest wall
+    # (about 15 px at 512 px), so that the wall still closes around the lungs
+    body = largest_component(ndimage.binary_opening(tissue, iterations=max(1, min(image.shape) // 170)))
+    body = ndimage.binary_fill_holes(ndimage.binary_closing(body, iterations=3, border_value=0))
+    air = ndimage.binary_opening(body & ~tissue, iterations=1)
+    lab, n = ndimage.label(air)
+    if n == 0:
+        raise ValueError("no lungs enclosed by a body (a slice without lungs, or one cropped into the body?)")
+    sizes = ndimage.sum(air, lab, index=np.arange(1, n + 1))
+    lung = np.isin(lab, 1 + np.nonzero(sizes >= LUNG_COMPONENT_SHARE * sizes.max())[0])
+    lung = ndimage.binary_fill_holes(ndimage.binary_closing(lung, iterations=2)) & body
+    if lung.sum() < 0.02 * body.sum():
+        raise ValueError("lungs smaller than 2% of the body (a slice below or above the lungs?)")
+    if lung[0].any() or lung[-1].any() or lung[:, 0].any() or lung[:, -1].any():
+        raise ValueError("lungs reach the image border (a slice cropped into the body?)")
+    rows, cols = np.nonzero(body)
+    box = (slice(rows.min(), rows.max() + 1), slice(cols.min(), cols.max() + 1))
+    out = np.where(body, BODY, AIR).astype(np.uint8)
+    out[lung] = LUNG
+    return out[box]
+
+
 def body_from_label(label: np.ndarray, margin: tuple[float, float] = BODY_MARGIN) -> np.ndarray:
     """Body estimated from the lungs alone: an ellipse around the lungs' box, widened by `margin`,
     joined with the lungs' filled convex envelope. Used when no image comes with a label map."""

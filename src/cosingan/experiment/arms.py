@@ -12,7 +12,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Iterator
 
-from ..data.conditions import sources_from_folder, write_masks
+from ..data.conditions import Source, sources_from_folder, with_lesions_of, write_masks
 from ..data.edits import whole_map_edits
 from ..data.files import write_json
 from ..errors import InputError
@@ -94,15 +94,18 @@ def generators(ctx: Context, d: Draw, variant: str = "", overrides: dict | None 
 class Regime:
     """Where a condition regime takes its real maps from, and which edits it draws."""
 
-    source: Callable[[Context, Draw], Path]
+    source: Callable[[Context, Draw], list[Source]]
     edits: Callable[[Context], list[str]]  # one or two of these per map
     always: tuple[str, ...] = ()  # and all of these, after them
 
 
 CONDITION_REGIMES = {
-    "kmaps": Regime(lambda ctx, d: d.folder, lambda ctx: list(ctx.cfg.edits)),
-    "allmaps": Regime(lambda ctx, d: ctx.pool_dir, lambda ctx: list(ctx.cfg.edits)),
-    "prior": Regime(lambda ctx, d: d.folder, lambda ctx: whole_map_edits(list(ctx.cfg.edits)), ("relayout",)),
+    "kmaps": Regime(lambda ctx, d: sources_from_folder(d.folder), lambda ctx: list(ctx.cfg.edits)),
+    "allmaps": Regime(lambda ctx, d: sources_from_folder(ctx.pool_dir), lambda ctx: list(ctx.cfg.edits)),
+    "prior": Regime(lambda ctx, d: sources_from_folder(d.folder), lambda ctx: whole_map_edits(list(ctx.cfg.edits)),
+                    ("relayout",)),
+    "unlabelled": Regime(lambda ctx, d: with_lesions_of(ctx.unlabelled, sources_from_folder(d.folder)),
+                         lambda ctx: whole_map_edits(list(ctx.cfg.edits)), ("relayout",)),
 }
 assert set(CONDITION_REGIMES) == set(REGIMES)
 
@@ -112,13 +115,15 @@ def _conditions(ctx: Context, d: Draw, regime: str):
     rg, c = CONDITION_REGIMES[regime], ctx.cfg
     settings = {"regime": regime, "n": c.n_synth, "edits": rg.edits(ctx), "always": list(rg.always),
                 "negatives": c.negatives, "seed": d.seed, "slices": d.names}
+    if regime == "unlabelled":  # which unannotated slices gave the lungs
+        settings["unlabelled"] = [s.name for s in ctx.unlabelled]
     record = masks / "conditions.json"
     if (masks / "masks.csv").exists():
         if record.exists() and json.loads(record.read_text()) != settings:  # (folders of earlier versions: none)
             raise InputError(f"{masks}: conditions made with other settings; use a new --out for these settings")
         return masks
     src = rg.source(ctx, d)
-    ctx.timed("masks", lambda: write_masks(sources_from_folder(src), masks, c.n_synth, rg.edits(ctx),
+    ctx.timed("masks", lambda: write_masks(src, masks, c.n_synth, rg.edits(ctx),
                                            c.negatives, d.seed, ctx.progress, always=rg.always))
     write_json(record, settings)
     return masks

@@ -61,6 +61,8 @@ REGIMES = {
     "allmaps": "every training-pool map, deformed and edited",
     "prior": "the k slices' lungs (deformed, flipped) with new lesion layouts drawn from a prior fitted "
              "to the k maps (edit `relayout`)",
+    "unlabelled": "lungs found automatically in the --unlabelled slices (no annotation; deformed, flipped) with "
+                  "lesion layouts drawn from the prior fitted to the k maps",
 }
 SELECTIONS = ("random", "area")
 AUGS = ("standard", "strong")  # the downstream networks' augmentations an arm may choose

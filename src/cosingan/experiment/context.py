@@ -32,6 +32,7 @@ class Context:
     volumes: dict | None = None  # volume data: training and test case names, and the split
     test_patches: tuple | None = None  # same-source detection: (patches, targets) of the test slices, made once
     test_key: str | None = None  # hash of the test data: stored scores are reused only for the same data
+    unlabelled: list = field(default_factory=list)  # lung maps found in unannotated slices (unlabelled regime)
     progress: bool = True
     log: Callable[..., None] = print
     timings: dict[str, float] = field(default_factory=dict)

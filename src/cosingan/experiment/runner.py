@@ -23,10 +23,11 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
+from ..data.conditions import sources_from_unlabelled
 from ..data.files import write_json
 from ..data.layout import list_slice_folder, volume_root_kind
 from ..data.volumes import export_slices
-from ..data.outputs import claim_output, locked
+from ..data.outputs import check_output, claim_output, locked
 from ..data.readers import read_image, read_slice_folder
 from ..downstream.patches import PATCH_DEFINITION
 from ..downstream.seg import load_seg
@@ -137,22 +138,34 @@ def generator_quality(ctx: Context, d: Draw, reference: str) -> list[dict]:
 
 
 def run_few_shot(data: str | Path, out: str | Path, cfg: ExperimentConfig, test: str | Path | None = None,
-                 normals: str | Path | None = None, progress: bool = True, log=print) -> dict:
+                 normals: str | Path | None = None, progress: bool = True, log=print,
+                 unlabelled: str | Path | None = None) -> dict:
+    """`unlabelled`: a folder of unannotated slices showing the whole body, the lungs of the `unlabelled`
+    condition regime (found automatically, once, before anything is written)."""
     t_start = time.time()
     out = Path(out)
+    if ("unlabelled" in cfg.regimes) != (unlabelled is not None):
+        raise InputError("the unlabelled regime needs --unlabelled DIR (unannotated slices showing the whole body)"
+                         if unlabelled is None else "--unlabelled is used only by the unlabelled regime; add it "
+                         "to --regimes")
+    if unlabelled is not None:
+        check_output(out, "experiment", (unlabelled,))
+    lungs = sources_from_unlabelled(unlabelled) if unlabelled is not None else []
     ctx = prepare(Path(data), out, cfg, Path(test) if test else None, Path(normals) if normals else None,
                   progress, log)
+    ctx.unlabelled = lungs
     with locked(out):
-        return _run(ctx, data, test, normals, t_start)
+        return _run(ctx, data, test, normals, t_start, unlabelled)
 
 
-def _run(ctx: Context, data, test, normals, t_start: float) -> dict:
+def _run(ctx: Context, data, test, normals, t_start: float, unlabelled=None) -> dict:
     cfg, out, log = ctx.cfg, ctx.out, ctx.log
     record = {"config": asdict(cfg), "data": str(data), "test": str(test) if test else None,
               **({"volumes": ctx.volumes} if ctx.volumes else {}),
               "pool": [p[0].name for p in ctx.pool], "test_slices": [p[0].name for p in ctx.tests], "runs": [],
               "normals": {"folder": str(normals) if normals else None, "pool": [p.name for p in ctx.normal_pool],
                           "test": [p.name for p in ctx.normal_test]},
+              **({"unlabelled": {"folder": str(unlabelled), "slices": len(ctx.unlabelled)}} if unlabelled else {}),
               "detection": (f"{len(ctx.test_pos)} test slices with infection, {len(ctx.test_neg)} without"
                             if ctx.can_detect else "not run: the test set needs slices with and without "
                             "infection (pass --normals DIR)")}
