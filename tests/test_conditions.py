@@ -104,7 +104,8 @@ def test_unlabelled_sources_take_the_templates_lesions(tmp_path):
     assert [s.name for s in lungs] == ["u0", "u1"] and all(s.template is None for s in lungs)
     paired = with_lesions_of(lungs, templates)
     assert [s.name for s in paired] == ["u0_t0", "u0_t1", "u1_t0", "u1_t1"]
-    assert paired[1].template is templates[1].label4 and paired[1].label4 is lungs[0].label4
+    assert paired[1].template is templates[1].label4
+    assert (paired[1].label4 == LUNG).sum() == (lungs[0].label4 == LUNG).sum()  # the same lungs, reframed
     assert paired[1].origin == str(tmp_path / "unlabelled" / "u0.png")
     with pytest.raises(InputError, match="no annotated map with infection"):
         with_lesions_of(lungs, lungs)
@@ -142,3 +143,22 @@ def test_masks_command_puts_the_maps_lesions_on_unlabelled_lungs(tmp_path, capsy
         lab = np.asarray(Image.open(out / "labels" / f"{r['name']}.png"))
         assert (lab == 2).any() != r["edits"].endswith("negative")
         assert (np.asarray(Image.open(out / "bodies" / f"{r['name']}.png")) > 0)[lab > 0].all()
+
+
+def test_reframe_puts_the_lungs_where_the_template_has_them():
+    from cosingan.data.labelmap import reframe
+
+    lungs = np.zeros((60, 80), np.uint8)
+    lungs[5:55, 5:75] = BODY
+    lungs[15:45, 10:70] = LUNG  # lungs' box 30 x 60
+    tight = np.full((20, 30), LUNG, np.uint8)  # a slice cropped to its lungs' box (as the MedSeg slices)
+    out = reframe(lungs, tight)
+    assert out.shape == (30, 60) and (out == LUNG).all()
+    wide = np.zeros((40, 40), np.uint8)
+    wide[10:30, 5:35] = LUNG  # margins: half the box height above and below, 1/6 of its width each side
+    out = reframe(lungs, wide)
+    assert out.shape == (60, 80) and (out[15:45, 10:70] == LUNG).all() and (out == LUNG).sum() == 30 * 60
+    far = np.zeros((100, 40), np.uint8)
+    far[40:60, 10:30] = LUNG  # more margin than the slice holds: padded with air
+    out = reframe(lungs, far)
+    assert out.shape == (150, 120) and out[0].max() == AIR and (out == LUNG).sum() == 30 * 60

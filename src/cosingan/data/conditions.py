@@ -13,7 +13,7 @@ from ..errors import InputError
 from .edits import edit_map, unknown_edits, user_edits, whole_map_edits
 from .files import save_png, write_csv
 from .labelmap import (INFECTION, body_from_image, body_from_label, check_label4, label4_to_label, lungs_from_image,
-                       to_label4)
+                       reframe, to_label4)
 from .layout import body_file, is_slice_folder, label_folder, list_slice_folder, pair_paths, stem, volume_root_kind
 from .readers import load_slice, read_label, read_mask
 
@@ -92,13 +92,14 @@ def sources_from_unlabelled(root: str | Path) -> list[Source]:
 
 
 def with_lesions_of(lungs: list[Source], templates: list[Source]) -> list[Source]:
-    """Every lung map once per annotated template, whose lesions a `relayout` then imitates on those
-    lungs (named LUNGS_TEMPLATE): k annotated maps and any number of unannotated slices give lungs of many
-    people with the k maps' kind of lesions."""
+    """Every lung map once per annotated template, framed as the template is (`reframe`), whose lesions a
+    `relayout` then imitates on those lungs (named LUNGS_TEMPLATE): k annotated maps and any number of
+    unannotated slices give lungs of many people with the k maps' kind of lesions."""
     templates = [t for t in templates if (t.label4 == INFECTION).any()]
     if not templates:
         raise InputError("no annotated map with infection to take lesion layouts from")
-    return [Source(f"{u.name}_{t.name}", u.label4, u.origin, t.label4) for u in lungs for t in templates]
+    return [Source(f"{u.name}_{t.name}", reframe(u.label4, t.label4), u.origin, t.label4)
+            for u in lungs for t in templates]
 
 
 def masks_source(label_path: str | Path) -> Path | None:

@@ -88,6 +88,28 @@ def lungs_from_image(image: np.ndarray) -> np.ndarray:
     return out[box]
 
 
+def reframe(label4: np.ndarray, like: np.ndarray) -> np.ndarray:
+    """`label4` cropped (or padded with air) so that its lungs sit in the frame as `like`'s lungs do: the
+    same margins around the lungs' box, as fractions of that box. Slices are framed differently (the
+    MedSeg slices are cropped to the lungs' box, so the lungs touch all four edges; a volume's slice shows
+    the whole field of view); a condition framed unlike the annotated slices teaches the U-Net another
+    framing than the one it is tested on."""
+    def box(m):
+        rows, cols = np.nonzero(m >= LUNG)
+        return rows.min(), rows.max() + 1, cols.min(), cols.max() + 1
+
+    r0, r1, c0, c1 = box(like)
+    h, w = r1 - r0, c1 - c0
+    margins = (r0 / h, (like.shape[0] - r1) / h, c0 / w, (like.shape[1] - c1) / w)
+    r0, r1, c0, c1 = box(label4)
+    h, w = r1 - r0, c1 - c0
+    top, bottom = r0 - round(margins[0] * h), r1 + round(margins[1] * h)
+    left, right = c0 - round(margins[2] * w), c1 + round(margins[3] * w)
+    pad = max(0, -top, -left, bottom - label4.shape[0], right - label4.shape[1])
+    out = np.pad(label4, pad, constant_values=AIR)
+    return out[top + pad:bottom + pad, left + pad:right + pad]
+
+
 def body_from_label(label: np.ndarray, margin: tuple[float, float] = BODY_MARGIN) -> np.ndarray:
     """Body estimated from the lungs alone: an ellipse around the lungs' box, widened by `margin`,
     joined with the lungs' filled convex envelope. Used when no image comes with a label map."""
