@@ -52,6 +52,12 @@ def _otsu(values: np.ndarray, bins: int = 256) -> float:
 LUNG_COMPONENT_SHARE = 0.1
 
 
+def _box(mask: np.ndarray) -> tuple[int, int, int, int]:
+    """Bounding box of a non-empty mask: first row, last row + 1, first column, last column + 1."""
+    rows, cols = np.nonzero(mask)
+    return int(rows.min()), int(rows.max()) + 1, int(cols.min()), int(cols.max()) + 1
+
+
 def lungs_from_image(image: np.ndarray) -> np.ndarray:
     """The air/body/lung map of an unannotated slice in [-1, 1] that shows the whole body (air around it,
     as any slice of a CT volume does), cropped to the body's box like the project's training slices.
@@ -81,11 +87,10 @@ def lungs_from_image(image: np.ndarray) -> np.ndarray:
         raise ValueError("lungs smaller than 2% of the body (a slice below or above the lungs?)")
     if lung[0].any() or lung[-1].any() or lung[:, 0].any() or lung[:, -1].any():
         raise ValueError("lungs reach the image border (a slice cropped into the body?)")
-    rows, cols = np.nonzero(body)
-    box = (slice(rows.min(), rows.max() + 1), slice(cols.min(), cols.max() + 1))
+    r0, r1, c0, c1 = _box(body)
     out = np.where(body, BODY, AIR).astype(np.uint8)
     out[lung] = LUNG
-    return out[box]
+    return out[r0:r1, c0:c1]
 
 
 def reframe(label4: np.ndarray, like: np.ndarray) -> np.ndarray:
@@ -94,14 +99,10 @@ def reframe(label4: np.ndarray, like: np.ndarray) -> np.ndarray:
     MedSeg slices are cropped to the lungs' box, so the lungs touch all four edges; a volume's slice shows
     the whole field of view); a condition framed unlike the annotated slices teaches the U-Net another
     framing than the one it is tested on."""
-    def box(m):
-        rows, cols = np.nonzero(m >= LUNG)
-        return rows.min(), rows.max() + 1, cols.min(), cols.max() + 1
-
-    r0, r1, c0, c1 = box(like)
+    r0, r1, c0, c1 = _box(like >= LUNG)
     h, w = r1 - r0, c1 - c0
     margins = (r0 / h, (like.shape[0] - r1) / h, c0 / w, (like.shape[1] - c1) / w)
-    r0, r1, c0, c1 = box(label4)
+    r0, r1, c0, c1 = _box(label4 >= LUNG)
     h, w = r1 - r0, c1 - c0
     top, bottom = r0 - round(margins[0] * h), r1 + round(margins[1] * h)
     left, right = c0 - round(margins[2] * w), c1 + round(margins[3] * w)
