@@ -44,10 +44,10 @@ def cmd_masks(args: argparse.Namespace) -> int:
     if args.n < 1:
         raise InputError(f"--n must be at least 1, got {args.n}")
     sources = [s for d in args.data for s in sources_from_folder(d)]
-    if not edit_list(args.edits):
-        raise InputError(f"--edits {args.edits!r}: no edit names; choose from the list in --help")
-    check_edits(edit_list(args.edits))  # before the output folder is made
     edits, always = edit_list(args.edits), ()
+    if not edits:
+        raise InputError(f"--edits {args.edits!r}: no edit names; choose from the list in --help")
+    check_edits(edits)  # before the output folder is made
     if args.lungs_from:  # the unlabelled slices' lungs with the annotated maps' kind of lesions
         sources = with_lesions_of(sources_from_unlabelled(args.lungs_from), sources)
         edits, always = whole_map_edits(edits), ("relayout",)

@@ -148,9 +148,10 @@ def run_few_shot(data: str | Path, out: str | Path, cfg: ExperimentConfig, test:
         raise InputError("the unlabelled regime needs --unlabelled DIR (unannotated slices showing the whole body)"
                          if unlabelled is None else "--unlabelled is used only by the unlabelled regime; add it "
                          "to --regimes")
+    lungs = []
     if unlabelled is not None:
         check_output(out, "experiment", (unlabelled,))
-    lungs = sources_from_unlabelled(unlabelled) if unlabelled is not None else []
+        lungs = sources_from_unlabelled(unlabelled)
     ctx = prepare(Path(data), out, cfg, Path(test) if test else None, Path(normals) if normals else None,
                   progress, log)
     ctx.unlabelled = lungs
