@@ -92,6 +92,27 @@ def test_synthesize_png_manifest_regenerates_and_resumes(two_runs, tmp_path, cap
     assert main(args[:-3] + ["--seed", "5", "--quiet"]) == 2
 
 
+def test_grid_shows_the_unannotated_slice_behind_a_condition_framed_as_the_condition(two_runs, tmp_path):
+    from test_conditions import _whole_body
+
+    root, runs = two_runs
+    for k in range(2):  # unannotated whole-body slices: the conditions' lungs come from them
+        save_png(_whole_body(*chest_phantom(48, seed=80 + k))[0], tmp_path / "unlabelled" / f"u{k}.png")
+    masks, out = tmp_path / "m", tmp_path / "syn"
+    assert main(["masks", "--data", str(root / "data"), "--lungs-from", str(tmp_path / "unlabelled"), "--out",
+                 str(masks), "--n", "4", "--quiet"]) == 0
+    assert main(["synthesize", "--runs", *runs, "--n", "2", "--out", str(out), "--conditions", str(masks),
+                 "--quiet"]) == 0
+    grid = np.asarray(Image.open(out / "grid.png")).astype(int)
+    h, w = grid.shape[0] - 4, (grid.shape[1] - 2) // 6 - 2  # one row of 6 tiles, 2 px apart
+    for c in (0, 3):  # each pair's first tile: the real slice, not a blank one
+        source = grid[2:2 + h, 2 + (w + 2) * c:2 + (w + 2) * c + w]
+        assert source.std() > 20
+        # framed as the condition (whose template, a phantom, has its chest wall at the frame's sides),
+        # not the whole slice with air around the body
+        assert source[h // 2, :2].min() > 150 and source[h // 2, -2:].min() > 150
+
+
 def test_synthesize_with_consolidation_changes_only_infection_and_refuses_other_settings(two_runs, tmp_path, capsys):
     root, runs = two_runs
     outs = {}

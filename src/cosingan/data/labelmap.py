@@ -58,14 +58,15 @@ def _box(mask: np.ndarray) -> tuple[int, int, int, int]:
     return int(rows.min()), int(rows.max()) + 1, int(cols.min()), int(cols.max()) + 1
 
 
-def lungs_from_image(image: np.ndarray) -> np.ndarray:
+def lungs_from_image(image: np.ndarray, crop: bool = True) -> np.ndarray:
     """The air/body/lung map of an unannotated slice in [-1, 1] that shows the whole body (air around it,
     as any slice of a CT volume does), cropped to the body's box like the project's training slices.
     Classic threshold segmentation, no annotation: Otsu's cut inside the field of view (pixels above -1)
     separates air from tissue; the body is the largest tissue component with its holes filled; the lungs
     are the large air components inside it, closed and filled so that vessels count as lung. Raises
     ValueError (with the reason) when no lungs enclosed by a body are found (e.g. a slice cropped into the
-    lungs, or below the lungs). Meant for infection-free slices: dense infection would read as body."""
+    lungs, or below the lungs). Meant for infection-free slices: dense infection would read as body.
+    `crop=False` keeps the image's grid (to frame the image itself as its map)."""
     fov = image > -1.0 + 1e-3
     if fov.sum() < 64:
         raise ValueError("no field of view (the image is black)")
@@ -87,9 +88,11 @@ def lungs_from_image(image: np.ndarray) -> np.ndarray:
         raise ValueError("lungs smaller than 2% of the body (a slice below or above the lungs?)")
     if lung[0].any() or lung[-1].any() or lung[:, 0].any() or lung[:, -1].any():
         raise ValueError("lungs reach the image border (a slice cropped into the body?)")
-    r0, r1, c0, c1 = _box(body)
     out = np.where(body, BODY, AIR).astype(np.uint8)
     out[lung] = LUNG
+    if not crop:
+        return out
+    r0, r1, c0, c1 = _box(body)
     return out[r0:r1, c0:c1]
 
 
@@ -99,15 +102,21 @@ def reframe(label4: np.ndarray, like: np.ndarray) -> np.ndarray:
     MedSeg slices are cropped to the lungs' box, so the lungs touch all four edges; a volume's slice shows
     the whole field of view); a condition framed unlike the annotated slices teaches the U-Net another
     framing than the one it is tested on."""
-    r0, r1, c0, c1 = _box(like >= LUNG)
+    return frame_like(label4, label4 >= LUNG, like >= LUNG, AIR)
+
+
+def frame_like(a: np.ndarray, lungs: np.ndarray, like_lungs: np.ndarray, fill: float) -> np.ndarray:
+    """`a` (any array on the grid of the mask `lungs`) cropped, or padded with `fill`, so that `lungs` sit
+    in the frame as `like_lungs` sit in theirs (`reframe`; also frames an image as its lung map)."""
+    r0, r1, c0, c1 = _box(like_lungs)
     h, w = r1 - r0, c1 - c0
-    margins = (r0 / h, (like.shape[0] - r1) / h, c0 / w, (like.shape[1] - c1) / w)
-    r0, r1, c0, c1 = _box(label4 >= LUNG)
+    margins = (r0 / h, (like_lungs.shape[0] - r1) / h, c0 / w, (like_lungs.shape[1] - c1) / w)
+    r0, r1, c0, c1 = _box(lungs)
     h, w = r1 - r0, c1 - c0
     top, bottom = r0 - round(margins[0] * h), r1 + round(margins[1] * h)
     left, right = c0 - round(margins[2] * w), c1 + round(margins[3] * w)
-    pad = max(0, -top, -left, bottom - label4.shape[0], right - label4.shape[1])
-    out = np.pad(label4, pad, constant_values=AIR)
+    pad = max(0, -top, -left, bottom - a.shape[0], right - a.shape[1])
+    out = np.pad(a, pad, constant_values=fill)
     return out[top + pad:bottom + pad, left + pad:right + pad]
 
 

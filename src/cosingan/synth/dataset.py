@@ -16,8 +16,8 @@ import numpy as np
 
 from ..data.conditions import Source, check_edits, make_condition, masks_source, sources_from_folder
 from ..data.files import save_nifti, save_png, write_csv, write_json
-from ..data.labelmap import label4_to_label
-from ..data.layout import nnunet_pair_paths, pair_paths, paired_image
+from ..data.labelmap import LUNG, frame_like, label4_to_label, lungs_from_image
+from ..data.layout import LABELS, nnunet_pair_paths, pair_paths, paired_image
 from ..data.pictures import image_to_uint8, label_to_uint8, tile
 from ..data.readers import read_image
 from ..errors import InputError
@@ -259,14 +259,24 @@ def synthesize(syn: Synthesizer, n: int, out: str | Path, fmt: str = "png", prog
     return {"made": made, "kept": skipped, "total": len(rows), "rejected": rejected}
 
 
-def _source_image(syn: Synthesizer, row: dict) -> np.ndarray | None:
-    """The real slice behind a condition, when there is one (a slice folder or a run's own pair)."""
+def _source_image(syn: Synthesizer, row: dict, label: np.ndarray) -> np.ndarray | None:
+    """The real slice behind a condition, when there is one (a slice folder or a run's own pair); an
+    unannotated slice whose lungs a condition took is framed as the condition `label` is."""
     origin = row["condition"]
     if origin.startswith("train:"):
         return syn.train_image(origin)
     origin = masks_source(origin) or Path(origin)  # an edited map: show its real source
     img_path = paired_image(origin)
-    return read_image(img_path)[0] if img_path is not None else None
+    if img_path is not None:
+        return read_image(img_path)[0]
+    if origin.parent.name == LABELS or not origin.is_file():
+        return None
+    image = read_image(origin)[0]
+    try:
+        lungs = lungs_from_image(image, crop=False) == LUNG
+    except ValueError:  # not a slice whose lungs are found: nothing to show
+        return None
+    return frame_like(image, lungs, label > 0, -1.0)
 
 
 def write_grid(syn: Synthesizer, rows: list[dict], path: Path) -> None:
@@ -278,7 +288,7 @@ def write_grid(syn: Synthesizer, rows: list[dict], path: Path) -> None:
         img, lab, _ = syn.make(row)
         if img is None:
             continue
-        real = _source_image(syn, row)
+        real = _source_image(syn, row, lab)
         if real is None:
             real_t = np.full(img.shape, 255, np.uint8)
         else:
