@@ -10,7 +10,7 @@ from ..errors import InputError
 
 
 def add_experiment(sub) -> None:
-    from ..experiment.config import AUGS, REGIMES, SELECTIONS, ExperimentConfig
+    from ..experiment.config import AUGS, CHECKPOINTS, REGIMES, SELECTIONS, ExperimentConfig
 
     p = sub.add_parser("experiment", help="the few-shot experiment (synthetic vs k real vs all real)")
     ss = p.add_subparsers(dest="exp_command", required=True)
@@ -53,6 +53,10 @@ def add_experiment(sub) -> None:
     f.add_argument("--seg-steps", type=int, default=ExperimentConfig.seg_steps,
                    help="U-Net budget for every arm (default %(default)s)")
     f.add_argument("--seg-size", type=int, default=ExperimentConfig.seg_size)
+    f.add_argument("--seg-checkpoint", choices=list(CHECKPOINTS), default=ExperimentConfig.seg_checkpoint,
+                   help="the U-Net weights each arm keeps: best (the step that scores best on 10%% of its training "
+                   "slices, held out; arms with under 5 slices keep the last) or last (every arm trains on all "
+                   "its slices and keeps its last step); default %(default)s")
     f.add_argument("--cls-steps", type=int, default=ExperimentConfig.cls_steps,
                    help="classifier budget for every arm (default %(default)s)")
     f.add_argument("--ablation", action="store_true", help="also generators with each CoSinGAN part off "
@@ -93,7 +97,8 @@ def cmd_experiment(args: argparse.Namespace) -> int:
     check_config(SegConfig(size=args.seg_size))  # the U-Net's size, before any work
     cfg = ExperimentConfig(ks=tuple(args.k), repeats=args.repeats, preset=args.preset, gan_config=gan_config,
                            regimes=tuple(args.regimes), n_synth=args.n_synth, consolidation=args.consolidation,
-                           seg_steps=args.seg_steps, seg_size=args.seg_size, cls_steps=args.cls_steps, seed=args.seed,
+                           seg_steps=args.seg_steps, seg_size=args.seg_size,
+                           seg_checkpoint=args.seg_checkpoint, cls_steps=args.cls_steps, seed=args.seed,
                            ablation=args.ablation, mixed=args.mixed, select=args.select,
                            synth_aug=args.synth_aug, real_aug=args.real_aug, shared_generator=args.shared_generator,
                            quality=not args.no_quality, spacing_mm=args.spacing, split=args.split,

@@ -24,6 +24,9 @@ class ExperimentConfig:
     n_synth: int = 1000
     seg_steps: int = 1200
     seg_size: int = 128
+    # which U-Net weights an arm keeps: best (on 10 % of its training slices held out, arms with >= 5 slices;
+    # B has none and keeps its last) or last (every arm trains on all its slices and keeps its last step)
+    seg_checkpoint: str = "best"
     cls_steps: int = 600
     test_fraction: float = 0.5  # used only without --test
     negatives: float = 0.1
@@ -50,6 +53,13 @@ class ExperimentConfig:
         for name in ("synth_aug", "real_aug"):
             if getattr(self, name) not in AUGS:
                 raise InputError(f"{name} must be one of {', '.join(AUGS)}, got {getattr(self, name)!r}")
+        if self.seg_checkpoint not in CHECKPOINTS:
+            raise InputError(f"seg_checkpoint must be one of {', '.join(CHECKPOINTS)}, got {self.seg_checkpoint!r}")
+
+    @property
+    def seg_val_fraction(self) -> float:
+        """Share of an arm's training slices held out to choose its U-Net checkpoint."""
+        return CHECKPOINTS[self.seg_checkpoint]
 
     def repeat_seed(self, r: int) -> int:
         return self.seed * 1000 + r
@@ -65,7 +75,8 @@ REGIMES = {
                   "lesion layouts drawn from the prior fitted to the k maps",
 }
 SELECTIONS = ("random", "area")
-AUGS = ("standard", "strong")  # the downstream networks' augmentations an arm may choose
+AUGS = ("standard", "strong")
+CHECKPOINTS = {"best": 0.1, "last": 0.0}  # U-Net checkpoint rule -> share of the training slices held out  # the downstream networks' augmentations an arm may choose
 
 # the three CoSinGAN parts, each switched off in turn by the ablation
 ABLATIONS = {"two-stage": {"model": {"two_stage": False}}, "mixed-rec": {"train": {"mixed_rec": False}},

@@ -89,7 +89,10 @@ def _intro(out: Path, record: dict) -> Section:
     arms = "; ".join(a.title for a in ARMS.values() if a.key != "M" or c.get("mixed"))
     regimes = "; ".join(f"{k}: {REGIMES[k]}" for k in c["regimes"])
     return Section("What was compared", [
-        f"Arms ({arms}) train the same U-Net with the same budget ({c['seg_steps']} steps at {c['seg_size']} px) "
+        f"Arms ({arms}) train the same U-Net with the same budget ({c['seg_steps']} steps at {c['seg_size']} px; "
+        + ("each keeps its last step" if c.get("seg_checkpoint") == "last" else
+           "each keeps the step that scores best on 10 % of its training slices, held out, or its last step "
+           "with under 5 slices") + ") "
         f"and are scored on the same real test slices. A trains on synthetic slices from "
         + ("one few-shot CoSinGAN shared by the k real slices" if c.get("shared_generator") else
            "one CoSinGAN per real slice") + f" ({c.get('synth_aug', 'standard')} augmentation); B on the k "
