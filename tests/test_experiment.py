@@ -35,7 +35,8 @@ def test_few_shot_experiment_report_and_no_leakage(tmp_path, phantom_folder, nor
     for run in rec["runs"]:
         assert set(run["slices"]) <= pool and len(run["slices"]) == run["k"]
     arms = {(r["arm"], r["regime"]) for r in rec["table"]}
-    assert arms == {("A", "kmaps"), ("A", "allmaps"), ("B", ""), ("C", "")}
+    # the default regimes: every pool map, and the prior (nothing annotated but the k maps)
+    assert arms == {("A", "allmaps"), ("A", "prior"), ("B", ""), ("C", "")}
     for r in rec["table"]:
         for m in ("lung_dsc", "lung_nsd", "infection_dsc", "infection_nsd"):
             assert 0.0 <= r[m] <= 1.0
@@ -49,9 +50,9 @@ def test_few_shot_experiment_report_and_no_leakage(tmp_path, phantom_folder, nor
     assert json.loads((out / "cls" / "r0_k1_B_real_strongaug" / "train.json").read_text())["config"]["aug"] == "strong"
     for name in ("r0_k1_A_synthetic_allmaps_strongaug", "r0_C_allreal_strongaug"):  # every arm: strong by default
         assert json.loads((out / "seg" / name / "train.json").read_text())["config"]["aug"] == "strong"
-    assert {(f["k"], f["regime"]) for f in rec["fidelity"]} == {(1, "kmaps"), (1, "allmaps")}
+    assert {(f["k"], f["regime"]) for f in rec["fidelity"]} == {(1, "allmaps"), (1, "prior")}
     assert all(0.0 <= f["infection_dsc"] <= 1.0 for f in rec["fidelity"])
-    for regime in ("kmaps", "allmaps"):  # the lesion-density step is on by default, recorded with each set
+    for regime in ("allmaps", "prior"):  # the lesion-density step is on by default, recorded with each set
         assert json.loads((out / "synthetic" / f"r0_k1_{regime}" / "synthesize.json").read_text())["consolidation"] == 0.5
     md = (out / "report.md").read_text()
     assert "(50% with part of the infection made dense); classifier budget: 2 steps." in md

@@ -7,8 +7,8 @@ Every registered task (segmentation, detection) trains the same network with the
 set and is scored on the test slices. Everything lands in one folder and every step is resumable:
 finished generators, datasets, models and evaluations are reused.
 
-Condition regimes for (A): `kmaps` (only the k slices' own maps, deformed and edited) and `allmaps`
-(every training-pool map, with the k images' generators).
+Condition regimes for (A): `config.REGIMES` (by default `allmaps`, every training-pool map with the k
+images' generators, and `prior`, new lesion layouts on the k maps' lungs: nothing annotated but the k maps).
 
 Detection (with `normals`, a folder of infection-free images split in half into training and test
 negatives): (A) synthetic positives and synthetic infection-free negatives only, (B) the k real slices
