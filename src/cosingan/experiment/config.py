@@ -77,8 +77,8 @@ REGIMES = {
                   "lesion layouts drawn from the prior fitted to the k maps",
 }
 SELECTIONS = ("random", "area")
-AUGS = ("standard", "strong")
-CHECKPOINTS = {"best": 0.1, "last": 0.0}  # U-Net checkpoint rule -> share of the training slices held out  # the downstream networks' augmentations an arm may choose
+AUGS = ("standard", "strong")  # the downstream networks' augmentations an arm may choose
+CHECKPOINTS = {"best": 0.1, "last": 0.0}  # U-Net checkpoint rule -> share of the training slices held out
 
 # the three CoSinGAN parts, each switched off in turn by the ablation
 ABLATIONS = {"two-stage": {"model": {"two_stage": False}}, "mixed-rec": {"train": {"mixed_rec": False}},
