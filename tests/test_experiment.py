@@ -420,20 +420,24 @@ def test_unlabelled_regime_takes_lungs_from_unannotated_slices(tmp_path, phantom
 def test_seg_checkpoint_last_trains_every_arm_on_all_its_slices_and_keeps_the_last_step(tmp_path, phantom_folder,
                                                                                      capsys):
     """`--seg-checkpoint last`: no arm holds slices out to pick a step (under `best`, an arm of >= 5 slices
-    does), so every arm follows B's rule; a folder trained under the other rule is refused, not reused."""
+    does), so every arm follows B's rule; `--seg-schedule poly` reaches every U-Net; a folder trained under
+    another rule or schedule is refused, not reused."""
     args = ["experiment", "few-shot", "--data", str(phantom_folder), "--k", "1", "--preset", "tiny", "--regimes",
             "kmaps", "--n-synth", "6", "--seg-steps", "2", "--seg-size", "32", "--cls-steps", "2", "--no-quality",
             "--quiet"]
     best, last = tmp_path / "best", tmp_path / "last"
     assert main(args + ["--out", str(best)]) == 0
-    assert main(args + ["--out", str(last), "--seg-checkpoint", "last"]) == 0
+    assert main(args + ["--out", str(last), "--seg-checkpoint", "last", "--seg-schedule", "poly"]) == 0
     a = "r0_k1_A_synthetic_kmaps_strongaug"
     held = json.loads((best / "seg" / a / "train.json").read_text())
     assert (held["train_slices"], held["val_slices"]) == (5, 1)
     every = json.loads((last / "seg" / a / "train.json").read_text())
     assert (every["train_slices"], every["val_slices"], every["best_step"]) == (6, 0, 2)
-    assert "each keeps its last step" in (last / "report.md").read_text()
-    assert "scores best on 10 %" in (best / "report.md").read_text()
+    assert (held["config"]["schedule"], every["config"]["schedule"]) == ("constant", "poly")
+    assert "decayed to 0 (poly); each keeps its last step" in (last / "report.md").read_text()
+    assert "constant learning rate; each keeps the step that scores best on 10 %" in (best / "report.md").read_text()
     capsys.readouterr()
-    assert main(args + ["--out", str(last)]) == 2
+    assert main(args + ["--out", str(last), "--seg-schedule", "poly"]) == 2
     assert "trained with other settings (val_fraction: 0.0 -> 0.1)" in capsys.readouterr().err
+    assert main(args + ["--out", str(last), "--seg-checkpoint", "last"]) == 2
+    assert "trained with other settings (schedule: poly -> constant)" in capsys.readouterr().err

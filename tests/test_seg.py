@@ -100,3 +100,30 @@ def test_seg_train_same_seed_same_weights(tmp_path, aug):
         seg.train_seg(slices, cfg, tmp_path / f"m{rep}", progress=False)
         states.append(torch.load(tmp_path / f"m{rep}" / "model.pt", weights_only=True)["state"])
     assert all(torch.equal(states[0][k], states[1][k]) for k in states[0])
+
+
+def test_poly_schedule_and_given_validation_slices(tmp_path):
+    """`schedule="poly"` decays the learning rate (other weights than a constant one from the same seed);
+    `val_slices` validate instead of a held-out share (every training slice
+    trains) and the log keeps their lung and infection DSC apart."""
+    import torch
+
+    from cosingan.data.readers import Slice
+    from cosingan.downstream import seg
+    from cosingan.errors import InputError
+
+    slices = []
+    for k in range(7):
+        img, lab = chest_phantom(40, seed=30 + k)
+        slices.append(Slice(img.astype(np.float32) / 127.5 - 1, lab, None, "png", image_path=f"p{k}"))
+    states = {}
+    for schedule in ("constant", "poly"):
+        cfg = seg.SegConfig(size=32, steps=6, aug="none", val_every=3, schedule=schedule)
+        meta = seg.train_seg(slices[:5], cfg, tmp_path / schedule, progress=False, val_slices=slices[5:])
+        assert (meta["train_slices"], meta["val_slices"]) == (5, 2)
+        assert [set(e) >= {"val", "val_lung_dsc", "val_infection_dsc"} for e in meta["log"]] == [True, True]
+        assert json.loads((tmp_path / schedule / "train.json").read_text())["config"]["schedule"] == schedule
+        states[schedule] = torch.load(tmp_path / schedule / "model.pt", weights_only=True)["state"]
+    assert not all(torch.equal(states["constant"][k], states["poly"][k]) for k in states["poly"])
+    with pytest.raises(InputError, match="schedule must be one of constant, poly"):
+        seg.check_config(seg.SegConfig(schedule="cosine"))

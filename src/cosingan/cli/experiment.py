@@ -10,6 +10,7 @@ from ..errors import InputError
 
 
 def add_experiment(sub) -> None:
+    from ..downstream.seg import SCHEDULES
     from ..experiment.config import AUGS, CHECKPOINTS, REGIMES, SELECTIONS, ExperimentConfig
 
     p = sub.add_parser("experiment", help="the few-shot experiment (synthetic vs k real vs all real)")
@@ -57,6 +58,9 @@ def add_experiment(sub) -> None:
                    help="the U-Net weights each arm keeps: best (the step that scores best on 10%% of its training "
                    "slices, held out; arms with under 5 slices keep the last) or last (every arm trains on all "
                    "its slices and keeps its last step); default %(default)s")
+    f.add_argument("--seg-schedule", choices=list(SCHEDULES), default=ExperimentConfig.seg_schedule,
+                   help="the U-Nets' learning rate over the steps: constant, or poly (decays to 0 as nnU-Net's "
+                   "does); default %(default)s")
     f.add_argument("--cls-steps", type=int, default=ExperimentConfig.cls_steps,
                    help="classifier budget for every arm (default %(default)s)")
     f.add_argument("--ablation", action="store_true", help="also generators with each CoSinGAN part off "
@@ -94,11 +98,11 @@ def cmd_experiment(args: argparse.Namespace) -> int:
         raise InputError(f"--k {' '.join(map(str, args.k))}: each number of slices once")
     from ..downstream.seg import SegConfig, check_config
 
-    check_config(SegConfig(size=args.seg_size))  # the U-Net's size, before any work
+    check_config(SegConfig(size=args.seg_size, schedule=args.seg_schedule))  # the U-Net's settings, before any work
     cfg = ExperimentConfig(ks=tuple(args.k), repeats=args.repeats, preset=args.preset, gan_config=gan_config,
                            regimes=tuple(args.regimes), n_synth=args.n_synth, consolidation=args.consolidation,
                            seg_steps=args.seg_steps, seg_size=args.seg_size,
-                           seg_checkpoint=args.seg_checkpoint, cls_steps=args.cls_steps, seed=args.seed,
+                           seg_checkpoint=args.seg_checkpoint, seg_schedule=args.seg_schedule, cls_steps=args.cls_steps, seed=args.seed,
                            ablation=args.ablation, mixed=args.mixed, select=args.select,
                            synth_aug=args.synth_aug, real_aug=args.real_aug, shared_generator=args.shared_generator,
                            quality=not args.no_quality, spacing_mm=args.spacing, split=args.split,

@@ -32,6 +32,7 @@ class SegConfig:
     steps: int = 1200  # optimisation steps: the same budget for every training set
     batch: int = 8
     lr: float = 1e-3
+    schedule: str = "constant"  # learning rate over the steps: constant, or poly (nnU-Net's: lr (1 - t/T)^0.9)
     aug: str = "strong"  # none | standard | strong
     val_fraction: float = 0.1  # held out of the training slices to pick the best checkpoint
     val_every: int = 100
@@ -73,7 +74,12 @@ def make_net(cfg: SegConfig) -> torch.nn.Module:
                 strides=(2,) * (len(cfg.channels) - 1), num_res_units=1)
 
 
+SCHEDULES = ("constant", "poly")
+
+
 def check_config(cfg: SegConfig) -> None:
+    if cfg.schedule not in SCHEDULES:
+        raise InputError(f"segmentation schedule must be one of {', '.join(SCHEDULES)}, got {cfg.schedule!r}")
     step = 2 ** (len(cfg.channels) - 1)
     if cfg.size < step or cfg.size % step:
         raise InputError(f"segmentation size must be a multiple of {step} (the U-Net halves it "
@@ -98,9 +104,11 @@ def predict(net: torch.nn.Module, sl: Slice, size: int) -> np.ndarray:
 # ---------------------------------------------------------------------------------------- training
 
 def train_seg(train_slices: list[Slice], cfg: SegConfig, out: str | Path, progress: bool = True,
-              device: str = "cpu") -> dict:
-    """Train for cfg.steps steps; keep the checkpoint with the best validation mean DSC. Augmentation
-    runs on the CPU (seeded), the network on `device`."""
+              device: str = "cpu", val_slices: list[Slice] | None = None) -> dict:
+    """Train for cfg.steps steps; keep the checkpoint with the best validation mean DSC (the last when
+    there is no validation slice). Validation slices are cfg.val_fraction of the training slices, or
+    `val_slices` when given (then every training slice trains). Augmentation runs on the CPU (seeded),
+    the network on `device`."""
     from monai.losses import DiceCELoss
     from tqdm.auto import tqdm
 
@@ -110,13 +118,16 @@ def train_seg(train_slices: list[Slice], cfg: SegConfig, out: str | Path, progre
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     order = rng.permutation(len(train_slices))
-    n_val = int(round(len(train_slices) * cfg.val_fraction)) if len(train_slices) >= 5 else 0
-    val = [train_slices[i] for i in order[:n_val]]
+    held_out = val_slices is None and len(train_slices) >= 5
+    n_val = int(round(len(train_slices) * cfg.val_fraction)) if held_out else 0
+    val = [train_slices[i] for i in order[:n_val]] if val_slices is None else list(val_slices)
     train = [train_slices[i] for i in order[n_val:]]
     data = [_prep(s, cfg.size) for s in train]
     aug = augmentations(cfg.aug, cfg.seed)
     net = make_net(cfg).to(dev)
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
+    # poly decay ends the training on small steps, so the last weights are not one noisy step's
+    sched = torch.optim.lr_scheduler.PolynomialLR(opt, total_iters=cfg.steps, power=0.9) if cfg.schedule == "poly" else None
     loss_fn = DiceCELoss(to_onehot_y=True, softmax=True)
     best, best_step, log = -float("inf"), -1, []
     t0 = time.time()
@@ -133,14 +144,18 @@ def train_seg(train_slices: list[Slice], cfg: SegConfig, out: str | Path, progre
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
+        if sched is not None:
+            sched.step()
         last = step == cfg.steps - 1
         if (step + 1) % cfg.val_every == 0 or last:
+            entry = {"step": step + 1, "loss": float(loss.detach())}
             if val:
                 scores = [score_case(predict(net, s, cfg.size), s.label, s.spacing) for s in val]
                 v = float(np.nanmean([np.nanmean([c["lung_dsc"], c["infection_dsc"]]) for c in scores]))
+                entry.update({f"val_{m}": float(np.nanmean([c[m] for c in scores])) for m in ("lung_dsc", "infection_dsc")})
             else:
                 v = float(step)  # no validation slices: keep the last
-            log.append({"step": step + 1, "loss": float(loss.detach()), "val": v})
+            log.append({**entry, "val": v})
             if v >= best:
                 best, best_step = v, step + 1
                 save_seg(net, cfg, out)

@@ -29,6 +29,7 @@ class ExperimentConfig:
     # which U-Net weights an arm keeps: best (on 10 % of its training slices held out, arms with >= 5 slices;
     # B has none and keeps its last) or last (every arm trains on all its slices and keeps its last step)
     seg_checkpoint: str = "best"
+    seg_schedule: str = "constant"  # the U-Nets' learning rate: constant, or poly decay (nnU-Net's)
     cls_steps: int = 600
     test_fraction: float = 0.5  # used only without --test
     negatives: float = 0.1

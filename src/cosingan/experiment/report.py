@@ -89,7 +89,8 @@ def _intro(out: Path, record: dict) -> Section:
     arms = "; ".join(a.title for a in ARMS.values() if a.key != "M" or c.get("mixed"))
     regimes = "; ".join(f"{k}: {REGIMES[k]}" for k in c["regimes"])
     return Section("What was compared", [
-        f"Arms ({arms}) train the same U-Net with the same budget ({c['seg_steps']} steps at {c['seg_size']} px; "
+        f"Arms ({arms}) train the same U-Net with the same budget ({c['seg_steps']} steps at {c['seg_size']} px, "
+        + ("learning rate decayed to 0 (poly)" if c.get("seg_schedule") == "poly" else "constant learning rate") + "; "
         + ("each keeps its last step" if c.get("seg_checkpoint") == "last" else
            "each keeps the step that scores best on 10 % of its training slices, held out, or its last step "
            "with under 5 slices") + ") "

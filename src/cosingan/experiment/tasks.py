@@ -127,7 +127,7 @@ def _test_scores(ctx: Context, timer: str, model_dir: Path, where: Path, score: 
 def segmentation(ctx: Context, ts: TrainingSet) -> dict:
     model_dir = ctx.out / "seg" / ts.name
     scfg = seg.SegConfig(size=ctx.cfg.seg_size, steps=ctx.cfg.seg_steps, aug=ts.aug, seed=ts.seed,
-                         val_fraction=ctx.cfg.seg_val_fraction)
+                         val_fraction=ctx.cfg.seg_val_fraction, schedule=ctx.cfg.seg_schedule)
     if not _trained(model_dir, scfg, ts):
         ctx.timed("seg_train", lambda: seg.train_seg(seg.load_folders(list(ts.folders)), scfg, model_dir, ctx.progress,
                                                      ctx.cfg.device))
