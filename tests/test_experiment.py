@@ -419,15 +419,17 @@ def test_unlabelled_regime_takes_lungs_from_unannotated_slices(tmp_path, phantom
 
 def test_seg_checkpoint_last_trains_every_arm_on_all_its_slices_and_keeps_the_last_step(tmp_path, phantom_folder,
                                                                                      capsys):
-    """`--seg-checkpoint last`: no arm holds slices out to pick a step (under `best`, an arm of >= 5 slices
-    does), so every arm follows B's rule; `--seg-schedule poly` reaches every U-Net; a folder trained under
-    another rule or schedule is refused, not reused."""
+    """By default no arm holds slices out to pick a step (`--seg-checkpoint best`: an arm of >= 5 slices
+    does), so every arm follows B's rule, and every U-Net's learning rate decays (poly); a folder trained
+    under another rule or schedule is refused, not reused, and a model recorded before the schedule existed
+    counts as trained with a constant rate (as it was)."""
     args = ["experiment", "few-shot", "--data", str(phantom_folder), "--k", "1", "--preset", "tiny", "--regimes",
             "kmaps", "--n-synth", "6", "--seg-steps", "2", "--seg-size", "32", "--cls-steps", "2", "--no-quality",
             "--quiet"]
     best, last = tmp_path / "best", tmp_path / "last"
-    assert main(args + ["--out", str(best)]) == 0
-    assert main(args + ["--out", str(last), "--seg-checkpoint", "last", "--seg-schedule", "poly"]) == 0
+    before = ["--seg-checkpoint", "best", "--seg-schedule", "constant"]  # this version's earlier defaults
+    assert main(args + ["--out", str(best), *before]) == 0
+    assert main(args + ["--out", str(last)]) == 0
     a = "r0_k1_A_synthetic_kmaps_strongaug"
     held = json.loads((best / "seg" / a / "train.json").read_text())
     assert (held["train_slices"], held["val_slices"]) == (5, 1)
@@ -437,7 +439,17 @@ def test_seg_checkpoint_last_trains_every_arm_on_all_its_slices_and_keeps_the_la
     assert "decayed to 0 (poly); each keeps its last step" in (last / "report.md").read_text()
     assert "constant learning rate; each keeps the step that scores best on 10 %" in (best / "report.md").read_text()
     capsys.readouterr()
-    assert main(args + ["--out", str(last), "--seg-schedule", "poly"]) == 2
+    assert main(args + ["--out", str(last), "--seg-checkpoint", "best"]) == 2
     assert "trained with other settings (val_fraction: 0.0 -> 0.1)" in capsys.readouterr().err
-    assert main(args + ["--out", str(last), "--seg-checkpoint", "last"]) == 2
+    assert main(args + ["--out", str(last), "--seg-schedule", "constant"]) == 2
     assert "trained with other settings (schedule: poly -> constant)" in capsys.readouterr().err
+    for p in (best / "seg").glob("*/train.json"):  # as a model trained before the setting existed records it
+        rec = json.loads(p.read_text())
+        del rec["config"]["schedule"]
+        p.write_text(json.dumps(rec))
+    stamp = {p: p.stat().st_mtime_ns for p in best.rglob("model.pt")}
+    assert main(args + ["--out", str(best), *before]) == 0  # reused: it was trained with a constant rate
+    assert {p: p.stat().st_mtime_ns for p in best.rglob("model.pt")} == stamp
+    capsys.readouterr()
+    assert main(args + ["--out", str(best), "--seg-checkpoint", "best"]) == 2
+    assert "trained with other settings (schedule: constant -> poly)" in capsys.readouterr().err

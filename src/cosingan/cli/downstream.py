@@ -10,6 +10,8 @@ from ..errors import InputError
 
 
 def add_seg(sub) -> None:
+    from ..downstream.seg import SCHEDULES, SegConfig
+
     p = sub.add_parser("seg", help="lung + infection segmentation (MONAI 2-D U-Net): train, eval")
     ss = p.add_subparsers(dest="seg_command", required=True)
     t = ss.add_parser("train", help="train a U-Net on slice folders (real or synthetic)")
@@ -18,6 +20,8 @@ def add_seg(sub) -> None:
     t.add_argument("--steps", type=int, default=None, help="optimisation steps (default 1200): the budget")
     t.add_argument("--epochs", type=int, default=None, help="alternatively, passes over the training slices")
     t.add_argument("--aug", default="strong", choices=["none", "standard", "strong"])
+    t.add_argument("--schedule", default=SegConfig.schedule, choices=list(SCHEDULES),
+                   help="learning rate over the steps: poly (decays to 0, as nnU-Net's) or constant")
     t.add_argument("--size", type=int, default=128, help="input size (long side resized, padded square)")
     t.add_argument("--batch", type=int, default=8)
     t.add_argument("--seed", type=int, default=0)
@@ -40,7 +44,7 @@ def cmd_seg(args: argparse.Namespace) -> int:
     resolve_device(args.device)  # a clear error before any work
     if args.seg_command == "train":
         slices = seg.load_folders(args.data)
-        cfg = seg.SegConfig(size=args.size, aug=args.aug, batch=args.batch, seed=args.seed)
+        cfg = seg.SegConfig(size=args.size, aug=args.aug, batch=args.batch, seed=args.seed, schedule=args.schedule)
         if args.epochs is not None and args.steps is not None:
             raise InputError("give --steps or --epochs, not both")
         if args.epochs is not None:

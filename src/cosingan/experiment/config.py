@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..data.edits import default_edits
+from ..downstream.seg import SegConfig
 from ..errors import InputError
 from ..synth.density import DEFAULT_CONSOLIDATION
 
@@ -26,10 +27,11 @@ class ExperimentConfig:
     n_synth: int = 1000
     seg_steps: int = 1200
     seg_size: int = 128
-    # which U-Net weights an arm keeps: best (on 10 % of its training slices held out, arms with >= 5 slices;
-    # B has none and keeps its last) or last (every arm trains on all its slices and keeps its last step)
-    seg_checkpoint: str = "best"
-    seg_schedule: str = "constant"  # the U-Nets' learning rate: constant, or poly decay (nnU-Net's)
+    # which U-Net weights an arm keeps: last (every arm trains on all its slices and keeps its last step, as
+    # nnU-Net does and as B, with no slice to spare, must) or best (the step that scores best on 10 % of the
+    # arm's training slices, held out; B keeps its last). With 25 real slices `best` chose on 2 of them
+    seg_checkpoint: str = "last"
+    seg_schedule: str = SegConfig.schedule  # the U-Nets' learning rate: poly decay (nnU-Net's) or constant
     cls_steps: int = 600
     test_fraction: float = 0.5  # used only without --test
     negatives: float = 0.1

@@ -7,7 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Callable
 
@@ -63,14 +63,21 @@ def _trained(model_dir: Path, cfg, ts: TrainingSet) -> bool:
                          "other slices, normals or settings); use a new --out")
     stored = json.loads((model_dir / "train.json").read_text()).get("config")
     want = json.loads(json.dumps(asdict(cfg)))
-    if stored is not None:  # a setting added after the model was trained: it was trained with its default
-        stored = {**json.loads(json.dumps(asdict(type(cfg)()))), **stored}
+    if stored is not None:  # a setting added after the model was trained: it was trained as the code was then
+        stored = {**_absent(cfg), **stored}
     if stored != want:
         diff = sorted(k for k in want if (stored or {}).get(k) != want[k])
         raise InputError(f"{model_dir}: was trained with other settings ({', '.join(diff)}: "
                          f"{', '.join(f'{(stored or {}).get(k)} -> {want[k]}' for k in diff)}); use a new --out "
                          "for an experiment with these settings")
     return True
+
+
+def _absent(cfg) -> dict:
+    """The settings of a model whose record lacks them: a field's `absent` metadata (what the code did before
+    the setting existed), else its default."""
+    default = type(cfg)()
+    return json.loads(json.dumps({f.name: f.metadata.get("absent", getattr(default, f.name)) for f in fields(cfg)}))
 
 
 def _digest(*parts) -> str:
