@@ -55,9 +55,9 @@ def add_experiment(sub) -> None:
                    help="U-Net budget for every arm (default %(default)s)")
     f.add_argument("--seg-size", type=int, default=ExperimentConfig.seg_size)
     f.add_argument("--seg-checkpoint", choices=list(CHECKPOINTS), default=ExperimentConfig.seg_checkpoint,
-                   help="the U-Net weights each arm keeps: best (the step that scores best on 10%% of its training "
-                   "slices, held out; arms with under 5 slices keep the last) or last (every arm trains on all "
-                   "its slices and keeps its last step); default %(default)s")
+                   help="the U-Net weights each arm keeps: last (every arm trains on all its slices and keeps its "
+                   f"last step) or best (the step that scores best on {round(CHECKPOINTS['best'] * 100)}%% of its training "
+                   "slices, held out; arms with under 5 slices keep the last); default %(default)s")
     f.add_argument("--seg-schedule", choices=list(SCHEDULES), default=ExperimentConfig.seg_schedule,
                    help="the U-Nets' learning rate over the steps: constant, or poly (decays to 0 as nnU-Net's "
                    "does); default %(default)s")
@@ -101,8 +101,8 @@ def cmd_experiment(args: argparse.Namespace) -> int:
     check_config(SegConfig(size=args.seg_size, schedule=args.seg_schedule))  # the U-Net's settings, before any work
     cfg = ExperimentConfig(ks=tuple(args.k), repeats=args.repeats, preset=args.preset, gan_config=gan_config,
                            regimes=tuple(args.regimes), n_synth=args.n_synth, consolidation=args.consolidation,
-                           seg_steps=args.seg_steps, seg_size=args.seg_size,
-                           seg_checkpoint=args.seg_checkpoint, seg_schedule=args.seg_schedule, cls_steps=args.cls_steps, seed=args.seed,
+                           seg_steps=args.seg_steps, seg_size=args.seg_size, seg_checkpoint=args.seg_checkpoint,
+                           seg_schedule=args.seg_schedule, cls_steps=args.cls_steps, seed=args.seed,
                            ablation=args.ablation, mixed=args.mixed, select=args.select,
                            synth_aug=args.synth_aug, real_aug=args.real_aug, shared_generator=args.shared_generator,
                            quality=not args.no_quality, spacing_mm=args.spacing, split=args.split,

@@ -131,7 +131,8 @@ def train_seg(train_slices: list[Slice], cfg: SegConfig, out: str | Path, progre
     net = make_net(cfg).to(dev)
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
     # poly decay ends the training on small steps, so the last weights are not one noisy step's
-    sched = torch.optim.lr_scheduler.PolynomialLR(opt, total_iters=cfg.steps, power=0.9) if cfg.schedule == "poly" else None
+    sched = (torch.optim.lr_scheduler.PolynomialLR(opt, total_iters=cfg.steps, power=0.9)
+             if cfg.schedule == "poly" else None)
     loss_fn = DiceCELoss(to_onehot_y=True, softmax=True)
     best, best_step, log = -float("inf"), -1, []
     t0 = time.time()
@@ -156,7 +157,8 @@ def train_seg(train_slices: list[Slice], cfg: SegConfig, out: str | Path, progre
             if val:
                 scores = [score_case(predict(net, s, cfg.size), s.label, s.spacing) for s in val]
                 v = float(np.nanmean([np.nanmean([c["lung_dsc"], c["infection_dsc"]]) for c in scores]))
-                entry.update({f"val_{m}": float(np.nanmean([c[m] for c in scores])) for m in ("lung_dsc", "infection_dsc")})
+                entry.update({f"val_{m}": float(np.nanmean([c[m] for c in scores]))
+                              for m in ("lung_dsc", "infection_dsc")})
             else:
                 v = float(step)  # no validation slices: keep the last
             log.append({**entry, "val": v})
