@@ -21,6 +21,7 @@ import numpy as np
 
 def main() -> None:
     from cosingan.downstream import seg
+    from cosingan.experiment.config import ExperimentConfig
 
     ap = argparse.ArgumentParser()
     ap.add_argument("exp")
@@ -34,7 +35,7 @@ def main() -> None:
     cfg, k = rec["config"], rec["runs"][0]["k"]
     test = seg.load_folders([exp / "data" / "test"])
     for r in a.repeats:
-        seed = cfg["seed"] * 1000 + r  # ExperimentConfig.repeat_seed
+        seed = ExperimentConfig(seed=cfg["seed"]).repeat_seed(r)
         folders = {"C": exp / "data" / "pool", "A": exp / "synthetic" / f"r{r}_k{k}_allmaps"}
         for name in a.sets:
             slices = seg.load_folders([folders[name]])

@@ -104,8 +104,8 @@ def test_seg_train_same_seed_same_weights(tmp_path, aug):
 
 def test_poly_schedule_and_given_validation_slices(tmp_path):
     """`schedule="poly"` decays the learning rate (other weights than a constant one from the same seed);
-    `val_slices` validate instead of a held-out share (every training slice
-    trains) and the log keeps their lung and infection DSC apart."""
+    `val_slices` validate instead of a held-out share (every training slice trains) and the log keeps their
+    lung and infection DSC apart."""
     import torch
 
     from cosingan.data.readers import Slice
