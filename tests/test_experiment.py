@@ -453,3 +453,15 @@ def test_seg_checkpoint_last_trains_every_arm_on_all_its_slices_and_keeps_the_la
     capsys.readouterr()
     assert main(args + ["--out", str(best), "--seg-checkpoint", "best"]) == 2
     assert "trained with other settings (schedule: constant -> poly)" in capsys.readouterr().err
+
+
+def test_experiment_config_refuses_unknown_unet_rules():
+    """A config built in Python (not through the CLI's choices) is checked where it is made."""
+    from cosingan.errors import InputError
+    from cosingan.experiment.config import ExperimentConfig
+
+    with pytest.raises(InputError, match="seg_schedule must be one of constant, poly, got 'cosine'"):
+        ExperimentConfig(seg_schedule="cosine")
+    with pytest.raises(InputError, match="seg_checkpoint must be one of best, last, got 'first'"):
+        ExperimentConfig(seg_checkpoint="first")
+    assert ExperimentConfig(seg_schedule="constant", seg_checkpoint="best").seg_val_fraction == 0.1

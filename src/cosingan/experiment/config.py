@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..data.edits import default_edits
-from ..downstream.seg import SegConfig
+from ..downstream.seg import SCHEDULES, SegConfig
 from ..errors import InputError
 from ..synth.density import DEFAULT_CONSOLIDATION
 
@@ -60,6 +60,8 @@ class ExperimentConfig:
                 raise InputError(f"{name} must be one of {', '.join(AUGS)}, got {getattr(self, name)!r}")
         if self.seg_checkpoint not in CHECKPOINTS:
             raise InputError(f"seg_checkpoint must be one of {', '.join(CHECKPOINTS)}, got {self.seg_checkpoint!r}")
+        if self.seg_schedule not in SCHEDULES:
+            raise InputError(f"seg_schedule must be one of {', '.join(SCHEDULES)}, got {self.seg_schedule!r}")
 
     @property
     def seg_val_fraction(self) -> float:
