@@ -10,7 +10,7 @@ from ..errors import InputError
 
 
 def add_experiment(sub) -> None:
-    from ..downstream.seg import SCHEDULES
+    from ..downstream.seg import MIN_SLICES_TO_HOLD_OUT, SCHEDULES
     from ..experiment.config import AUGS, CHECKPOINTS, REGIMES, SELECTIONS, ExperimentConfig
 
     p = sub.add_parser("experiment", help="the few-shot experiment (synthetic vs k real vs all real)")
@@ -57,7 +57,7 @@ def add_experiment(sub) -> None:
     f.add_argument("--seg-checkpoint", choices=list(CHECKPOINTS), default=ExperimentConfig.seg_checkpoint,
                    help="the U-Net weights each arm keeps: last (every arm trains on all its slices and keeps its "
                    f"last step) or best (the step that scores best on {round(CHECKPOINTS['best'] * 100)}%% of its training "
-                   "slices, held out; arms with under 5 slices keep the last); default %(default)s")
+                   f"slices, held out; arms with under {MIN_SLICES_TO_HOLD_OUT} slices keep the last); default %(default)s")
     f.add_argument("--seg-schedule", choices=list(SCHEDULES), default=ExperimentConfig.seg_schedule,
                    help="the U-Nets' learning rate over the steps: constant, or poly (decays to 0 as nnU-Net's "
                    "does); default %(default)s")

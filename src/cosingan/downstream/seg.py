@@ -79,6 +79,7 @@ def make_net(cfg: SegConfig) -> torch.nn.Module:
 
 
 SCHEDULES = ("constant", "poly")
+MIN_SLICES_TO_HOLD_OUT = 5  # fewer training slices: none held out for validation, the last step is kept
 
 
 def check_config(cfg: SegConfig) -> None:
@@ -122,7 +123,7 @@ def train_seg(train_slices: list[Slice], cfg: SegConfig, out: str | Path, progre
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     order = rng.permutation(len(train_slices))
-    held_out = val_slices is None and len(train_slices) >= 5
+    held_out = val_slices is None and len(train_slices) >= MIN_SLICES_TO_HOLD_OUT
     n_val = int(round(len(train_slices) * cfg.val_fraction)) if held_out else 0
     val = [train_slices[i] for i in order[:n_val]] if val_slices is None else list(val_slices)
     train = [train_slices[i] for i in order[n_val:]]

@@ -17,6 +17,7 @@ import numpy as np
 
 from ..data.files import save_figure, write_text
 from ..downstream.metrics import EMPTY_POLICY, NSD_DEFINITION, SEG_METRICS
+from ..downstream.seg import MIN_SLICES_TO_HOLD_OUT
 from .arms import ARMS
 from .config import CHECKPOINTS, REGIMES
 from .table import COLUMNS
@@ -93,7 +94,7 @@ def _intro(out: Path, record: dict) -> Section:
         + ("learning rate decayed to 0 (poly)" if c.get("seg_schedule") == "poly" else "constant learning rate") + "; "
         + ("each keeps its last step" if c.get("seg_checkpoint") == "last" else
            f"each keeps the step that scores best on {round(CHECKPOINTS['best'] * 100)} % of its training slices, held out, "
-           "or its last step with under 5 slices") + ") "
+           f"or its last step with under {MIN_SLICES_TO_HOLD_OUT} slices") + ") "
         f"and are scored on the same real test slices. A trains on synthetic slices from "
         + ("one few-shot CoSinGAN shared by the k real slices" if c.get("shared_generator") else
            "one CoSinGAN per real slice") + f" ({c.get('synth_aug', 'standard')} augmentation); B on the k "
