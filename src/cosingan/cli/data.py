@@ -82,7 +82,7 @@ def add_synthesize(sub) -> None:
 
 
 def cmd_synthesize(args: argparse.Namespace) -> int:
-    from ..synth.dataset import Synthesizer, check_target, synthesize
+    from ..synth.dataset import Synthesizer, check_target, coverage_text, synthesize
 
     if args.n < 1:
         raise InputError(f"--n must be at least 1, got {args.n}")
@@ -94,6 +94,7 @@ def cmd_synthesize(args: argparse.Namespace) -> int:
         rep = synthesize(syn, args.n, out, args.format, progress=not args.quiet)
     print(f"{rep['made']} new pairs, {rep['kept']} kept from before, {rep['total']} in {args.out} "
           f"({time.time() - t0:.0f} s); rejected edit attempts: {rejections(rep['rejected'])}")
+    print(coverage_text(rep["coverage"]))
     return 0
 
 

@@ -28,6 +28,12 @@ class Source:
     label4: np.ndarray
     origin: str
     template: np.ndarray | None = None  # the annotated map a `relayout` imitates (None: this map's own)
+    made_from: str | None = None  # the real map an edited map of a `cosingan masks` folder was made from
+
+    @property
+    def real(self) -> str:
+        """The real map behind this one: itself, or the map an edited one was made from."""
+        return self.made_from or self.origin
 
 
 def sources_from_folder(root: str | Path) -> list[Source]:
@@ -49,13 +55,14 @@ def sources_from_folder(root: str | Path) -> list[Source]:
     files = sorted(p for p in lab_dir.iterdir() if p.suffix.lower() in (".png", ".npy", ".gz", ".nii"))
     if not files:
         raise InputError(f"{root}: no label maps (expected labels/*.png)")
+    made_from = _masks_sources(root) if lab_dir != root else {}
     for lp in files:
         lab = read_label(lp)
         bp = body_file(root, lp)
         body = read_mask(bp) if bp.exists() else body_from_label(lab)
         if body.shape != lab.shape:
             raise InputError(f"{bp}: body mask size {body.shape} does not match label map {lp} {lab.shape}")
-        out.append(Source(lp.stem, to_label4(lab, body), str(lp)))
+        out.append(Source(lp.stem, to_label4(lab, body), str(lp), made_from=made_from.get(stem(lp))))
     return out
 
 
@@ -102,16 +109,23 @@ def with_lesions_of(lungs: list[Source], templates: list[Source]) -> list[Source
             for u in lungs for t in templates]
 
 
-def masks_source(label_path: str | Path) -> Path | None:
-    """The real label map an edited map of a `cosingan masks` folder was made from (None otherwise)."""
+def _masks_sources(folder: Path) -> dict[str, str]:
+    """Map name -> the real map it was made from, for a `cosingan masks` folder (else empty)."""
     import csv
 
-    label_path = Path(label_path)
-    masks_csv = label_path.parent.parent / MASKS_CSV
-    if label_path.parent.name != "labels" or not masks_csv.exists():
-        return None
+    masks_csv = folder / MASKS_CSV
+    if not masks_csv.exists():
+        return {}
     with open(masks_csv, newline="") as f:
-        src = {r["name"]: r["source"] for r in csv.DictReader(f)}.get(stem(label_path))
+        return {r["name"]: r["source"] for r in csv.DictReader(f) if r.get("source")}
+
+
+def masks_source(label_path: str | Path) -> Path | None:
+    """The real label map an edited map of a `cosingan masks` folder was made from (None otherwise)."""
+    label_path = Path(label_path)
+    if label_path.parent.name != "labels":
+        return None
+    src = _masks_sources(label_path.parent.parent).get(stem(label_path))
     return Path(src) if src else None
 
 

@@ -119,6 +119,22 @@ def _own_sources(run: str, m: TrainedRun) -> list[Source]:
     return [Source(f"{Path(run).name}_{i}", lab, f"train:{run}#{i}") for i, (_, lab) in enumerate(pairs)]
 
 
+# which pair a sample index makes (`Synthesizer.plan`); a dataset planned otherwise is not resumed
+PLAN_VERSION = 2
+
+
+def _turns(sources: list[Source]) -> list[tuple[int, Source]]:
+    """The condition maps in the order samples take them: one map of each real map they were made from, then
+    the next of each, and so on (so that fewer samples than maps still spread over every real map). Each
+    comes with a rank (its real map's index + its own index among that real map's maps) that sends the
+    maps of one real map round the generators in turn."""
+    groups: dict[str, list[Source]] = {}
+    for s in sources:
+        groups.setdefault(s.real, []).append(s)
+    gs = list(groups.values())
+    return [(g_i + j, g[j]) for j in range(max(map(len, gs))) for g_i, g in enumerate(gs) if j < len(g)]
+
+
 class Synthesizer:
     """Loads the generators and condition sources once; makes and regenerates samples."""
 
@@ -133,8 +149,9 @@ class Synthesizer:
         self.runs = [str(r) for r in runs]
         self.models = [TrainedRun.from_pretrained(r, device) for r in self.runs]
         self.conditions, self.edits, self.negatives, self.seed = conditions, list(edits), negatives, seed
-        shared = sources_from_folder(conditions) if conditions else None
-        self.sources = {r: shared or _own_sources(r, m) for r, m in zip(self.runs, self.models)}
+        self.shared = sources_from_folder(conditions) if conditions else None  # one condition set for every run
+        self.sources = {r: self.shared or _own_sources(r, m) for r, m in zip(self.runs, self.models)}
+        self.turns = _turns(self.shared) if self.shared else []
 
     def train_image(self, origin: str) -> np.ndarray:
         """The training image behind a `train:RUN` (or `train:RUN#i`, pair i of a few-shot run) origin."""
@@ -149,19 +166,39 @@ class Synthesizer:
 
     def spec(self) -> dict:
         spec = {"runs": self.runs, "conditions": self.conditions, "edits": self.edits,
-                "negatives": self.negatives, "seed": self.seed}
+                "negatives": self.negatives, "seed": self.seed, "plan": PLAN_VERSION}
         # recorded only when on, so that datasets made before the option existed still match their settings
         return {**spec, "consolidation": self.consolidation} if self.consolidation else spec
 
     def plan(self, i: int) -> dict:
-        """The recipe of sample i (a manifest row without the edits applied)."""
-        run = self.runs[i % len(self.runs)]
-        srcs = self.sources[run]
-        src = srcs[(i // len(self.runs)) % len(srcs)]
+        """The recipe of sample i (a manifest row without the edits applied). With a condition folder, the
+        maps take turns over their real maps (`_turns`; each map used as often as n allows) and each real
+        map's maps go round the generators, so every generator sees maps of every source; without one, the
+        generators take turns, each through its own training maps."""
+        if self.shared:
+            rank, src = self.turns[i % len(self.turns)]
+            run = self.runs[(rank + i // len(self.turns)) % len(self.runs)]
+        else:
+            run = self.runs[i % len(self.runs)]
+            srcs = self.sources[run]
+            src = srcs[(i // len(self.runs)) % len(srcs)]
         negative = bool(np.random.default_rng([self.seed, i, 7]).random() < self.negatives)
         return {"name": f"syn_{i:05d}", "run": run, "condition": src.origin, "edits": "",
                 "edit_seed": self.seed * 1_000_003 + i, "noise_seed": self.seed * 1_000_003 + i + 17,
                 "negative": int(negative)}
+
+    def coverage(self, n: int) -> dict:
+        """Which condition maps n samples use: maps used of maps given, the real maps they were made from
+        (a `cosingan masks` folder's sources; else each map is its own), in all and per generator."""
+        given = {s.origin: s.real for srcs in self.sources.values() for s in srcs}
+        used: dict[str, set[str]] = {r: set() for r in self.runs}
+        for i in range(n):
+            p = self.plan(i)
+            used[p["run"]].add(p["condition"])
+        maps = set().union(*used.values())
+        return {"maps": len(given), "maps_used": len(maps), "real": len(set(given.values())),
+                "real_used": len({given[m] for m in maps}),
+                "real_per_run": {r: len({given[m] for m in u}) for r, u in used.items()}}
 
     def make(self, row: dict) -> tuple[np.ndarray, np.ndarray, list[str]] | tuple[None, None, dict]:
         """(image in [-1, 1], 0/1/2 label, edits) for a manifest row; (None, None, rejects) if no valid
@@ -256,7 +293,15 @@ def synthesize(syn: Synthesizer, n: int, out: str | Path, fmt: str = "png", prog
         names = sorted(rows)
         pick = sorted({names[int(k)] for k in np.linspace(0, len(names) - 1, min(8, len(names)))})
         write_grid(syn, [rows[k] for k in pick], out / "grid.png")
-    return {"made": made, "kept": skipped, "total": len(rows), "rejected": rejected}
+    return {"made": made, "kept": skipped, "total": len(rows), "rejected": rejected, "coverage": syn.coverage(n)}
+
+
+def coverage_text(cov: dict) -> str:
+    """One line: how many condition maps (and real maps behind them) a dataset uses, per generator too."""
+    per = sorted(set(cov["real_per_run"].values()))
+    each = (f"each generator {per[0]}" if len(per) == 1 else f"per generator {per[0]}-{per[-1]}")
+    return (f"conditions: {cov['maps_used']} of {cov['maps']} maps used, made from {cov['real_used']} of "
+            f"{cov['real']} real maps ({each})")
 
 
 def _source_image(syn: Synthesizer, row: dict, label: np.ndarray) -> np.ndarray | None:
