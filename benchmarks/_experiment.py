@@ -11,6 +11,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 
+def split_folder(exp: Path, results: dict, repeat: int, side: str) -> Path:
+    """EXP/data/[rR/]pool or .../test: the slices of repeat R's split (`side` pool or test)."""
+    return exp / "data" / results["splits"][repeat]["key"] / side
+
+
 @dataclass(frozen=True)
 class Repeat:
     exp: Path
@@ -36,3 +41,7 @@ def open_repeat(doc: str | None, add_args: Callable[[argparse.ArgumentParser], N
     ref = next((exp / "seg").glob(f"r{a.repeat}_C_*"))
     net, scfg = seg.load_seg(ref, "cpu")
     return Repeat(exp, a.repeat, results, ref, net, scfg, a)
+
+
+def test_folder(rep: Repeat) -> Path:
+    return split_folder(rep.exp, rep.results, rep.repeat, "test")

@@ -17,6 +17,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+from _experiment import split_folder  # benchmarks/, beside this script
 
 COPIES = 150
 
@@ -34,9 +35,10 @@ def main() -> None:
     ap.add_argument("--k", type=int, default=2)
     a = ap.parse_args()
     exp, out = Path(a.exp), Path(a.out)
-    cfg = json.loads((exp / "results.json").read_text())["config"]
-    test = seg.load_folders([exp / "data" / "test"])
+    results = json.loads((exp / "results.json").read_text())
+    cfg = results["config"]
     for r in a.repeats:
+        test = seg.load_folders([split_folder(exp, results, r, "test")])
         src, dst = exp / "data" / f"r{r}_k{a.k}", out / f"r{r}_dense"
         for p in sorted((src / "images").iterdir()):
             img, lab = read_image(p)[0], read_label(src / "labels" / p.name)

@@ -16,7 +16,7 @@ EXP is a finished `cosingan experiment few-shot` folder; nothing in it is writte
 from __future__ import annotations
 
 import numpy as np
-from _experiment import open_repeat  # benchmarks/, beside this script
+from _experiment import open_repeat, test_folder  # benchmarks/, beside this script
 
 # infection share of the lung (truth); the first bin holds slices without infection
 BINS = [(0.0, 0.0), (0.0, 0.02), (0.02, 0.05), (0.05, 0.15), (0.15, 1.01)]
@@ -63,7 +63,7 @@ def summary(cases: list[tuple[int, float]]) -> list[tuple[int, float]]:
 def main() -> None:
     rep = open_repeat(__doc__)
     exp, cfg, ref, net, scfg = rep.exp, rep.results["config"], rep.ref, rep.net, rep.scfg
-    test_cases = per_case(net, scfg, [exp / "data" / "test"], cfg["spacing_mm"])
+    test_cases = per_case(net, scfg, [test_folder(rep)], cfg["spacing_mm"])
     real = summary(test_cases)
     scored_real = sum(n for b, (n, d) in enumerate(real) if b and not np.isnan(d))
     weights = [n / scored_real if b and not np.isnan(d) else 0.0 for b, (n, d) in enumerate(real)]

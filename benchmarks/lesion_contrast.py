@@ -18,7 +18,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from _experiment import open_repeat  # benchmarks/, beside this script
+from _experiment import open_repeat, test_folder  # benchmarks/, beside this script
 
 RING_PX = 8  # normal lung within this distance of the infection is its background
 MIN_PX = 30  # maps with less infection or background than this are skipped
@@ -54,7 +54,7 @@ def main() -> None:
     rep = open_repeat(__doc__)
     ref, net, scfg = rep.ref, rep.net, rep.scfg
     runs = [q["run"] for q in rep.results["quality"] if q["repeat"] == rep.repeat]
-    test = seg.load_folders([rep.exp / "data" / "test"])
+    test = seg.load_folders([test_folder(rep)])
     seed = QualityConfig().seed
     names = ["infection DSC", "missed / infection", "lesion contrast", "missed px contrast", "found px contrast"]
     print(f"reference: {ref.name}; {len(test)} test maps; contrast in grey levels (0..255) above the median "

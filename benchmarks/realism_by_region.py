@@ -24,7 +24,7 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-from _experiment import open_repeat  # benchmarks/, beside this script
+from _experiment import open_repeat, test_folder  # benchmarks/, beside this script
 
 VARIANTS = ("whole", "lungs", "body")
 
@@ -37,7 +37,7 @@ def main() -> None:
 
     rep = open_repeat(__doc__, lambda ap: ap.add_argument("--runs", nargs="+", help="generators to test"))
     runs = rep.args.runs or [q["run"] for q in rep.results["quality"] if q["repeat"] == rep.repeat]
-    test = seg.load_folders([rep.exp / "data" / "test"])
+    test = seg.load_folders([test_folder(rep)])
     q = QualityConfig()
     seed = q.seed
     print(f"{len(test)} test maps; held-out AUC of a real-vs-synthetic classifier, mean of {q.c2st_folds} folds (0.5 best)")

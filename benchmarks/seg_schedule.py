@@ -17,6 +17,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+from _experiment import split_folder  # benchmarks/, beside this script
 
 
 def main() -> None:
@@ -33,10 +34,10 @@ def main() -> None:
     exp, out = Path(a.exp), Path(a.out)
     rec = json.loads((exp / "results.json").read_text())
     cfg, k = rec["config"], rec["runs"][0]["k"]
-    test = seg.load_folders([exp / "data" / "test"])
     for r in a.repeats:
+        test = seg.load_folders([split_folder(exp, rec, r, "test")])
         seed = ExperimentConfig(seed=cfg["seed"]).repeat_seed(r)
-        folders = {"C": exp / "data" / "pool", "A": exp / "synthetic" / f"r{r}_k{k}_allmaps"}
+        folders = {"C": split_folder(exp, rec, r, "pool"), "A": exp / "synthetic" / f"r{r}_k{k}_allmaps"}
         for name in a.sets:
             slices = seg.load_folders([folders[name]])
             for schedule in ("constant", "poly"):

@@ -29,9 +29,10 @@ def test_few_shot_experiment_report_and_no_leakage(tmp_path, phantom_folder, nor
             "--seg-size", "32", "--cls-steps", "2", "--quiet"]
     assert main(args) == 0
     rec = json.loads((out / "results.json").read_text())
-    pool, test = set(rec["pool"]), set(rec["test_slices"])
+    (sp,) = rec["splits"]
+    pool, test = set(sp["pool"]), set(sp["test"])
     assert pool and test and not pool & test  # the split never leaks test slices into training
-    assert len(pool) + len(test) == 6
+    assert len(pool) + len(test) == 6 and sp["key"] == "r0"
     for run in rec["runs"]:
         assert set(run["slices"]) <= pool and len(run["slices"]) == run["k"]
     arms = {(r["arm"], r["regime"]) for r in rec["table"]}
@@ -41,8 +42,8 @@ def test_few_shot_experiment_report_and_no_leakage(tmp_path, phantom_folder, nor
         for m in ("lung_dsc", "lung_nsd", "infection_dsc", "infection_nsd"):
             assert 0.0 <= r[m] <= 1.0
     # detection: every arm has a classifier scored on the test slices + the test half of the normals
-    assert set(rec["normals"]["pool"]) | set(rec["normals"]["test"]) == {f"n{k}.png" for k in range(4)}
-    assert not set(rec["normals"]["pool"]) & set(rec["normals"]["test"])
+    assert set(sp["normals_pool"]) | set(sp["normals_test"]) == {f"n{k}.png" for k in range(4)}
+    assert not set(sp["normals_pool"]) & set(sp["normals_test"])
     for r in rec["table"]:
         assert 0.0 <= r["auc"] <= 1.0 and 0.0 <= r["accuracy"] <= 1.0, r
     summary = json.loads((out / "eval_cls" / "r0_C_allreal_strongaug" / "summary.json").read_text())
@@ -72,7 +73,7 @@ def test_few_shot_experiment_report_and_no_leakage(tmp_path, phantom_folder, nor
     assert json.loads((out / "cls_patch" / "r0_C_allreal_strongaug" / "train.json").read_text())["config"]["crop"] is False
     assert "<table" in (out / "report.html").read_text()
     assert (out / "infection_dsc.png").stat().st_size > 0
-    assert {p.name for p in (out / "data" / "test" / "images").iterdir()} == test
+    assert {p.name for p in (out / "data" / "r0" / "test" / "images").iterdir()} == test
     # a second run reuses everything and reports the same numbers, also in a folder moved elsewhere
     first = rec["table"]
     capsys.readouterr()
@@ -83,6 +84,38 @@ def test_few_shot_experiment_report_and_no_leakage(tmp_path, phantom_folder, nor
     assert again["table"] == first
     for step in ("gan_train", "seg_train", "cls_train"):
         assert again["timings_s"].get(step, 0.0) == 0.0
+
+
+def test_each_repeat_has_its_own_split_unless_fixed(tmp_path, phantom_folder, capsys):
+    """Every repeat draws its own pool / test split (seeded) and then its k slices; arm C trains once per
+    split. `--split fixed` keeps one split (the seeded one of earlier versions) for every repeat."""
+    base = ["experiment", "few-shot", "--data", str(phantom_folder), "--k", "1", "--repeats", "3", "--preset", "tiny",
+            "--regimes", "kmaps", "--n-synth", "2", "--seg-steps", "1", "--seg-size", "32", "--cls-steps", "1",
+            "--no-quality", "--quiet"]
+    out = tmp_path / "per"
+    assert main(base + ["--out", str(out)]) == 0
+    rec = json.loads((out / "results.json").read_text())
+    splits = rec["splits"]
+    assert [s["key"] for s in splits] == ["r0", "r1", "r2"]
+    assert len({tuple(s["test"]) for s in splits}) > 1  # three seeded splits, not one
+    for r, (s, run) in enumerate(zip(splits, rec["runs"])):
+        assert not set(s["pool"]) & set(s["test"]) and len(s["pool"]) + len(s["test"]) == 6
+        assert set(run["slices"]) <= set(s["pool"])  # the k slices come from that repeat's pool
+        for side in ("pool", "test"):
+            assert {p.name for p in (out / "data" / f"r{r}" / side / "images").iterdir()} == set(s[side])
+        trained = json.loads((out / "seg" / f"r{r}_C_allreal_strongaug" / "train.json").read_text())
+        assert trained["train_slices"] + trained["val_slices"] == len(s["pool"])  # C: that split's pool
+    assert "each repeat its own random split of the data" in (out / "report.md").read_text()
+    fixed = tmp_path / "fixed"
+    assert main(base + ["--out", str(fixed), "--split", "fixed"]) == 0
+    rec = json.loads((fixed / "results.json").read_text())
+    assert [s["key"] for s in rec["splits"]] == ["", "", ""] and len({tuple(s["test"]) for s in rec["splits"]}) == 1
+    order = np.random.default_rng(0).permutation(6)  # the one seeded split of earlier versions
+    assert rec["splits"][0]["test"] == [f"ph{i}.png" for i in sorted(order[:3])]
+    assert "one split for every repeat (random (seed [0]))" in (fixed / "report.md").read_text()
+    capsys.readouterr()
+    assert main(base + ["--out", str(fixed)]) == 2  # a folder keeps its splits
+    assert "another training/test split" in capsys.readouterr().err
 
 
 def test_test_folder_overlapping_data_is_refused(tmp_path, phantom_folder):
@@ -124,7 +157,7 @@ def test_a_model_trained_on_other_files_is_refused(tmp_path, phantom_folder, cap
     stamp = {p: p.stat().st_mtime_ns for p in out.rglob("model.pt")}
     assert main(args) == 0  # the same files: every model reused
     assert {p: p.stat().st_mtime_ns for p in out.rglob("model.pt")} == stamp
-    pool = json.loads((out / "results.json").read_text())["pool"]
+    pool = json.loads((out / "results.json").read_text())["splits"][0]["pool"]
     img, _ = chest_phantom(40, seed=99)
     save_png(img, phantom_folder / "images" / pool[0])  # the user's slice, changed under the same name
     capsys.readouterr()

@@ -104,8 +104,10 @@ def test_experiment_on_a_covid19_ct_seg_root_with_the_task1_split(tmp_path):
                  "--out", str(out), "--preset", "tiny", "--regimes", "kmaps", "--n-synth", "3", "--seg-steps", "1",
                  "--seg-size", "32", "--cls-steps", "2", "--no-quality", "--quiet"]) == 0
     rec = json.loads((out / "results.json").read_text())
-    assert rec["volumes"]["train"] == train and rec["volumes"]["test"] == test
-    assert rec["volumes"]["split"] == "task1 fold 0"
+    (sp,) = {json.dumps(s) for s in rec["splits"]}  # the fold is the one split of every repeat
+    sp = json.loads(sp)
+    assert sp["volumes"]["train"] == train and sp["volumes"]["test"] == test
+    assert sp["how"] == "Task-1 fold 0" and sp["key"] == ""
     cases = json.loads((out / "eval" / "r0_C_allreal_strongaug" / "summary.json").read_text())
     assert cases["cases"] == "3-D volumes" and [c["case"] for c in cases["metric_per_case"]] == test
     # the k slices come from the training volumes and have infection

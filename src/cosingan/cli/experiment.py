@@ -11,16 +11,17 @@ from ..errors import InputError
 
 def add_experiment(sub) -> None:
     from ..downstream.seg import MIN_SLICES_TO_HOLD_OUT, SCHEDULES
-    from ..experiment.config import AUGS, CHECKPOINTS, REGIMES, SELECTIONS, ExperimentConfig
+    from ..experiment.config import AUGS, CHECKPOINTS, REGIMES, SELECTIONS, SPLITS, ExperimentConfig
 
     p = sub.add_parser("experiment", help="the few-shot experiment (synthetic vs k real vs all real)")
     ss = p.add_subparsers(dest="exp_command", required=True)
     f = ss.add_parser("few-shot", help="one command: GANs, conditions, synthetic data, U-Nets, report")
     f.add_argument("--data", required=True, help="slice folder, or a COVID-19-CT-Seg / MosMedData root: the "
                    "training pool (and test, without --test)")
-    f.add_argument("--test", help="slice folder of test slices (default: split --data, seeded)")
+    f.add_argument("--test", help="slice folder (or volume root) of test slices, the same for every repeat "
+                   "(default: split --data anew for every repeat, seeded; see --split)")
     f.add_argument("--normals", help="folder of infection-free images (e.g. MosMed CT-0) for the detection "
-                   "arms: split in half, seeded, into training negatives and test negatives")
+                   "arms: split in half, seeded (with the data's split), into training negatives and test negatives")
     f.add_argument("--unlabelled", help="folder of unannotated slices showing the whole body (e.g. normal chest CT): "
                    "the lungs of the unlabelled regime, found automatically")
     f.add_argument("--k", nargs="+", type=int, default=list(ExperimentConfig.ks),
@@ -68,9 +69,10 @@ def add_experiment(sub) -> None:
     f.add_argument("--spacing", type=float, default=ExperimentConfig.spacing_mm,
                    help="mm per original pixel for test slices whose files carry no spacing (PNG/JPG; default "
                    "%(default)s), for NSD")
-    f.add_argument("--split", choices=["random", "task1"], default=ExperimentConfig.split,
-                   help="volume roots (COVID-19-CT-Seg, MosMedData): random split of the cases (seeded), or "
-                   "the COVID-19-CT-Seg benchmark's Task-1 folds (4 training, 16 test cases)")
+    f.add_argument("--split", choices=list(SPLITS), default=ExperimentConfig.split,
+                   help="how --data is split into training pool and test set (slices, or the cases of a volume "
+                   "root), unless --test is given: " + "; ".join(f"{k}: {v}" for k, v in SPLITS.items())
+                   + "; default %(default)s")
     f.add_argument("--fold", type=int, default=ExperimentConfig.fold,
                    help="the Task-1 fold, 0..4 (default %(default)s)")
     f.add_argument("--no-quality", action="store_true", help="skip the quality measures of the generators "

@@ -54,10 +54,10 @@ def _aug_suffix(aug: str) -> str:
 
 @register_arm("C", "C: all real", per_k=False, reference=True)
 def all_real(ctx: Context, r: int, d: Draw | None) -> Iterator[tuple[str, TrainingSet]]:
-    ctx.log(f"repeat {r + 1}/{ctx.cfg.repeats}: arm C (all {len(ctx.pool)} real training slices)")
+    ctx.log(f"repeat {r + 1}/{ctx.cfg.repeats}: arm C (all {len(ctx.split.pool)} real training slices)")
     aug = ctx.cfg.real_aug
-    yield "", TrainingSet(f"r{r}_C_allreal" + _aug_suffix(aug), (ctx.pool_dir,), aug, ctx.cfg.repeat_seed(r),
-                          ctx.normal_pool)
+    yield "", TrainingSet(f"r{r}_C_allreal" + _aug_suffix(aug), (ctx.split.pool_dir,), aug, ctx.cfg.repeat_seed(r),
+                          ctx.split.normal_pool)
 
 
 @register_arm("B", "B: k real + strong aug")
@@ -101,7 +101,7 @@ class Regime:
 
 CONDITION_REGIMES = {
     "kmaps": Regime(lambda ctx, d: sources_from_folder(d.folder), lambda ctx: list(ctx.cfg.edits)),
-    "allmaps": Regime(lambda ctx, d: sources_from_folder(ctx.pool_dir), lambda ctx: list(ctx.cfg.edits)),
+    "allmaps": Regime(lambda ctx, d: sources_from_folder(ctx.split.pool_dir), lambda ctx: list(ctx.cfg.edits)),
     "prior": Regime(lambda ctx, d: sources_from_folder(d.folder), lambda ctx: whole_map_edits(list(ctx.cfg.edits)),
                     ("relayout",)),
     "unlabelled": Regime(lambda ctx, d: with_lesions_of(ctx.unlabelled, sources_from_folder(d.folder)),

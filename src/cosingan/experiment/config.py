@@ -49,7 +49,7 @@ class ExperimentConfig:
     mix_real_fraction: float = 0.25  # share of arm M's training pairs that are (repeated) real slices
     spacing_mm: float = 1.0  # mm per original pixel for slices whose files carry no spacing (PNG)
     quality: bool = True  # `cosingan quality` measures of every generator (reference: arm C's U-Net)
-    split: str = "random"  # volume roots: random (seeded, test_fraction) or task1 (the benchmark's folds)
+    split: str = "per-repeat"  # the pool/test split: SPLITS (without --test)
     fold: int = 0  # the Task-1 fold (0..4)
     select: str = "random"  # how the k slices are drawn from the pool: random, or area (see split.py)
     device: str = "cpu"  # where every network trains and runs (GAN, U-Net, classifier); not a setting of any model
@@ -62,6 +62,8 @@ class ExperimentConfig:
             raise InputError(f"seg_checkpoint must be one of {', '.join(CHECKPOINTS)}, got {self.seg_checkpoint!r}")
         if self.seg_schedule not in SCHEDULES:
             raise InputError(f"seg_schedule must be one of {', '.join(SCHEDULES)}, got {self.seg_schedule!r}")
+        if self.split not in SPLITS:
+            raise InputError(f"split must be one of {', '.join(SPLITS)}, got {self.split!r}")
 
     @property
     def seg_val_fraction(self) -> float:
@@ -70,6 +72,11 @@ class ExperimentConfig:
 
     def repeat_seed(self, r: int) -> int:
         return self.seed * 1000 + r
+
+    def split_seed(self, r: int) -> list[int]:
+        """Seed of repeat r's pool/test split and normals' halves: its own per repeat, or the experiment's seed
+        for one split shared by every repeat (`fixed`)."""
+        return [self.seed, r, 3] if self.split == "per-repeat" else [self.seed]
 
 
 # condition regimes of the synthetic arm: which real maps the conditions are made from, and how
@@ -81,6 +88,9 @@ REGIMES = {
     "unlabelled": "lungs found automatically in the --unlabelled slices (no annotation; deformed, flipped) with "
                   "lesion layouts drawn from the prior fitted to the k maps",
 }
+SPLITS = {"per-repeat": "each repeat its own seeded random split of the data into pool and test",
+          "fixed": "one seeded random split for every repeat",
+          "task1": "the COVID-19-CT-Seg benchmark's Task-1 fold (volume roots; --fold)"}
 SELECTIONS = ("random", "area")
 AUGS = ("standard", "strong")  # the downstream networks' augmentations an arm may choose
 CHECKPOINTS = {"best": 0.1, "last": 0.0}  # U-Net checkpoint rule -> share of the training slices held out

@@ -1,43 +1,33 @@
-"""What every step of the experiment reads: settings, folders, the split, the test set read once,
-and the running record (results, fidelity, timings). Passed explicitly; nothing global."""
+"""What every step of the experiment reads: settings, folders, the splits, and the running record
+(results, fidelity, timings). Passed explicitly; nothing global."""
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
-
-from ..data.readers import Slice
 from .config import ExperimentConfig
-from .split import Pair
+from .split import Split
 
 
 @dataclass
 class Context:
     cfg: ExperimentConfig
     out: Path
-    pool: list[Pair]
-    tests: list[Pair]
-    pool_dir: Path
-    test_dir: Path
-    normal_pool: list[Path]
-    normal_test: list[Path]
-    test_slices: list[Slice]  # read once: every arm is scored on them
-    test_pos: list[np.ndarray]  # detection test images with infection
-    test_neg: list[np.ndarray]  # ... and without (test slices without infection + the test normals)
-    test_volumes: list = field(default_factory=list)  # volume data: segmentation is scored per volume in 3-D
-    volumes: dict | None = None  # volume data: training and test case names, and the split
-    test_patches: tuple | None = None  # same-source detection: (patches, targets) of the test slices, made once
-    test_key: str | None = None  # hash of the test data: stored scores are reused only for the same data
+    splits: list[Split]  # one per repeat (the same object for every repeat when the split is fixed)
+    split: Split | None = None  # the split of the repeat at hand (see `at`): its pool, test set, normals
     unlabelled: list = field(default_factory=list)  # lung maps found in unannotated slices (unlabelled regime)
     progress: bool = True
     log: Callable[..., None] = print
     timings: dict[str, float] = field(default_factory=dict)
     results: list[dict] = field(default_factory=list)
     fidelity: list[dict] = field(default_factory=list)
+
+    def at(self, repeat: int) -> "Context":
+        """This context for one repeat: its split; the running record (results, timings) is shared."""
+        return replace(self, split=self.splits[repeat])
 
     def timed(self, key: str, fn):
         t = time.time()
@@ -47,7 +37,3 @@ class Context:
 
     def add_time(self, key: str, seconds: float) -> None:
         self.timings[key] = self.timings.get(key, 0.0) + seconds
-
-    @property
-    def can_detect(self) -> bool:
-        return bool(self.test_pos and self.test_neg)

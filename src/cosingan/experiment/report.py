@@ -102,13 +102,24 @@ def _intro(out: Path, record: dict) -> Section:
         f"({c.get('real_aug', 'standard')} augmentation)"
         + ("; M on A's synthetic set (first regime) plus the k real slices." if c.get("mixed") else ".")
         + f" Condition regimes of the synthetic arms: {regimes}.",
-        f"Training pool: {len(record['pool'])} slices; test: {len(record['test_slices'])} slices; repeats: "
-        f"{c['repeats']} (each a new draw of the k slices and new seeds); CoSinGAN preset: {c['preset']}"
+        _split_text(record) + f"; repeats: {c['repeats']} (each a new draw of the k slices and new seeds); CoSinGAN "
+        f"preset: {c['preset']}"
         + (f" with {json.dumps(c['gan_config'])}" if c.get("gan_config") else "") + "; "
         f"{c['n_synth']} synthetic pairs per set"
         + (f" ({c['consolidation']:.0%} with part of the infection made dense)" if c.get("consolidation") else "")
         + f"; classifier budget: {c['cls_steps']} steps.",
     ])
+
+
+def _split_text(record: dict) -> str:
+    """How the data was split: one split per repeat (the repeats are scored on different test sets) or one
+    for every repeat."""
+    sp = record["splits"]
+    sizes = "/".join(dict.fromkeys(f"{len(s['pool'])} / {len(s['test'])}" for s in sp))
+    if len({s["key"] for s in sp}) > 1:
+        return (f"Training pool / test slices: {sizes}, each repeat its own random split of the data (seeded), so "
+                "the repeats are scored on different test sets")
+    return f"Training pool / test slices: {sizes}, one split for every repeat ({sp[0]['how']})"
 
 
 def _headline(out: Path, record: dict) -> Section:
@@ -214,7 +225,7 @@ def _cases(out: Path, record: dict) -> Section | None:
     csvs = sorted(p.parent.name for p in (out / "eval").glob("*/cases.csv"))
     if not csvs:
         return None
-    unit = "volume" if record.get("volumes") else "slice"
+    unit = "volume" if record["splits"][0].get("volumes") else "slice"
     s = Section("Per case", [f"Per-{unit} scores of every arm: " + ", ".join(f"eval/{n}/cases.csv" for n in csvs) + "."])
     for n in names:
         s.figures.append(Figure(f"eval/{n}/cases.png", f"{n}: the three worst and three best test slices by "
@@ -229,10 +240,10 @@ def _definitions(out: Path, record: dict) -> Section:
     for r in record["results"]:
         for region, n in (r.get("excluded") or {}).items():
             excluded[region] = max(excluded.get(region, 0), n)
-    if record.get("volumes"):
-        v = record["volumes"]
+    if record["splits"][0].get("volumes"):
+        n = "/".join(dict.fromkeys(str(len(s["volumes"]["test"])) for s in record["splits"]))
         cases = (f"DSC and NSD per 3-D test volume (every slice predicted by the 2-D network, stacked), with the "
-                 f"voxel spacing, then the mean over volumes ({v['split']} split, {len(v['test'])} test volumes)")
+                 f"voxel spacing, then the mean over volumes ({n} test volumes)")
     else:
         cases = (f"DSC and NSD per 2-D test slice, then the mean over slices; pixel spacing "
                  f"{c.get('spacing_mm', 1.0):g} mm per original pixel where the files carry none")

@@ -25,10 +25,7 @@ from pathlib import Path
 
 from ..data.conditions import sources_from_unlabelled
 from ..data.files import write_json
-from ..data.layout import list_slice_folder, volume_root_kind
-from ..data.volumes import export_slices
 from ..data.outputs import check_output, claim_output, locked
-from ..data.readers import read_image, read_slice_folder
 from ..downstream.patches import PATCH_DEFINITION
 from ..downstream.seg import load_seg
 from ..errors import InputError
@@ -38,71 +35,37 @@ from .arms import ARMS, Arm, generator_folder, generator_groups
 from .config import ExperimentConfig
 from .context import Context
 from .report import write_report
-from .split import Draw, draw, link_folder, split, split_normals, split_volumes
+from .split import Draw, draw, make_splits
 from .table import paired, table
 from .tasks import TASKS, condition_fidelity, scored
 
 
 def prepare(data: Path, out: Path, cfg: ExperimentConfig, test: Path | None, normals: Path | None,
             progress: bool, log) -> Context:
-    """Validate and split the inputs (before anything is written), link the data, read the test set.
-    A volume root is split by case (see `split_volumes`) and its slices exported into OUT/data."""
-    if volume_root_kind(data):
-        return _prepare_volumes(data, out, cfg, test, normals, progress, log)
-    pool, tests = split(data, test, cfg)
-    normal_pool, normal_test = split_normals(normals, cfg.seed) if normals else ([], [])
-    if len(pool) < max(cfg.ks):
-        raise InputError(f"{data}: {len(pool)} training slices are too few for k={max(cfg.ks)}")
-    earlier = out / "results.json"
-    if earlier.exists():  # the same folder must keep the same split: its models were trained on it
-        prev = json.loads(earlier.read_text())
-        if prev.get("pool") != [p[0].name for p in pool] or prev.get("test_slices") != [p[0].name for p in tests]:
-            raise InputError(f"{out}: holds an experiment on another training/test split; use a new --out")
-    claim_output(out, "experiment", (data, test, normals))
-    test_dir = link_folder(tests, out / "data" / "test")
-    pool_dir = link_folder(pool, out / "data" / "pool")
-    test_slices = read_slice_folder(test_dir)
-    if not test_slices:
-        raise InputError(f"no slices in {test_dir}")
-    test_pos = [s.image for s in test_slices if (s.label == 2).any()]
-    test_neg = [s.image for s in test_slices if not (s.label == 2).any()]
-    test_neg += [read_image(p)[0] for p in normal_test]
-    return Context(cfg, out, pool, tests, pool_dir, test_dir, normal_pool, normal_test, test_slices, test_pos,
-                   test_neg, progress=progress, log=log)
-
-
-def _prepare_volumes(data: Path, out: Path, cfg: ExperimentConfig, test: Path | None, normals: Path | None,
-                     progress: bool, log) -> Context:
-    train_vols, test_vols = split_volumes(data, test, cfg)
-    normal_pool, normal_test = split_normals(normals, cfg.seed) if normals else ([], [])
+    """Validate and split the inputs (every repeat's split, before anything is written), then link each
+    split's folders (a volume root's slices exported) and read its test set."""
+    splits = make_splits(data, test, normals, cfg)
     earlier = out / "results.json"
     if earlier.exists():
-        prev = json.loads(earlier.read_text())
-        if {k: prev.get("volumes", {}).get(k) for k in ("train", "test")} != {
-                "train": [v.name for v in train_vols], "test": [v.name for v in test_vols]}:
-            raise InputError(f"{out}: holds an experiment on another training/test split; use a new --out")
+        prev = json.loads(earlier.read_text()).get("splits")
+        if prev is None:
+            raise InputError(f"{out}: holds an experiment of an earlier version of cosingan (one split for every "
+                             "repeat, recorded otherwise); run it again in a new --out")
+        for p, s in zip(prev, splits):
+            ident = s.identity()
+            if {k: p.get(k) for k in ident} != ident:
+                raise InputError(f"{out}: holds an experiment on another training/test split; use a new --out")
     claim_output(out, "experiment", (data, test, normals))
-    pool_dir, test_dir = out / "data" / "pool", out / "data" / "test"
-    for vols, d in ((train_vols, pool_dir), (test_vols, test_dir)):
-        if not (d / "slices.csv").exists():  # exported once; the folder is ours
-            export_slices(vols, d, "any", progress)
-    pool, tests = list_slice_folder(pool_dir), list_slice_folder(test_dir)
-    test_slices = read_slice_folder(test_dir)
-    test_pos = [s.image for s in test_slices if (s.label == 2).any()]
-    test_neg = [s.image for s in test_slices if not (s.label == 2).any()]  # same source: a fair detection test
-    test_neg += [read_image(p)[0] for p in normal_test]
-    log(f"volumes: {len(train_vols)} training ({len(pool)} slices with lungs), {len(test_vols)} test "
-        f"({len(tests)} slices), split {cfg.split if test is None else '--test'}"
-        + (f" fold {cfg.fold}" if cfg.split == "task1" and test is None else ""))
-    return Context(cfg, out, pool, tests, pool_dir, test_dir, normal_pool, normal_test, test_slices, test_pos,
-                   test_neg, test_volumes=test_vols, progress=progress, log=log,
-                   volumes={"train": [v.name for v in train_vols], "test": [v.name for v in test_vols],
-                            "split": f"task1 fold {cfg.fold}" if cfg.split == "task1" and test is None else
-                            ("--test" if test is not None else f"random (seed {cfg.seed})")})
+    for s in dict.fromkeys(splits):  # each split once (repeats may share one)
+        s.link(out, progress)
+        if s.test_volumes:
+            log(f"volumes{' ' + s.key if s.key else ''}: {len(s.train_volumes)} training ({len(s.pool)} slices "
+                f"with lungs), {len(s.test_volumes)} test ({len(s.tests)} slices), split {s.how}")
+    return Context(cfg, out, splits, progress=progress, log=log)
 
 
 def run_arm(ctx: Context, arm: Arm, r: int, d: Draw | None, reference: dict[int, str]) -> None:
-    """Every task on every training set of one arm; condition fidelity for synthetic sets."""
+    """Every task on every training set of one arm (`ctx` at repeat r); condition fidelity for synthetic sets."""
     for regime, ts in arm.build(ctx, r, d):
         row = {"repeat": r, "k": d.k if d else None, "arm": arm.key, "regime": regime}
         for task in TASKS.values():
@@ -122,7 +85,7 @@ def generator_quality(ctx: Context, d: Draw, reference: str) -> list[dict]:
     rows = []
     c = ctx.cfg
     qcfg = QualityConfig(c2st_steps=max(1, c.cls_steps // 2), c2st_size=c.seg_size, seed=d.seed)  # budgets follow the experiment's
-    held = ctx.test_slices[: qcfg.maps]
+    held = ctx.split.test_slices[: qcfg.maps]
     ref = ctx.out / "seg" / reference / "model.pt"
     for group in generator_groups(ctx, d):
         run = generator_folder(ctx, d, group)
@@ -161,36 +124,37 @@ def run_few_shot(data: str | Path, out: str | Path, cfg: ExperimentConfig, test:
 
 def _run(ctx: Context, data, test, normals, t_start: float, unlabelled=None) -> dict:
     cfg, out, log = ctx.cfg, ctx.out, ctx.log
+    splits = list(dict.fromkeys(ctx.splits))
     record = {"config": asdict(cfg), "data": str(data), "test": str(test) if test else None,
-              **({"volumes": ctx.volumes} if ctx.volumes else {}),
-              "pool": [p[0].name for p in ctx.pool], "test_slices": [p[0].name for p in ctx.tests], "runs": [],
-              "normals": {"folder": str(normals) if normals else None, "pool": [p.name for p in ctx.normal_pool],
-                          "test": [p.name for p in ctx.normal_test]},
+              "splits": [s.record() for s in ctx.splits], "runs": [],
+              "normals": {"folder": str(normals) if normals else None},
               **({"unlabelled": {"folder": str(unlabelled), "slices": len(ctx.unlabelled)}} if unlabelled else {}),
-              "detection": (f"{len(ctx.test_pos)} test slices with infection, {len(ctx.test_neg)} without"
-                            if ctx.can_detect else "not run: the test set needs slices with and without "
-                            "infection (pass --normals DIR)")}
-    test_names = {p[0].name for p in ctx.tests}
+              "detection": ("; ".join(dict.fromkeys(f"{len(s.test_pos)} test slices with infection, {len(s.test_neg)} "
+                                                    "without" for s in splits))
+                            if all(s.can_detect for s in splits) else "not run: the test set needs slices with and "
+                            "without infection (pass --normals DIR)")}
     reference: dict[int, str] = {}  # repeat -> training set of the reference arm's U-Net
     quality_rows: list[dict] = []
     for r in range(cfg.repeats):
+        rc = ctx.at(r)
+        test_names = {p[0].name for p in rc.split.tests}
         for arm in ARMS.values():
             if not arm.per_k:
-                run_arm(ctx, arm, r, None, reference)
+                run_arm(rc, arm, r, None, reference)
         for k in cfg.ks:
-            d = draw(cfg, ctx.pool, ctx.normal_pool, r, k, out)
+            d = draw(cfg, rc.split.pool, rc.split.normal_pool, r, k, out)
             assert not set(d.names) & test_names  # never a test slice
             record["runs"].append({"repeat": r, "k": k, "slices": d.names})
             log(f"repeat {r + 1}, k={k}: {', '.join(d.names)}")
             for arm in ARMS.values():
                 if arm.per_k:
-                    run_arm(ctx, arm, r, d, reference)
+                    run_arm(rc, arm, r, d, reference)
             if cfg.quality and r in reference:
-                quality_rows += generator_quality(ctx, d, reference[r])
-    if ctx.test_patches is not None:
-        n_pos = sum(ctx.test_patches[1])
-        record["patch_detection"] = (f"{PATCH_DEFINITION}; {n_pos} positive and {len(ctx.test_patches[1]) - n_pos} "
-                                     f"negative test patches from {len(ctx.test_slices)} test slices")
+                quality_rows += generator_quality(rc, d, reference[r])
+    counts = [f"{sum(t)} positive and {len(t) - sum(t)} negative test patches from {len(s.test_slices)} test "
+              "slices" for s in splits if s.test_patches is not None for t in [s.test_patches[1]]]
+    if counts:
+        record["patch_detection"] = f"{PATCH_DEFINITION}; " + "; ".join(dict.fromkeys(counts))
     record["results"] = ctx.results
     record["fidelity"] = ctx.fidelity
     record["quality"] = quality_rows

@@ -4,14 +4,14 @@ Test slices never reach training; every choice is seeded and recorded."""
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from ..data.labelmap import areas, teaching_miss
-from ..data.layout import IMAGES, LABELS, image_folder, list_slice_folder, slice_files, stem, suffix
-from ..data.readers import content_hash, read_image, read_label
+from ..data.layout import IMAGES, LABELS, image_folder, list_slice_folder, slice_files, stem, suffix, volume_root_kind
+from ..data.readers import Slice, content_hash, read_image, read_label, read_slice_folder
 from ..errors import InputError
 from .config import ExperimentConfig
 
@@ -54,10 +54,10 @@ def _pair_hash(pair: Pair) -> str:
     return content_hash(image, read_label(pair[1]))
 
 
-def split(data: Path, test: Path | None, cfg: ExperimentConfig) -> tuple[list[Pair], list[Pair]]:
-    """(train pool, test) pairs. Without a test folder the data is split (seeded)."""
-    if cfg.split != "random":
-        raise InputError(f"{data}: --split {cfg.split} names cases of a COVID-19-CT-Seg root; a slice folder is "
+def split(data: Path, test: Path | None, cfg: ExperimentConfig, seed) -> tuple[list[Pair], list[Pair]]:
+    """(train pool, test) pairs of a slice folder: `test`'s slices, or a seeded random split of the data."""
+    if cfg.split == "task1":
+        raise InputError(f"{data}: --split task1 names cases of a COVID-19-CT-Seg root; a slice folder is "
                          "split at random (seeded) or by --test")
     pool = list_slice_folder(data)
     if test is not None:
@@ -72,8 +72,7 @@ def split(data: Path, test: Path | None, cfg: ExperimentConfig) -> tuple[list[Pa
             raise InputError(f"{test}: {n} test slice(s) have the same image and label as slices of --data "
                              f"(e.g. {t[0].name} = {d[0].name}); test slices must not be training slices")
         return pool, tests
-    rng = np.random.default_rng(cfg.seed)
-    order = rng.permutation(len(pool))
+    order = np.random.default_rng(seed).permutation(len(pool))
     n_test = max(1, int(round(len(pool) * cfg.test_fraction)))
     if len(pool) - n_test < max(cfg.ks):
         raise InputError(f"{data}: {len(pool)} slices are too few for k={max(cfg.ks)} plus a test split")
@@ -88,17 +87,15 @@ def task1_fold(fold: int) -> tuple[list[str], list[str]]:
     return list(folds[fold]["train"]), list(folds[fold]["test"])
 
 
-def split_volumes(data: Path, test: Path | None, cfg: ExperimentConfig) -> tuple[list, list]:
-    """(training volumes, test volumes) of a COVID-19-CT-Seg or MosMedData root: the benchmark's Task-1
-    fold (`split` task1), a seeded random split of the cases, or the volumes of `--test`."""
-    from ..data.volumes import read_volumes
-
-    vols = read_volumes(data)
+def split_volumes(vols: list, test: list | None, cfg: ExperimentConfig, seed, data: Path) -> tuple[list, list]:
+    """(training volumes, test volumes) of a COVID-19-CT-Seg or MosMedData root's volumes: the benchmark's
+    Task-1 fold (`split` task1), a seeded random split of the cases, or the volumes of `--test`."""
     if test is not None:
-        tests = read_volumes(test)
+        tests = test
         shared = {v.name for v in vols} & {v.name for v in tests}
         if shared:
-            raise InputError(f"{test}: {len(shared)} test case(s) are also in --data {data} ({sorted(shared)[0]}, ...)")
+            raise InputError(f"{Path(tests[0].image_path).parent}: {len(shared)} test case(s) are also in --data "
+                             f"{data} ({sorted(shared)[0]}, ...)")
         return vols, tests
     by = {v.name: v for v in vols}
     if cfg.split == "task1":
@@ -108,24 +105,112 @@ def split_volumes(data: Path, test: Path | None, cfg: ExperimentConfig) -> tuple
             raise InputError(f"{data}: the Task-1 split needs cases that are not there ({', '.join(missing[:3])}"
                              f"{', ...' if len(missing) > 3 else ''})")
         return [by[n] for n in train], [by[n] for n in tst]
-    order = np.random.default_rng(cfg.seed).permutation(len(vols))
+    order = np.random.default_rng(seed).permutation(len(vols))
     n_test = max(1, int(round(len(vols) * cfg.test_fraction)))
     if len(vols) - n_test < 1:
         raise InputError(f"{data}: {len(vols)} volume(s) are too few for a training and a test split")
     return [vols[i] for i in sorted(order[n_test:])], [vols[i] for i in sorted(order[:n_test])]
 
 
-def split_normals(normals: Path, seed: int) -> tuple[list[Path], list[Path]]:
-    """Infection-free images: (training half, test half), seeded."""
+def split_normals(normals: Path, seed) -> tuple[list[Path], list[Path]]:
+    """Infection-free images: (training half, test half), seeded (an int or a list of ints)."""
     d = image_folder(normals)
     if not d.is_dir():
         raise InputError(f"{normals}: not a folder")
     files = slice_files(d)
     if len(files) < 2:
         raise InputError(f"{normals}: needs at least 2 images to split into training and test negatives")
-    order = np.random.default_rng([seed, 7]).permutation(len(files))
+    order = np.random.default_rng([*np.atleast_1d(seed).tolist(), 7]).permutation(len(files))
     half = len(files) // 2
     return [files[i] for i in sorted(order[half:])], [files[i] for i in sorted(order[:half])]
+
+
+@dataclass(eq=False)
+class Split:
+    """One repeat's training pool and test set. Decided (seeded, recorded) before anything is written; then
+    `link` makes its folders under OUT/data/KEY and reads its test set once. Repeats that share a split
+    (--test, `--split fixed`, the Task-1 fold) share one object."""
+
+    key: str  # folder under OUT/data: r0, r1, ... (a split per repeat) or '' (one for every repeat)
+    how: str  # how it was made, for the report: e.g. "random (seed [0, 1, 3])", "--test"
+    pool: list[Pair]
+    tests: list[Pair]
+    normal_pool: list[Path]
+    normal_test: list[Path]
+    train_volumes: list = field(default_factory=list)  # volume roots: the cases behind pool and tests
+    test_volumes: list = field(default_factory=list)  # ... scored per volume in 3-D
+    # filled by `link`: the folders, and the test set read once (every arm of the split is scored on it)
+    pool_dir: Path | None = None
+    test_dir: Path | None = None
+    test_slices: list[Slice] = field(default_factory=list)
+    test_pos: list[np.ndarray] = field(default_factory=list)  # detection test images with infection
+    test_neg: list[np.ndarray] = field(default_factory=list)  # ... and without (+ the test normals)
+    test_patches: tuple | None = None  # same-source detection: (patches, targets) of the test slices, made once
+    test_key: str | None = None  # hash of the test data: stored scores are reused only for the same data
+
+    @property
+    def can_detect(self) -> bool:
+        return bool(self.test_pos and self.test_neg)
+
+    def identity(self) -> dict:
+        """What decides the split, known before anything is written: the slices (or cases) on each side
+        and the normals' halves. An experiment folder keeps its splits: its models were trained on them."""
+        ident = {"key": self.key, "how": self.how, "normals_pool": [p.name for p in self.normal_pool],
+                 "normals_test": [p.name for p in self.normal_test]}
+        if self.test_volumes:
+            return {**ident, "volumes": {"train": [v.name for v in self.train_volumes],
+                                         "test": [v.name for v in self.test_volumes]}}
+        return {**ident, "pool": [p[0].name for p in self.pool], "test": [p[0].name for p in self.tests]}
+
+    def record(self) -> dict:
+        """What results.json keeps of the split: its identity and the slices on each side."""
+        return {**self.identity(), "pool": [p[0].name for p in self.pool], "test": [p[0].name for p in self.tests]}
+
+    def link(self, out: Path, progress: bool) -> None:
+        """The pool and test folders under OUT/data (symlinks; volume slices exported once), the test set read."""
+        base = out / "data" / self.key
+        self.pool_dir, self.test_dir = base / "pool", base / "test"
+        if self.test_volumes:
+            from ..data.volumes import export_slices
+
+            for vols, d in ((self.train_volumes, self.pool_dir), (self.test_volumes, self.test_dir)):
+                if not (d / "slices.csv").exists():  # exported once; the folder is ours
+                    export_slices(vols, d, "any", progress)
+            self.pool, self.tests = list_slice_folder(self.pool_dir), list_slice_folder(self.test_dir)
+        else:
+            link_folder(self.tests, self.test_dir)
+            link_folder(self.pool, self.pool_dir)
+        self.test_slices = read_slice_folder(self.test_dir)
+        if not self.test_slices:
+            raise InputError(f"no slices in {self.test_dir}")
+        self.test_pos = [s.image for s in self.test_slices if (s.label == 2).any()]
+        self.test_neg = [s.image for s in self.test_slices if not (s.label == 2).any()]
+        self.test_neg += [read_image(p)[0] for p in self.normal_test]
+
+
+def make_splits(data: Path, test: Path | None, normals: Path | None, cfg: ExperimentConfig) -> list[Split]:
+    """Every repeat's split, decided before anything is written: its own seeded split per repeat (`--split
+    per-repeat`), or one split for every repeat (`--test`, `--split fixed`, `--split task1`)."""
+    fixed = test is not None or cfg.split != "per-repeat"
+    if volume_root_kind(data):
+        from ..data.volumes import read_volumes
+
+        vols, test_vols = read_volumes(data), (read_volumes(test) if test is not None else None)
+    out: list[Split] = []
+    for r in range(1 if fixed else cfg.repeats):
+        seed = cfg.split_seed(r)
+        how = ("--test" if test is not None else f"Task-1 fold {cfg.fold}" if cfg.split == "task1"
+               else f"random (seed {seed})")
+        normal_pool, normal_test = split_normals(normals, seed) if normals else ([], [])
+        if volume_root_kind(data):
+            train_v, test_v = split_volumes(vols, test_vols, cfg, seed, data)
+            out.append(Split("" if fixed else f"r{r}", how, [], [], normal_pool, normal_test, train_v, test_v))
+            continue
+        pool, tests = split(data, test, cfg, seed)
+        if len(pool) < max(cfg.ks):
+            raise InputError(f"{data}: {len(pool)} training slices are too few for k={max(cfg.ks)}")
+        out.append(Split("" if fixed else f"r{r}", how, pool, tests, normal_pool, normal_test))
+    return out * cfg.repeats if fixed else out
 
 
 @dataclass(frozen=True)

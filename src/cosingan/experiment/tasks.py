@@ -97,14 +97,15 @@ def _digest(*parts) -> str:
 
 def _test_key(ctx: Context) -> str:
     """The test data every arm is scored on (computed once): slices by their pixels, volumes by their files."""
-    if ctx.test_key is None:
-        if ctx.test_volumes:
-            ctx.test_key = _digest([(v.name, v.shape, v.spacing, v.has_lung, Path(v.image_path).stat().st_size,
-                                     Path(v.label_path).stat().st_size) for v in ctx.test_volumes])
+    sp = ctx.split
+    if sp.test_key is None:
+        if sp.test_volumes:
+            sp.test_key = _digest([(v.name, v.shape, v.spacing, v.has_lung, Path(v.image_path).stat().st_size,
+                                    Path(v.label_path).stat().st_size) for v in sp.test_volumes])
         else:
-            ctx.test_key = _digest([(s.image, s.label, s.spacing) for s in ctx.test_slices],
-                                   ctx.cfg.spacing_mm, ctx.test_pos + ctx.test_neg)
-    return ctx.test_key
+            sp.test_key = _digest([(s.image, s.label, s.spacing) for s in sp.test_slices],
+                                  ctx.cfg.spacing_mm, sp.test_pos + sp.test_neg)
+    return sp.test_key
 
 
 def scored(record: Path, inputs: list, compute: Callable[[], dict]) -> dict:
@@ -142,15 +143,16 @@ def segmentation(ctx: Context, ts: TrainingSet) -> dict:
 
     def score() -> dict:
         net, scfg = seg.load_seg(model_dir, ctx.cfg.device)
-        summary = (seg.evaluate_volumes(net, scfg, ctx.test_volumes, where) if ctx.test_volumes else
-                   seg.evaluate(net, scfg, ctx.test_slices, where, ctx.cfg.spacing_mm))
+        sp = ctx.split
+        summary = (seg.evaluate_volumes(net, scfg, sp.test_volumes, where) if sp.test_volumes else
+                   seg.evaluate(net, scfg, sp.test_slices, where, ctx.cfg.spacing_mm))
         return {**summary["mean"], "excluded": summary["excluded"]}
 
     return _test_scores(ctx, "seg_eval", model_dir, where, score)
 
 
 def detection(ctx: Context, ts: TrainingSet) -> dict:
-    if ts.negatives is None or not ctx.can_detect:
+    if ts.negatives is None or not ctx.split.can_detect:
         return {}
     model_dir = ctx.out / "cls" / ts.name
     ccfg = clsmod.ClsConfig(steps=ctx.cfg.cls_steps, aug=ts.aug, seed=ts.seed)
@@ -166,7 +168,7 @@ def detection(ctx: Context, ts: TrainingSet) -> dict:
 
     def score() -> dict:
         net, ccfg = clsmod.load_cls(model_dir, ctx.cfg.device)
-        m = clsmod.evaluate_cls(net, ccfg, ctx.test_pos, ctx.test_neg, where)
+        m = clsmod.evaluate_cls(net, ccfg, ctx.split.test_pos, ctx.split.test_neg, where)
         return {k: m[k] for k in DETECTION_METRICS}
 
     return _test_scores(ctx, "cls_eval", model_dir, where, score)
@@ -179,9 +181,9 @@ PATCHES_PER_SLICE = 8  # training patches per slice and class, the same cap for 
 def patch_detection(ctx: Context, ts: TrainingSet) -> dict:
     """Same-source detection: lung patches with and without infection cut from the training slices (real or
     synthetic), the same classifier and budget for every arm, scored on every patch of the test slices."""
-    if ctx.test_patches is None:
-        ctx.test_patches = patch_set(ctx.test_slices, PATCH_SIZE)
-    test_p, test_t = ctx.test_patches
+    if ctx.split.test_patches is None:
+        ctx.split.test_patches = patch_set(ctx.split.test_slices, PATCH_SIZE)
+    test_p, test_t = ctx.split.test_patches
     if len(set(test_t)) < 2:
         return {}
     model_dir = ctx.out / "cls_patch" / ts.name
