@@ -127,3 +127,27 @@ def test_volumes_are_scored_in_3d_with_their_spacing():
     a = score_case(pr, gt, (5.0, 0.7, 0.7))["lung_nsd"]
     b = score_case(pr, gt, (5.0, 1.5, 1.5))["lung_nsd"]
     assert 0 < b < a <= 1  # a one-voxel shift costs more at a coarser in-plane spacing
+
+
+def test_left_and_right_lung_are_scored_apart_split_at_the_midline():
+    """The benchmark scores each lung: a prediction of one lung region is split at the midline between
+    the true lungs' centres, so a missed right lung costs the right lung alone."""
+    from cosingan.data.labelmap import midline_sides
+    from cosingan.downstream.metrics import score_sides
+
+    sides = np.zeros((3, 20, 30), np.uint8)
+    sides[:, 5:15, 3:11] = 1  # left lung on the low columns here (the side follows the labels, not a convention)
+    sides[:, 5:15, 18:27] = 2
+    truth = (sides > 0).astype(np.uint8)
+    s = score_sides(truth, sides, (5.0, 0.7, 0.7))
+    assert s["left_lung_dsc"] == pytest.approx(1.0) and s["right_lung_dsc"] == pytest.approx(1.0)
+    left_only = np.where(sides == 1, 1, 0).astype(np.uint8)
+    s = score_sides(left_only, sides, (5.0, 0.7, 0.7))
+    assert s["left_lung_dsc"] == pytest.approx(1.0) and s["right_lung_dsc"] == 0.0 and s["right_lung_nsd"] == 0.0
+    leak = truth.copy()
+    leak[:, 5:15, 11:14] = 1  # a leak across the mediastinum, short of the midline (14.5): the left lung's error
+    s = score_sides(leak, sides, None)
+    assert s["left_lung_dsc"] < 1.0 and s["right_lung_dsc"] == pytest.approx(1.0)
+    flipped = sides[..., ::-1]  # the other orientation: the labels still decide which side is which
+    assert (midline_sides(flipped > 0, flipped) == flipped).all()
+    assert (midline_sides(truth > 0, np.where(sides == 1, 1, 0)) == truth).all()  # one lung known: that side

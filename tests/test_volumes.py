@@ -78,15 +78,34 @@ def test_train_on_a_volume_root_and_score_per_volume_in_3d(tmp_path, ctseg, mosm
     assert meta["train_slices"] + meta["val_slices"] == 8  # every slice with lungs of both volumes
     capsys.readouterr()
     assert main(["seg", "eval", "--model", str(model), "--data", str(ctseg), "--out", str(tmp_path / "e")]) == 0
-    assert "2 volumes (3-D)" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "2 volumes (3-D)" in out
     s = json.loads((tmp_path / "e" / "summary.json").read_text())
     assert s["cases"] == "3-D volumes" and [c["case"] for c in s["metric_per_case"]] == [
         "coronacases_001", "radiopaedia_7_85703_0"]
     assert all(0 <= s["mean"][k] <= 1 for k in s["mean"] if s["mean"][k] is not None)
+    # COVID-19-CT-Seg tells the lungs apart: left and right lung scored as the benchmark does
+    assert {"left_lung_dsc", "left_lung_nsd", "right_lung_dsc", "right_lung_nsd"} <= set(s["metric_per_case"][0])
+    assert "left lung DSC" in out and "right lung DSC" in out
     # MosMedData: infection only; lung is not annotated there and is left out, not scored 0
     assert main(["seg", "eval", "--model", str(model), "--data", str(mosmed), "--out", str(tmp_path / "m2")]) == 0
     s = json.loads((tmp_path / "m2" / "summary.json").read_text())
     assert s["excluded"]["lung"] == 1 and s["mean"]["lung_dsc"] is None and s["mean"]["infection_dsc"] is not None
+    assert "left_lung_dsc" not in s["mean"]
+
+
+def test_the_lungs_sides_come_from_the_masks(ctseg, mosmed):
+    """Left (1) and right (2) lung as the masks give them; infection voxels of a combined mask (label 3, no
+    side of their own) take the side of the lung they lie in; MosMedData has none."""
+    from cosingan.data.volumes import read_volumes
+
+    combined, separate = read_volumes(ctseg)
+    for v in (combined, separate):
+        assert ((v.sides > 0) == (v.label > 0)).all()
+        assert set(np.unique(v.sides[v.label == 2])) == {1}  # the infection lies in the left lung
+        assert (v.sides == 1).sum() == (v.sides == 2).sum() == 10 * 24 * 4  # each lung whole, as `_volume` draws it
+    (m,) = read_volumes(mosmed)
+    assert m.sides is None
 
 
 def test_experiment_on_a_covid19_ct_seg_root_with_the_task1_split(tmp_path):

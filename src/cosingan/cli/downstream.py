@@ -77,6 +77,8 @@ def cmd_seg(args: argparse.Namespace) -> int:
     left_out = ", ".join(f"{r} {n}" for r, n in ex.items() if n)
     print(f"{summary['n']} {'volumes (3-D)' if volumes else 'slices'}: lung DSC {m['lung_dsc']:.3f} NSD {m['lung_nsd']:.3f}, infection DSC "
           f"{m['infection_dsc']:.3f} NSD {m['infection_nsd']:.3f}"
+          + "".join(f", {side} lung DSC {m[f'{side}_lung_dsc']:.3f} NSD {m[f'{side}_lung_nsd']:.3f}"
+                    for side in ("left", "right") if f"{side}_lung_dsc" in m)
           + ("" if summary["spacing_known"] else f" (spacing unknown: {args.spacing:g} mm per pixel)")
           + (f"; left out (region absent from truth and prediction): {left_out}" if left_out else "")
           + f" -> {args.out}")

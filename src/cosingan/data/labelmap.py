@@ -195,3 +195,24 @@ def teaching_miss(lung_share: np.ndarray, infected_share: np.ndarray) -> np.ndar
     return (np.maximum(0, np.median(lung_share) - lung_share) + np.maximum(0, lo - infected_share)
             + np.maximum(0, infected_share - hi))
 
+
+
+LEFT_LUNG, RIGHT_LUNG = 1, 2  # COVID-19-CT-Seg's lung labels
+
+
+def midline_sides(mask: np.ndarray, sides: np.ndarray) -> np.ndarray:
+    """Each pixel or voxel of `mask` given the lung side (LEFT_LUNG, RIGHT_LUNG) of the midline it lies on:
+    the column halfway between the centres of `sides`' left and right lungs (the lungs lie either side of
+    the mediastinum along the image's columns, whatever the orientation). 0 outside `mask`; one side only
+    where `sides` holds one; all 0 where it holds none."""
+    out = np.zeros(mask.shape, np.uint8)
+    present = [s for s in (LEFT_LUNG, RIGHT_LUNG) if (sides == s).any()]
+    if len(present) < 2:
+        out[mask] = present[0] if present else 0
+        return out
+    left, right = (np.nonzero(sides == s)[-1].mean() for s in (LEFT_LUNG, RIGHT_LUNG))
+    low_side = np.arange(mask.shape[-1]) < (left + right) / 2  # columns on the lower side of the midline
+    low, high = (LEFT_LUNG, RIGHT_LUNG) if left < right else (RIGHT_LUNG, LEFT_LUNG)
+    out[mask & low_side] = low
+    out[mask & ~low_side] = high
+    return out

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
+from .labelmap import midline_sides
 from .layout import CTSEG_IMAGES, MOSMED_STUDIES, NIFTI_EXT, stem, suffix, volume_root_kind
 from .readers import Slice, check_file, to_unit_range
 
@@ -28,8 +29,8 @@ class Volume:
     has_lung: bool  # MosMedData masks hold infection only
     image_path: str
     label_path: str
-    read: Callable[[], tuple[np.ndarray, np.ndarray]] = field(repr=False)
-    _arrays: tuple[np.ndarray, np.ndarray] | None = field(default=None, repr=False)
+    read: Callable[[], tuple[np.ndarray, np.ndarray, np.ndarray | None]] = field(repr=False)
+    _arrays: tuple[np.ndarray, np.ndarray, np.ndarray | None] | None = field(default=None, repr=False)
 
     @property
     def image(self) -> np.ndarray:
@@ -39,7 +40,13 @@ class Volume:
     def label(self) -> np.ndarray:
         return self._voxels()[1]
 
-    def _voxels(self) -> tuple[np.ndarray, np.ndarray]:
+    @property
+    def sides(self) -> np.ndarray | None:
+        """The lungs apart, where the masks tell them (COVID-19-CT-Seg): 1 left lung, 2 right lung (the infection
+        in it included), 0 elsewhere; None where they do not (MosMedData)."""
+        return self._voxels()[2]
+
+    def _voxels(self) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
         if self._arrays is None:
             self._arrays = self.read()
         return self._arrays
@@ -150,24 +157,27 @@ def read_covid19_ct_seg(root: str | Path) -> list[Volume]:
     return out
 
 
-def _read_ctseg(ip: Path, masks: list[Path], combined: bool) -> tuple[np.ndarray, np.ndarray]:
+def _read_ctseg(ip: Path, masks: list[Path], combined: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """The voxels of a COVID-19-CT-Seg case: one `combined` mask (1 left lung, 2 right lung, 3 infection),
-    or a lung mask (1, 2) and an optional infection mask (1)."""
+    or a lung mask (1, 2) and an optional infection mask (1). Also the lungs' sides (see `Volume.sides`;
+    infection voxels of a combined mask go to the side of the midline between the two lungs they lie on)."""
     m = _read_volume(masks[0], "mask")
-    if combined:
-        bad = set(np.unique(m).tolist()) - {0, 1, 2, 3}
-        label = np.zeros(m.shape, np.uint8)
-        label[(m == 1) | (m == 2)] = 1
-        label[m == 3] = 2
-    else:
-        bad = set()
-        label = (m > 0).astype(np.uint8)
-        if len(masks) == 2:
-            label[_read_volume(masks[1], "mask") > 0] = 2
+    values = set(np.unique(m).tolist())
+    bad = values - {0, 1, 2, 3} if combined else set()
     if bad:
         raise InputError(f"{masks[0]}: unexpected mask values {', '.join(f'{x:g}' for x in sorted(bad))} "
                          "(expected 0 background, 1 and 2 lungs, 3 infection)")
-    return _volume_to_unit(_read_volume(ip), ip), label
+    label = (m > 0).astype(np.uint8)
+    sides = np.where((m == 1) | (m == 2), m, 0).astype(np.uint8)
+    if combined:
+        label[m == 3] = 2
+        sides = np.where(m == 3, midline_sides(m == 3, sides), sides)
+    else:
+        if len(masks) == 2:
+            label[_read_volume(masks[1], "mask") > 0] = 2
+        if values != {0, 1, 2}:  # not a left (1) / right (2) lung mask: the sides are not known
+            sides = None
+    return _volume_to_unit(_read_volume(ip), ip), label, sides
 
 
 def read_mosmed(root: str | Path, category: str = "CT-1") -> list[Volume]:
@@ -194,8 +204,8 @@ def read_mosmed(root: str | Path, category: str = "CT-1") -> list[Volume]:
     return out
 
 
-def _read_mosmed(ip: Path, mp: Path) -> tuple[np.ndarray, np.ndarray]:
-    return _volume_to_unit(_read_volume(ip), ip), np.where(_read_volume(mp, "mask") > 0, 2, 0).astype(np.uint8)
+def _read_mosmed(ip: Path, mp: Path) -> tuple[np.ndarray, np.ndarray, None]:
+    return _volume_to_unit(_read_volume(ip), ip), np.where(_read_volume(mp, "mask") > 0, 2, 0).astype(np.uint8), None
 
 
 def select_slices(vol: Volume, infection: str = "any", min_lung_fraction: float = 0.01) -> list[Slice]:

@@ -21,7 +21,8 @@ from ..data.readers import Slice, read_slice_folder
 from ..devices import net_device, resolve_device
 from ..errors import InputError
 from .augment import augmentations, plain
-from .metrics import EMPTY_POLICY, NSD_DEFINITION, SEG_METRICS, TOLERANCE_MM, score_case, summarize
+from .metrics import (EMPTY_POLICY, NSD_DEFINITION, REGION_DEFINITION, SEG_METRICS, SIDE_METRICS, TOLERANCE_MM,
+                      score_case, score_sides, summarize)
 from .nets import load_net, save_net
 
 
@@ -202,12 +203,13 @@ def evaluate(net: torch.nn.Module, cfg: SegConfig, slices: list[Slice], out: str
     return summary
 
 
-def _summary(cases: list[dict], what: str, known: bool, spacing: str, out: str | Path | None) -> dict:
+def _summary(cases: list[dict], what: str, known: bool, spacing: str, out: str | Path | None,
+             extra: tuple[str, ...] = ()) -> dict:
     """Means over the scored cases with the scoring rules, written to cases.csv and summary.json."""
-    keys = list(SEG_METRICS)
+    keys = [*SEG_METRICS, *extra]
     summary = {**summarize(cases, keys), "n": len(cases), "cases": what, "policy": EMPTY_POLICY,
-               "nsd": NSD_DEFINITION, "spacing_known": known, "spacing": spacing, "tolerance_mm": TOLERANCE_MM,
-               "metric_per_case": cases}
+               "nsd": NSD_DEFINITION, "regions": REGION_DEFINITION, "spacing_known": known, "spacing": spacing,
+               "tolerance_mm": TOLERANCE_MM, "metric_per_case": cases}
     if out is not None:
         out = Path(out)
         write_csv(out / "cases.csv", ["case", *keys],
@@ -232,8 +234,11 @@ def evaluate_volumes(net: torch.nn.Module, cfg: SegConfig, volumes, out: str | P
         scores = score_case(pred, v.label, sp)
         if not v.has_lung:
             scores["lung_dsc"] = scores["lung_nsd"] = float("nan")
+        if v.sides is not None:  # the benchmark's left and right lung
+            scores.update(score_sides(pred, v.sides, sp))
         cases.append({"case": v.name, **scores})
-    return _summary(cases, "3-D volumes", True, "voxel spacing of each volume", out)
+    sides = SIDE_METRICS if any(SIDE_METRICS[0] in c for c in cases) else ()
+    return _summary(cases, "3-D volumes", True, "voxel spacing of each volume", out, sides)
 
 
 def _overlays(slices, preds, cases, path: Path, k: int = 3) -> None:
