@@ -58,13 +58,20 @@ def test_few_shot_experiment_report_and_no_leakage(tmp_path, phantom_folder, nor
     md = (out / "report.md").read_text()
     assert "(50% with part of the infection made dense); classifier budget: 2 steps." in md
     assert "Condition fidelity" in md
-    c, f = next(r for r in rec["results"] if r["arm"] == "C"), rec["fidelity"][0]  # beside it: C on real slices
-    # apart: the maps with infection (the negatives' false-positive specks score 0), and relative to real
-    lesions = f["infection_dsc_lesions"]
-    assert 0.0 <= lesions <= 1.0
-    ratio = f"{lesions / c['infection_dsc']:.2f}" if c["infection_dsc"] > 0 else "-"
+    cov = rec["coverage"]["r0_k1_allmaps"]  # every pool map behind the all-maps set, every map used
+    assert cov["maps_used"] == cov["maps"] and cov["real_used"] == cov["real"] == len(pool)
+    assert f"conditions: {cov['maps']} of {cov['maps']} maps used, made from {len(pool)} of {len(pool)}" in md
+    # the fidelity reference trains on the test slices (no arm does) and is scored on the real pool beside
+    # the synthetic sets: it never saw a map it scores
+    ref = json.loads((out / "seg" / "r0_F_fidelity_reference" / "train.json").read_text())
+    assert ref["train_slices"] + ref["val_slices"] == len(test) and ref["config"]["steps"] == 2
+    assert not (out / "eval" / "r0_F_fidelity_reference").exists()
+    f = rec["fidelity"][0]
+    lesions, real = f["infection_dsc_lesions"], f["real_infection_dsc_lesions"]
+    assert 0.0 <= lesions <= 1.0 and 0.0 <= real <= 1.0 and 0.0 <= f["real_lung_dsc"] <= 1.0
+    ratio = f"{lesions / real:.2f}" if real > 0 else "-"
     assert (f"| 0 | 1 | {f['regime']} | {f['lung_dsc']:.3f} | {f['infection_dsc']:.3f} | {lesions:.3f} | "
-            f"{c['lung_dsc']:.3f} | {c['infection_dsc']:.3f} | {ratio} |") in md
+            f"{f['real_lung_dsc']:.3f} | {real:.3f} | {ratio} |") in md
     assert "| k | arm |" in md and "B: k real + strong aug" in md and "Timings" in md
     assert "detection AUC" in md and "roc.png" in md
     # same-source detection: lung patches of the same test slices, every arm, its own ROC figure
@@ -404,18 +411,19 @@ def test_shared_few_shot_generator_arm(tmp_path, phantom_folder):
 
 
 def test_fidelity_table_without_the_maps_with_infection_apart(tmp_path):
-    """Records of older versions lack the measure, and a set of infection-free maps has none (null in
-    JSON): both show '-' rather than failing or inventing a ratio."""
+    """A set of infection-free maps has no infection measure (null in JSON), nor a pool without infection:
+    both show '-' rather than failing or inventing a ratio."""
     from cosingan.experiment.report import _fidelity
 
-    record = {"results": [{"repeat": 0, "arm": "C", "lung_dsc": 0.96, "infection_dsc": 0.7}],
-              "fidelity": [{"repeat": 0, "k": 1, "regime": "allmaps", "lung_dsc": 0.97, "infection_dsc": 0.5},
+    real = {"real_lung_dsc": 0.96, "real_infection_dsc": 0.7, "real_infection_dsc_lesions": 0.7}
+    record = {"fidelity": [{"repeat": 0, "k": 1, "regime": "allmaps", "lung_dsc": 0.97, "infection_dsc": 0.5,
+                            "infection_dsc_lesions": 0.5, **real, "real_infection_dsc_lesions": None},
                            {"repeat": 0, "k": 1, "regime": "kmaps", "lung_dsc": 0.97, "infection_dsc": 0.5,
-                            "infection_dsc_lesions": None},
+                            "infection_dsc_lesions": None, **real},
                            {"repeat": 0, "k": 1, "regime": "prior", "lung_dsc": 0.97, "infection_dsc": 0.5,
-                            "infection_dsc_lesions": 0.56}]}
+                            "infection_dsc_lesions": 0.56, **real}]}
     rows = _fidelity(tmp_path, record).tables[0].rows
-    assert [r[5] for r in rows] == ["-", "-", "0.560"] and [r[-1] for r in rows] == ["-", "-", "0.80"]
+    assert [r[5] for r in rows] == ["0.500", "-", "0.560"] and [r[-1] for r in rows] == ["-", "-", "0.80"]
 
 
 def test_unlabelled_regime_takes_lungs_from_unannotated_slices(tmp_path, phantom_folder, capsys):

@@ -19,7 +19,7 @@ from ..errors import InputError
 from ..data.readers import load_slice
 from ..gan.config import merge, preset
 from ..gan.train import ensure_trained
-from ..synth.dataset import Synthesizer, synthesize
+from ..synth.dataset import Synthesizer, coverage_text, synthesize
 from .config import ABLATIONS, REGIMES
 from .context import Context
 from .split import Draw, repeat_folder
@@ -132,7 +132,10 @@ def _conditions(ctx: Context, d: Draw, regime: str):
 def _synthetic_set(ctx: Context, runs: list[str], masks, name: str, seed: int):
     folder = ctx.out / "synthetic" / name
     syn = Synthesizer(runs, str(masks), [], 0.0, seed, ctx.cfg.device, ctx.cfg.consolidation)
-    ctx.timed("synthesize", lambda: synthesize(syn, ctx.cfg.n_synth, folder, "png", ctx.progress))
+    made = ctx.timed("synthesize", lambda: synthesize(syn, ctx.cfg.n_synth, folder, "png", ctx.progress))
+    if name not in ctx.coverage:
+        ctx.coverage[name] = made["coverage"]
+        ctx.log(f"{name}: {coverage_text(made['coverage'])}")
     return folder
 
 

@@ -24,6 +24,7 @@ class Context:
     timings: dict[str, float] = field(default_factory=dict)
     results: list[dict] = field(default_factory=list)
     fidelity: list[dict] = field(default_factory=list)
+    coverage: dict[str, dict] = field(default_factory=dict)  # synthetic set -> the condition maps it uses
 
     def at(self, repeat: int) -> "Context":
         """This context for one repeat: its split; the running record (results, timings) is shared."""

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from ..data.files import save_figure, write_text
-from ..downstream.metrics import EMPTY_POLICY, NSD_DEFINITION, SEG_METRICS
+from ..downstream.metrics import EMPTY_POLICY, NSD_DEFINITION, REGION_DEFINITION, SEG_METRICS
 from ..downstream.seg import MIN_SLICES_TO_HOLD_OUT
 from .arms import ARMS
 from .config import CHECKPOINTS, REGIMES
@@ -177,25 +177,26 @@ def _detection(out: Path, record: dict) -> Section:
 def _fidelity(out: Path, record: dict) -> Section | None:
     if not record.get("fidelity"):
         return None
-    ref = {r["repeat"]: r for r in record["results"] if ARMS[r["arm"]].reference}
-    on_real = lambda f, m: f"{ref[f['repeat']][m]:.3f}" if f["repeat"] in ref else "-"  # noqa: E731
-    # absent in older records; null in JSON where no map of the set had infection
-    lesions = lambda f: math.nan if f.get("infection_dsc_lesions") is None else f["infection_dsc_lesions"]  # noqa: E731
-    # the reference's own score on the real test slices (all with infection) is the scale: images as
-    # faithful as real CT would score about 1.0 here
-    ratio = lambda f: (f"{lesions(f) / ref[f['repeat']]['infection_dsc']:.2f}"  # noqa: E731
-                       if f["repeat"] in ref and ref[f["repeat"]]["infection_dsc"] > 0 and not math.isnan(lesions(f))
-                       else "-")
+    num = lambda v: "-" if v is None or math.isnan(v) else f"{v:.3f}"  # noqa: E731  (null: no map with infection)
+
+    def ratio(f: dict) -> str:
+        syn, real = f.get("infection_dsc_lesions"), f.get("real_infection_dsc_lesions")
+        ok = syn is not None and real is not None and not math.isnan(syn) and not math.isnan(real) and real > 0
+        return f"{syn / real:.2f}" if ok else "-"
+
     return Section("Condition fidelity", [
-        "DSC of the all-real U-Net (arm C) on synthetic images against the label maps they were generated from; "
-        "infection DSC over every map, and over the maps with infection only (on an infection-free map, the "
-        "set's negatives, any false-positive speck scores 0); beside it the same U-Net on the real test slices, "
-        "what images as faithful as real CT would score, and the ratio of the last two for infection."],
+        "A reference U-Net judges whether synthetic images show what their label maps say: it trains on the "
+        "repeat's real test slices (arm C's recipe and budget; no arm trains on them and it is never scored on "
+        "them), so it never saw a map it scores, since every synthetic set is made from the pool's maps, the k "
+        "slices' or unannotated slices'. Its DSC on the synthetic images against their own maps (infection "
+        "over every map, and over the maps with infection only: on an infection-free map any false-positive "
+        "speck scores 0), beside its DSC on the real pool slices (what images as faithful as real CT score), "
+        "and the ratio of the two for infection on maps with infection."],
         [Table(["repeat", "k", "conditions", "lung DSC", "infection DSC", "infection DSC, maps with infection",
-                "lung DSC on real test", "infection DSC on real test", "infection, relative to real"],
-               [[str(f["repeat"]), str(f["k"]), f["regime"], f"{f['lung_dsc']:.3f}", f"{f['infection_dsc']:.3f}",
-                 "-" if math.isnan(lesions(f)) else f"{lesions(f):.3f}",
-                 on_real(f, "lung_dsc"), on_real(f, "infection_dsc"), ratio(f)] for f in record["fidelity"]])])
+                "lung DSC on real pool", "infection DSC on real pool (with infection)", "infection, relative to real"],
+               [[str(f["repeat"]), str(f["k"]), f["regime"], num(f["lung_dsc"]), num(f["infection_dsc"]),
+                 num(f.get("infection_dsc_lesions")), num(f.get("real_lung_dsc")),
+                 num(f.get("real_infection_dsc_lesions")), ratio(f)] for f in record["fidelity"]])])
 
 
 def _quality(out: Path, record: dict) -> Section | None:
@@ -211,11 +212,15 @@ def _quality(out: Path, record: dict) -> Section | None:
 
 
 def _samples(out: Path, record: dict) -> Section | None:
+    from ..synth.dataset import coverage_text
+
     figs = []
     for g in sorted((out / "synthetic").glob("*/grid.png")):
         name = g.parent.name
+        cov = record.get("coverage", {}).get(name)
         figs.append(Figure(str(g.relative_to(out)), f"Synthetic set {name}: real source slice | condition | "
-                           "synthetic slice, two pairs per row, spread over the set.",
+                           "synthetic slice, two pairs per row, spread over the set"
+                           + (f"; {coverage_text(cov)}." if cov else "."),
                            f"Grid of real source slices, label maps and synthetic slices of set {name}."))
     return Section("Samples", [], [], figs) if figs else None
 
@@ -248,7 +253,7 @@ def _definitions(out: Path, record: dict) -> Section:
         cases = (f"DSC and NSD per 2-D test slice, then the mean over slices; pixel spacing "
                  f"{c.get('spacing_mm', 1.0):g} mm per original pixel where the files carry none")
     return Section("Metric definitions", [
-        f"{cases}; {NSD_DEFINITION}; empty masks: {EMPTY_POLICY}. Left out (most in any arm): "
+        f"{cases}; regions: {REGION_DEFINITION}; {NSD_DEFINITION}; empty masks: {EMPTY_POLICY}. Left out (most in any arm): "
         + (", ".join(f"{k} {n}" for k, n in excluded.items()) if excluded else "none") + ".",
         "Detection: AUC of the classifier's score, accuracy, sensitivity and specificity at threshold 0.5."])
 

@@ -73,9 +73,8 @@ def run_arm(ctx: Context, arm: Arm, r: int, d: Draw | None, reference: dict[int,
         ctx.results.append(row)
         if arm.reference:
             reference[r] = ts.name
-        if ts.synthetic and r in reference:
-            ctx.fidelity.append({"repeat": r, "k": row["k"], "regime": regime,
-                                 **condition_fidelity(ctx, reference[r], ts)})
+        if ts.synthetic:
+            ctx.fidelity.append({"repeat": r, "k": row["k"], "regime": regime, **condition_fidelity(ctx, ts)})
 
 
 def generator_quality(ctx: Context, d: Draw, reference: str) -> list[dict]:
@@ -157,6 +156,7 @@ def _run(ctx: Context, data, test, normals, t_start: float, unlabelled=None) -> 
         record["patch_detection"] = f"{PATCH_DEFINITION}; " + "; ".join(dict.fromkeys(counts))
     record["results"] = ctx.results
     record["fidelity"] = ctx.fidelity
+    record["coverage"] = ctx.coverage
     record["quality"] = quality_rows
     record["timings_s"] = ctx.timings
     record["versions"] = versions()

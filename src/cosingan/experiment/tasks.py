@@ -132,13 +132,19 @@ def _test_scores(ctx: Context, timer: str, model_dir: Path, where: Path, score: 
     return ctx.timed(timer, lambda: scored(where / "scored.json", [model_dir / "model.pt", _test_key(ctx)], score))
 
 
-def segmentation(ctx: Context, ts: TrainingSet) -> dict:
+def _seg_model(ctx: Context, ts: TrainingSet) -> Path:
+    """The U-Net of a training set (OUT/seg/NAME), trained with the experiment's budget unless it was before."""
     model_dir = ctx.out / "seg" / ts.name
     scfg = seg.SegConfig(size=ctx.cfg.seg_size, steps=ctx.cfg.seg_steps, aug=ts.aug, seed=ts.seed,
                          val_fraction=ctx.cfg.seg_val_fraction, schedule=ctx.cfg.seg_schedule)
     if not _trained(model_dir, scfg, ts):
         ctx.timed("seg_train", lambda: seg.train_seg(seg.load_folders(list(ts.folders)), scfg, model_dir, ctx.progress,
                                                      ctx.cfg.device))
+    return model_dir
+
+
+def segmentation(ctx: Context, ts: TrainingSet) -> dict:
+    model_dir = _seg_model(ctx, ts)
     where = ctx.out / "eval" / ts.name
 
     def score() -> dict:
@@ -207,30 +213,52 @@ def patch_detection(ctx: Context, ts: TrainingSet) -> dict:
     return _test_scores(ctx, "cls_eval", model_dir, where, score)
 
 
-def condition_fidelity(ctx: Context, reference: str, ts: TrainingSet) -> dict:
-    """DSC of a reference U-Net (trained on real slices) on synthetic images against their own maps
-    (stored in OUT/fidelity/, keyed by the reference's weights and the set's files)."""
-    ref = ctx.out / "seg" / reference / "model.pt"
+def _fidelity_scores(net, scfg, slices, spacing_mm: float) -> dict:
+    """Lung and infection DSC of a U-Net on slices against their maps; infection apart over the maps with
+    infection (on an infection-free map any false-positive speck scores 0)."""
+    fid = seg.evaluate(net, scfg, slices, spacing_mm=spacing_mm)
+    lesions = [c["infection_dsc"] for s, c in zip(slices, fid["metric_per_case"]) if (s.label == 2).any()]
+    return {**{m: fid["mean"][m] for m in ("lung_dsc", "infection_dsc")},
+            "infection_dsc_lesions": float(np.nanmean(lesions)) if lesions else math.nan}
+
+
+def fidelity_reference(ctx: Context) -> tuple[Path, dict]:
+    """The U-Net that judges condition fidelity, and its scores on the real pool slices (the scale). It trains
+    on the split's real test slices with arm C's recipe and budget: no arm trains on them, and every
+    synthetic set is made from the pool's maps, the k slices' or unannotated slices', so it never saw a map
+    it scores. It is never scored on the test slices."""
+    sp = ctx.split
+    name = f"{sp.key}_F_fidelity_reference" if sp.key else "F_fidelity_reference"
+    model_dir = _seg_model(ctx, TrainingSet(name, (sp.test_dir,), ctx.cfg.real_aug, ctx.cfg.seed, None))
 
     def score() -> dict:
-        net, scfg = seg.load_seg(ref.parent, ctx.cfg.device)
-        slices = seg.load_folders(list(ts.folders))
-        fid = seg.evaluate(net, scfg, slices, spacing_mm=ctx.cfg.spacing_mm)
-        # apart: the maps with infection. On an infection-free map (the set's negatives) any false-positive
-        # speck of the reference scores 0, and the real test slices it is compared with all carry infection
-        lesions = [c["infection_dsc"] for s, c in zip(slices, fid["metric_per_case"]) if (s.label == 2).any()]
-        return {**{m: fid["mean"][m] for m in ("lung_dsc", "infection_dsc")},
-                "infection_dsc_lesions": float(np.nanmean(lesions)) if lesions else math.nan}
+        return _fidelity_scores(*seg.load_seg(model_dir, ctx.cfg.device), seg.load_folders([sp.pool_dir]),
+                                ctx.cfg.spacing_mm)
 
-    # "lesions" names the measures score() returns: a record stored before infection_dsc_lesions
-    # existed has another key, so it is recomputed instead of read back without that measure
-    key = [ref, *_set_files(ts), ctx.cfg.spacing_mm, "lesions"]
-    return ctx.timed("seg_eval", lambda: scored(ctx.out / "fidelity" / f"{ts.name}.json", key, score))
+    key = [model_dir / "model.pt", [p for pair in sp.pool for p in pair], ctx.cfg.spacing_mm]
+    return model_dir, ctx.timed("seg_eval", lambda: scored(ctx.out / "fidelity" / f"{name}_on_pool.json", key, score))
+
+
+def condition_fidelity(ctx: Context, ts: TrainingSet) -> dict:
+    """DSC of the fidelity reference (`fidelity_reference`) on a synthetic set's images against their own
+    maps, beside its scores on the real pool slices (`real_*`); stored in OUT/fidelity/, keyed by the
+    reference's weights and the set's files."""
+    ref, real = fidelity_reference(ctx)
+
+    def score() -> dict:
+        return _fidelity_scores(*seg.load_seg(ref, ctx.cfg.device), seg.load_folders(list(ts.folders)),
+                                ctx.cfg.spacing_mm)
+
+    key = [ref / "model.pt", *_set_files(ts), ctx.cfg.spacing_mm]
+    row = ctx.timed("seg_eval", lambda: scored(ctx.out / "fidelity" / f"{ts.name}.json", key, score))
+    return {**row, **{f"real_{m}": v for m, v in real.items()}}
 
 
 TASKS: dict[str, Task] = {
     "segmentation": Task({"lung_dsc": "lung DSC", "lung_nsd": "lung NSD", "infection_dsc": "infection DSC",
-                          "infection_nsd": "infection NSD"}, segmentation),
+                          "infection_nsd": "infection NSD", "left_lung_dsc": "left lung DSC",
+                          "left_lung_nsd": "left lung NSD", "right_lung_dsc": "right lung DSC",
+                          "right_lung_nsd": "right lung NSD"}, segmentation),
     "detection": Task({"auc": "detection AUC (vs normals)", "accuracy": "accuracy", "sensitivity": "sensitivity",
                        "specificity": "specificity"}, detection),
     "patch detection": Task({"patch_auc": "patch AUC (same source)", "patch_accuracy": "patch accuracy"},
