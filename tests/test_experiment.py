@@ -231,6 +231,8 @@ def test_prior_regime_mixed_arm_paired_statistics_and_quality(tmp_path, phantom_
     assert all(0.0 <= q["realism_auc"] <= 1.0 and q["diversity_lung"] >= 0 for q in rec["quality"])
     md = (out / "report.md").read_text()
     assert "Paired differences" in md and "Generator quality" in md and "M: synthetic + k real" in md
+    # the headline gives the paired interval beside the closure
+    assert f"infection DSC arm - B {row['infection_dsc_diff']:+.3f} [{lo:+.3f}, {hi:+.3f}]" in md
     def mark(path, value, key=None, field=None):
         rec = json.loads(path.read_text())
         field = field or next(iter(rec["result"]))

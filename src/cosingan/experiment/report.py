@@ -127,8 +127,14 @@ def _headline(out: Path, record: dict) -> Section:
     for r in record.get("paired", []):
         parts = [f"{COLUMNS[m]} {r[m + '_closure']:.2f}" for m in SEG_METRICS if r.get(m + "_closure") is not None]
         if parts:
+            diff = ""
+            if "infection_dsc_diff" in r:
+                lo, hi = r["infection_dsc_ci"]
+                diff = f"; infection DSC arm - B {r['infection_dsc_diff']:+.3f}" + (
+                    f" [{lo:+.3f}, {hi:+.3f}]" if r["n"] > 1 and lo is not None and not math.isnan(lo) else "")
             lines.append(f"k = {r['k']}, {ARMS[r['arm']].title}, {r['regime']}: gap closure (arm - B) / (C - B) "
-                         + ", ".join(parts) + f" (n = {r['n']}; 1 = as good as all real data, 0 = no better than B).")
+                         + ", ".join(parts) + diff + f" (n = {r['n']}; closure 1 = as good as all real data, "
+                         "0 = no better than B; the interval is the paired 95 % t-interval over repeats).")
     return Section("Headline", lines or ["No synthetic arm to compare."])
 
 
