@@ -13,7 +13,8 @@ indistinguishable. A region whose composite is told apart as well as the whole i
 
     python benchmarks/realism_by_region.py EXP [--repeat 0] [--runs RUN ...]
 
-EXP is a finished `cosingan experiment few-shot` folder with quality on; nothing in it is written (the
+The same measures are now part of `cosingan quality` (`synth.quality.realism`); this script applies them to
+a finished experiment's generators. EXP is a finished `cosingan experiment few-shot` folder with quality on; nothing in it is written (the
 classifiers go to a temporary folder). `--runs` tests other generators (e.g. a variant trained on the
 same slice) on EXP's test maps instead of that repeat's own.
 """
@@ -23,42 +24,33 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
-import numpy as np
 from _experiment import open_repeat, test_folder  # benchmarks/, beside this script
-
-VARIANTS = ("whole", "lungs", "body")
 
 
 def main() -> None:
     from cosingan.data.labelmap import LUNG, body_from_image
     from cosingan.downstream import seg
     from cosingan.gan.run import TrainedRun, sample_seed
-    from cosingan.synth.quality import QualityConfig, _c2st, _resize, run_labels
+    from cosingan.synth.quality import REALISM, QualityConfig, _resize, realism, run_labels
 
     rep = open_repeat(__doc__, lambda ap: ap.add_argument("--runs", nargs="+", help="generators to test"))
     runs = rep.args.runs or [q["run"] for q in rep.results["quality"] if q["repeat"] == rep.repeat]
     test = seg.load_folders([test_folder(rep)])
     q = QualityConfig()
-    seed = q.seed
     print(f"{len(test)} test maps; held-out AUC of a real-vs-synthetic classifier, mean of {q.c2st_folds} folds (0.5 best)")
-    print("| generator | " + " | ".join(VARIANTS) + " |")
-    print("| --- " * (len(VARIANTS) + 1) + "|")
+    print("| generator | " + " | ".join(REALISM.values()) + " |")
+    print("| --- " * (len(REALISM) + 1) + "|")
     with tempfile.TemporaryDirectory() as tmp:
         for run, name in zip(runs, run_labels(runs)):
             tr = TrainedRun.from_pretrained(run)
-            reals, fakes = [], {v: [] for v in VARIANTS}
+            reals, fakes, lungs = [], [], []
             for j, sl in enumerate(test):
                 label4 = tr.condition(sl.label, body_from_image(sl.image, sl.label))
-                fake = tr(label4, [sample_seed(seed, j, 0)])[0]
-                real = _resize(sl.image, label4.shape)
-                lungs = label4 >= LUNG
-                reals.append(real)
-                fakes["whole"].append(fake)
-                fakes["lungs"].append(np.where(lungs, fake, real))
-                fakes["body"].append(np.where(lungs, real, fake))
-            aucs = [_c2st(reals, fakes[v], q, Path(tmp) / name.replace("/", "__") / v, False, "cpu")
-                    for v in VARIANTS]
-            print(f"| {name} | " + " | ".join(f"{a:.3f}" for a in aucs) + " |", flush=True)
+                fakes.append(tr(label4, [sample_seed(q.seed, j, 0)])[0])
+                reals.append(_resize(sl.image, label4.shape))
+                lungs.append(label4 >= LUNG)
+            row = realism(reals, fakes, lungs, q, Path(tmp) / name.replace("/", "__"), False, "cpu")
+            print(f"| {name} | " + " | ".join(f"{row['realism_auc' + k]:.3f}" for k in REALISM) + " |", flush=True)
 
 
 if __name__ == "__main__":

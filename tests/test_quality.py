@@ -35,18 +35,23 @@ def test_quality_reports_every_measure_per_generator(tmp_path, capsys):
         runs.append(str(run))
     out = tmp_path / "q"
     assert main(["quality", *runs, "--data", str(data), "--out", str(out), "--seg-steps", "2",
-                 "--c2st-steps", "2", "--quiet"]) == 0
+                 "--c2st-steps", "2", "--c2st-seeds", "2", "--quiet"]) == 0
     rec = json.loads((out / "quality.json").read_text())
     assert [r["run"] for r in rec["rows"]] == runs
     assert not set(rec["reference"]) & set(rec["held_out"]) and len(rec["held_out"]) == 3
     for r in rec["rows"]:
         assert 0 <= r["fidelity_lung_dsc"] <= 1 and 0 <= r["fidelity_infection_dsc"] <= 1
-        assert 0 <= r["realism_auc"] <= 1
+        for region in ("", "_lung", "_body"):  # whole image and per region, each over 2 classifier seeds
+            assert 0 <= r[f"realism_auc{region}"] <= 1 and r[f"realism_auc{region}_sd"] >= 0
         assert r["w1_lung"] >= 0 and r["w1_body"] >= 0 and r["diversity_lung"] > 0
     assert "realism AUC" in capsys.readouterr().out
     md = (out / "quality.md").read_text()
     assert "| a/g |" in md and "| b/g |" in md  # told apart, each with its own realism classifier
     assert sorted(p.name for p in (out / "c2st").iterdir()) == ["a__g", "b__g"]
+    assert sorted(p.name for p in (out / "c2st" / "a__g").iterdir()) == ["body", "lung", "whole"]
+    assert sorted(p.name for p in (out / "c2st" / "a__g" / "whole").iterdir()) == ["0", "1", "seed1"]
+    r = rec["rows"][0]
+    assert f"| {r['realism_auc']:.3f} ± {r['realism_auc_sd']:.3f} |" in md
     # the reference segmenter is trained once and reused
     first = (out / "segmenter" / "model.pt").stat().st_mtime_ns
     assert main(["quality", runs[0], "--data", str(data), "--out", str(out), "--seg-steps", "2",
@@ -85,3 +90,19 @@ def test_realism_test_is_cross_fitted_over_both_halves(tmp_path):
     assert not torch.equal(weights(tmp_path / "two" / "1"), weights(tmp_path / "two" / "0"))
     with pytest.raises(ValueError, match="c2st_folds"):
         QualityConfig(c2st_folds=3)
+
+
+def test_realism_by_region_composites_the_synthetic_part_into_the_real_slice(tmp_path, monkeypatch):
+    """lungs only: the real slice with the synthetic lungs; body only: the synthetic slice with the real lungs."""
+    import cosingan.synth.quality as q
+
+    seen = {}
+    monkeypatch.setattr(q, "_c2st", lambda real, fake, cfg, out, progress, device, run=0:
+                        seen.setdefault(out.name, fake) and 0.5)
+    real, fake = [np.zeros((4, 4), np.float32)], [np.ones((4, 4), np.float32)]
+    lungs = [np.zeros((4, 4), bool)]
+    lungs[0][1:3, 1:3] = True
+    row = q.realism(real, fake, lungs, q.QualityConfig(), tmp_path, False, "cpu")
+    assert set(row) == {"realism_auc", "realism_auc_lung", "realism_auc_body"}
+    assert (seen["whole"][0] == 1).all()
+    assert (seen["lung"][0] == lungs[0]).all() and (seen["body"][0] == ~lungs[0]).all()

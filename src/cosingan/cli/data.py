@@ -112,6 +112,9 @@ def add_quality(sub) -> None:
     p.add_argument("--maps", type=int, default=24, help="held-out maps used (default 24)")
     p.add_argument("--seg-steps", type=int, default=600, help="reference segmenter budget (default 600)")
     p.add_argument("--c2st-steps", type=int, default=300, help="realism classifier budget (default 300)")
+    p.add_argument("--c2st-seeds", type=int, default=3, help="realism classifiers per measure, each with its own "
+                   "seed: the AUC is their mean, beside its sd (the test's own noise); default %(default)s, 1 for "
+                   "a third of the time")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu", help=DEVICE_HELP)
     p.add_argument("--quiet", action="store_true")
@@ -120,11 +123,12 @@ def add_quality(sub) -> None:
 def cmd_quality(args: argparse.Namespace) -> int:
     from ..synth.quality import QualityConfig, markdown, quality
 
-    if min(args.maps, args.seg_steps, args.c2st_steps) < 1:
-        raise InputError("--maps, --seg-steps and --c2st-steps must be at least 1")
+    if min(args.maps, args.seg_steps, args.c2st_steps, args.c2st_seeds) < 1:
+        raise InputError("--maps, --seg-steps, --c2st-steps and --c2st-seeds must be at least 1")
     resolve_device(args.device)
     t0 = time.time()
-    cfg = QualityConfig(maps=args.maps, seg_steps=args.seg_steps, c2st_steps=args.c2st_steps, seed=args.seed)
+    cfg = QualityConfig(maps=args.maps, seg_steps=args.seg_steps, c2st_steps=args.c2st_steps,
+                        c2st_seeds=args.c2st_seeds, seed=args.seed)
     rec = quality(args.runs, args.data, args.out, cfg, progress=not args.quiet, device=args.device)
     print(markdown(rec), end="")
     print(f"({time.time() - t0:.0f} s) -> {args.out}/quality.json, {args.out}/quality.md")

@@ -77,10 +77,9 @@ def _paired_cells(r: dict) -> list[str]:
 
 
 def _quality_cells(q: dict) -> list[str]:
-    from ..synth.quality import COLUMNS as Q
+    from ..synth.quality import COLUMNS as Q, cell
 
-    return [str(q["repeat"]), str(q["k"]), q["slice"]] + [
-        f"{q[m]:.3f}" if m.startswith(("fid", "real")) else f"{q[m]:.1f}" for m in Q]
+    return [str(q["repeat"]), str(q["k"]), q["slice"]] + [cell(q, m) for m in Q]
 
 
 # --------------------------------------------------------------------------------------- sections

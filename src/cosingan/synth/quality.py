@@ -11,7 +11,9 @@ the real images they belong to. For each generator, two samples per held-out map
   halves swap (cross-fitting: every map is held out once; with 24 maps one half holds out only 12 real
   and 12 synthetic images, too few to tell 0.95 from 1.00). The mean of the two held-out AUCs:
   0.5 = indistinguishable, 1.0 = always told apart. Flips and affine moves only (no noise or blur
-  that would hide texture);
+  that would hide texture). Also per region, by composites: the real slice with the synthetic lungs
+  pasted in (lungs only) and the synthetic image with the real lungs put back (body only). With
+  `c2st_seeds` > 1 every AUC is the mean over classifier seeds, with its sd (the test's own noise);
 - intensity: per region (normal lung, infection, body outside the lungs), the 1-D Wasserstein distance
   between real and synthetic grey levels (0..255) of the same maps;
 - diversity: mean absolute grey-level difference between two samples of one map, inside and outside
@@ -48,11 +50,14 @@ class QualityConfig:
     c2st_steps: int = 300  # realism classifier budget
     c2st_size: int = 128
     c2st_folds: int = 2  # 1: one half trains, the other scores (the first fold alone)
+    c2st_seeds: int = 1  # realism classifiers trained with this many seeds: the AUC's mean, and its sd when > 1
     seed: int = 0
 
     def __post_init__(self):
         if self.c2st_folds not in (1, 2):
             raise ValueError(f"c2st_folds must be 1 or 2, got {self.c2st_folds!r}")
+        if self.c2st_seeds < 1:
+            raise ValueError(f"c2st_seeds must be at least 1, got {self.c2st_seeds!r}")
 
 
 def split_folder(data: Path, cfg: QualityConfig) -> tuple[list, list]:
@@ -86,21 +91,45 @@ def _wasserstein(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def _c2st(real: list[np.ndarray], fake: list[np.ndarray], cfg: QualityConfig, out: Path, progress: bool,
-          device: str) -> float:
+          device: str, run: int = 0) -> float:
     """Held-out AUC of a classifier telling real (1) from synthetic (0) images of the same maps: the mean
-    over `cfg.c2st_folds` folds (fold f's classifier in OUT/f, trained on one half, scored on the other)."""
+    over `cfg.c2st_folds` folds (fold f's classifier in OUT/f, trained on one half, scored on the other).
+    `run` > 0: the same halves, classifiers of other seeds (in OUT/seedRUN/f)."""
     n = len(real)
     order = np.random.default_rng([cfg.seed, 13]).permutation(n)
     halves = (order[: n // 2], order[n // 2:])
     aucs = []
     for f, (tr, te) in enumerate([halves, halves[::-1]][: cfg.c2st_folds]):
-        ccfg = clsmod.ClsConfig(size=cfg.c2st_size, steps=cfg.c2st_steps, aug="geometric", seed=cfg.seed + f)
+        where = out / (f"seed{run}" if run else "") / str(f)
+        ccfg = clsmod.ClsConfig(size=cfg.c2st_size, steps=cfg.c2st_steps, aug="geometric",
+                                seed=cfg.seed + f + 1000 * run)
         clsmod.train_cls([real[i] for i in tr] + [fake[i] for i in tr], [1] * len(tr) + [0] * len(tr), ccfg,
-                         out / str(f), progress, device)
-        net, ccfg = clsmod.load_cls(out / str(f), device)
+                         where, progress, device)
+        net, ccfg = clsmod.load_cls(where, device)
         p = clsmod.scores(net, ccfg, [real[i] for i in te] + [fake[i] for i in te])
         aucs.append(detection_metrics(p, np.array([1] * len(te) + [0] * len(te)))["auc"])
     return float(np.mean(aucs))
+
+
+REALISM = {"": "whole image", "_lung": "lungs only", "_body": "body only"}  # realism_auc + suffix
+
+
+def realism(reals: list[np.ndarray], fakes: list[np.ndarray], lungs: list[np.ndarray], cfg: QualityConfig,
+            out: Path, progress: bool, device: str) -> dict:
+    """The realism test on the whole image and per region, by composites against the real slices of the same
+    maps: lungs only (the real slice with the synthetic lungs pasted in) and body only (the synthetic image
+    with the real lungs put back). Each the mean AUC over `cfg.c2st_seeds` classifier seeds, with its sd
+    over them when there are several (`..._sd`)."""
+    composites = {"": fakes, "_lung": [np.where(m, f, r) for r, f, m in zip(reals, fakes, lungs)],
+                  "_body": [np.where(m, r, f) for r, f, m in zip(reals, fakes, lungs)]}
+    row = {}
+    for suffix, fake in composites.items():
+        aucs = [_c2st(reals, fake, cfg, out / (suffix.lstrip("_") or "whole"), progress, device, run)
+                for run in range(cfg.c2st_seeds)]
+        row[f"realism_auc{suffix}"] = float(np.mean(aucs))
+        if len(aucs) > 1:
+            row[f"realism_auc{suffix}_sd"] = float(np.std(aucs, ddof=1))
+    return row
 
 
 def run_labels(runs: list[str | Path]) -> list[str]:
@@ -120,7 +149,7 @@ def assess(run: str | Path, held: list[Slice], segmenter, cfg: QualityConfig, ou
     names its realism classifier's folder (default: the run's folder name)."""
     net, scfg = segmenter
     tr = TrainedRun.from_pretrained(run, device)
-    reals, fakes, syn_slices = [], [], []
+    reals, fakes, lungs, syn_slices = [], [], [], []
     regions = {"lung": ([], []), "infection": ([], []), "body": ([], [])}
     div_in, div_out = [], []
     for j, sl in enumerate(held):
@@ -129,6 +158,7 @@ def assess(run: str | Path, held: list[Slice], segmenter, cfg: QualityConfig, ou
         real = _resize(sl.image, label4.shape)
         reals.append(real)
         fakes.append(s0)
+        lungs.append(label4 >= LUNG)
         syn_slices.append(Slice(s0, label4_to_label(label4), None, "png", image_path=f"{sl.image_path}#synthetic"))
         for name, mask in (("lung", label4 == LUNG), ("infection", label4 == INFECTION), ("body", label4 == BODY)):
             regions[name][0].append(real[mask])
@@ -139,8 +169,8 @@ def assess(run: str | Path, held: list[Slice], segmenter, cfg: QualityConfig, ou
     fid = seg.evaluate(net, scfg, syn_slices)["mean"]
     row = {"run": str(run), "maps": len(held),
            "fidelity_lung_dsc": fid["lung_dsc"], "fidelity_infection_dsc": fid["infection_dsc"],
-           "realism_auc": _c2st(reals, fakes, cfg, out / "c2st" / (label or Path(run).name).replace("/", "__"),
-                                 progress, device)}
+           **realism(reals, fakes, lungs, cfg, out / "c2st" / (label or Path(run).name).replace("/", "__"),
+                     progress, device)}
     for name, (r, f) in regions.items():
         row[f"w1_{name}"] = _wasserstein(np.concatenate(r), np.concatenate(f))
     row["diversity_lung"] = float(np.mean(div_in))
@@ -149,7 +179,8 @@ def assess(run: str | Path, held: list[Slice], segmenter, cfg: QualityConfig, ou
 
 
 COLUMNS = {"fidelity_lung_dsc": "fidelity lung DSC", "fidelity_infection_dsc": "fidelity infection DSC",
-           "realism_auc": "realism AUC (0.5 best)", "w1_lung": "W1 lung", "w1_infection": "W1 infection",
+           "realism_auc": "realism AUC (0.5 best)", "realism_auc_lung": "realism AUC, lungs only",
+           "realism_auc_body": "realism AUC, body only", "w1_lung": "W1 lung", "w1_infection": "W1 infection",
            "w1_body": "W1 body", "diversity_lung": "diversity lung", "diversity_body": "diversity body"}
 
 
@@ -178,6 +209,16 @@ def _quality(runs, data, out: Path, cfg: QualityConfig, ref, held, held_pairs, p
     return record
 
 
+def cell(row: dict, key: str) -> str:
+    """One measure of a quality row as the tables show it: DSC and AUC to 3 decimals (AUC with its sd over
+    classifier seeds when measured), grey levels to 1; '-' where the row lacks it."""
+    if row.get(key) is None:
+        return "-"
+    if not key.startswith(("fid", "real")):
+        return f"{row[key]:.1f}"
+    return f"{row[key]:.3f}" + (f" ± {row[key + '_sd']:.3f}" if row.get(key + "_sd") is not None else "")
+
+
 def markdown(record: dict) -> str:
     heads = ["generator"] + list(COLUMNS.values())
     lines = ["# Generator quality", "",
@@ -188,6 +229,5 @@ def markdown(record: dict) -> str:
              "mean grey-level difference of two samples of one map.", "",
              "| " + " | ".join(heads) + " |", "|" + " --- |" * len(heads)]
     for r, name in zip(record["rows"], run_labels([r["run"] for r in record["rows"]])):
-        lines.append("| " + " | ".join([name] + [f"{r[k]:.3f}" if k.startswith(("fid", "real"))
-                                                                  else f"{r[k]:.1f}" for k in COLUMNS]) + " |")
+        lines.append("| " + " | ".join([name] + [cell(r, k) for k in COLUMNS]) + " |")
     return "\n".join(lines) + "\n"
