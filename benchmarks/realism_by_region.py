@@ -13,9 +13,9 @@ indistinguishable. A region whose composite is told apart as well as the whole i
 
     python benchmarks/realism_by_region.py EXP [--repeat 0] [--runs RUN ...]
 
-The same measures are now part of `cosingan quality` (`synth.quality.realism`); this script applies them to
-a finished experiment's generators. EXP is a finished `cosingan experiment few-shot` folder with quality on; nothing in it is written (the
-classifiers go to a temporary folder). `--runs` tests other generators (e.g. a variant trained on the
+The same measures are now part of `cosingan quality` (`synth.quality.realism`); this script applies them
+to a finished experiment's generators. EXP is a finished `cosingan experiment few-shot` folder with
+quality on; nothing in it is written (the classifiers go to a temporary folder). `--runs` tests other generators (e.g. a variant trained on the
 same slice) on EXP's test maps instead of that repeat's own.
 """
 
