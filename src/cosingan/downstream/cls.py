@@ -21,7 +21,7 @@ from ..data.layout import image_files, list_slice_folder
 from ..data.readers import read_image, read_label
 from ..devices import net_device, resolve_device
 from ..errors import InputError
-from .augment import image_augmentations, plain
+from .augment import image_augmentations
 from .metrics import detection_metrics
 from .nets import load_net, save_net
 
@@ -114,7 +114,7 @@ def train_cls(images: list[np.ndarray], targets: list[int], cfg: ClsConfig, out:
     rng = np.random.default_rng(cfg.seed)
     x_all = torch.stack([to_input(im, cfg.size, cfg.crop) for im in images])
     y_all = torch.tensor(targets, dtype=torch.float32)
-    aug = image_augmentations(cfg.aug, cfg.seed)
+    aug = image_augmentations(cfg.aug, cfg.seed, dev)
     net = make_net(cfg).to(dev)
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
     # balance the classes: positives weigh negatives / positives
@@ -123,7 +123,7 @@ def train_cls(images: list[np.ndarray], targets: list[int], cfg: ClsConfig, out:
     net.train()
     for _ in tqdm(range(cfg.steps), desc="cls train", disable=not progress, dynamic_ncols=True):
         idx = rng.integers(len(x_all), size=cfg.batch)
-        x = torch.stack([plain(aug(x_all[i])) for i in idx]).float().to(dev)
+        x = aug(x_all[torch.from_numpy(idx)])
         loss = loss_fn(net(x)[:, 0], y_all[idx].to(dev))
         opt.zero_grad(set_to_none=True)
         loss.backward()

@@ -113,8 +113,8 @@ def train_seg(train_slices: list[Slice], cfg: SegConfig, out: str | Path, progre
               device: str = "cpu", val_slices: list[Slice] | None = None) -> dict:
     """Train for cfg.steps steps; keep the checkpoint with the best validation mean DSC (the last when
     there is no validation slice). Validation slices are cfg.val_fraction of the training slices, or
-    `val_slices` when given (then every training slice trains). Augmentation runs on the CPU (seeded),
-    the network on `device`."""
+    `val_slices` when given (then every training slice trains). Augmentation (seeded) and network run on
+    `device`."""
     from monai.losses import DiceCELoss
     from tqdm.auto import tqdm
 
@@ -129,7 +129,8 @@ def train_seg(train_slices: list[Slice], cfg: SegConfig, out: str | Path, progre
     val = [train_slices[i] for i in order[:n_val]] if val_slices is None else list(val_slices)
     train = [train_slices[i] for i in order[n_val:]]
     data = [_prep(s, cfg.size) for s in train]
-    aug = augmentations(cfg.aug, cfg.seed)
+    images, labels = torch.stack([d["image"] for d in data]), torch.stack([d["label"] for d in data])
+    aug = augmentations(cfg.aug, cfg.seed, dev)
     net = make_net(cfg).to(dev)
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
     # poly decay ends the training on small steps, so the last weights are not one noisy step's
@@ -140,13 +141,8 @@ def train_seg(train_slices: list[Slice], cfg: SegConfig, out: str | Path, progre
     t0 = time.time()
     for step in tqdm(range(cfg.steps), desc="seg train", disable=not progress, dynamic_ncols=True):
         net.train()
-        idx = rng.integers(len(data), size=cfg.batch)
-        # `is not None`, never `if aug`: a Compose's truth value is its len(), which builds a flattened
-        # Compose whose __init__ re-seeds the shared transforms from MONAI's global seed (random unless
-        # set_determinism was called): the same seed trained different models
-        items = [{k: plain(v) for k, v in aug(dict(data[i])).items()} if aug is not None else data[i] for i in idx]
-        x = torch.stack([it["image"] for it in items]).float().to(dev)
-        y = torch.stack([it["label"] for it in items]).round().long().to(dev)
+        idx = torch.from_numpy(rng.integers(len(data), size=cfg.batch))
+        x, y = aug(images[idx], labels[idx])
         loss = loss_fn(net(x), y)
         opt.zero_grad(set_to_none=True)
         loss.backward()
