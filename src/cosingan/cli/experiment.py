@@ -12,6 +12,7 @@ from ..errors import InputError
 def add_experiment(sub) -> None:
     from ..downstream.seg import MIN_SLICES_TO_HOLD_OUT, SCHEDULES
     from ..experiment.config import AUGS, CHECKPOINTS, REGIMES, SELECTIONS, SPLITS, ExperimentConfig
+    from ..experiment.jobs import BACKENDS
 
     p = sub.add_parser("experiment", help="the few-shot experiment (synthetic vs k real vs all real)")
     ss = p.add_subparsers(dest="exp_command", required=True)
@@ -80,6 +81,15 @@ def add_experiment(sub) -> None:
     f.add_argument("--seed", type=int, default=ExperimentConfig.seed)
     f.add_argument("--device", default=ExperimentConfig.device,
                    help="every network (generators, U-Nets, classifiers): " + DEVICE_HELP)
+    f.add_argument("--backend", choices=list(BACKENDS), default="serial",
+                   help="where generators, U-Nets and classifiers train: serial (here, one after another; the "
+                   "default) or ray (as Ray tasks, side by side: every generator, then every network; same seeds, "
+                   "same results)")
+    f.add_argument("--address", help="with --backend ray: a running Ray cluster (default: a local one)")
+    f.add_argument("--workers", type=int, default=2, help="with --backend ray and no --address: units at once "
+                   "(default %(default)s)")
+    f.add_argument("--threads", type=int, default=1, help="with --backend ray: torch threads (Ray CPUs) per unit "
+                   "(default %(default)s)")
     f.add_argument("--quiet", action="store_true")
 
 
@@ -109,9 +119,13 @@ def cmd_experiment(args: argparse.Namespace) -> int:
                            synth_aug=args.synth_aug, real_aug=args.real_aug, shared_generator=args.shared_generator,
                            quality=not args.no_quality, spacing_mm=args.spacing, split=args.split,
                            fold=args.fold, device=args.device)
+    from ..experiment.jobs import Jobs
+
+    jobs = Jobs(args.backend, args.address, args.workers, args.threads,
+                gpus=1.0 if args.device.startswith("cuda") else 0.0)
     t0 = time.time()
     rec = run_few_shot(args.data, args.out, cfg, args.test, normals=args.normals, progress=not args.quiet,
-                       log=(lambda *a: None) if args.quiet else print, unlabelled=args.unlabelled)
+                       log=(lambda *a: None) if args.quiet else print, unlabelled=args.unlabelled, jobs=jobs)
     for r in rec["table"]:
         print(f"k={r['k'] or 'all':>3} {ARMS[r['arm']].title:26s} {r['regime'] or '':22s} lung DSC {r['lung_dsc']:.3f} "
               f"NSD {r['lung_nsd']:.3f} | infection DSC {r['infection_dsc']:.3f} NSD {r['infection_nsd']:.3f}"

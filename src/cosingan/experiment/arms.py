@@ -18,10 +18,10 @@ from ..data.files import write_json
 from ..errors import InputError
 from ..data.readers import load_slice
 from ..gan.config import merge, preset
-from ..gan.train import ensure_trained
 from ..synth.dataset import Synthesizer, coverage_text, synthesize
 from .config import ABLATIONS, REGIMES
 from .context import Context
+from .jobs import Pending
 from .split import Draw, repeat_folder
 from .tasks import TrainingSet
 
@@ -79,14 +79,19 @@ def generators(ctx: Context, d: Draw, variant: str = "", overrides: dict | None 
     """This draw's generators, trained, resumed or reused (`ensure_trained` decides)."""
     base = merge(preset(ctx.cfg.preset), ctx.cfg.gan_config, "--gan-config")
     cfg = merge(replace(base, seed=d.seed, device=ctx.cfg.device), overrides or {}, "ablation")
-    paths = []
-    for group in generator_groups(ctx, d):
+    paths, pending = [], None
+    for group in generator_groups(ctx, d):  # every one sent out before waiting for any (`Jobs`)
         run = generator_folder(ctx, d, group, variant)
         t0 = time.time()
         read = lambda g=group: [load_slice(ip, lp) for ip, lp in g]  # noqa: E731  (read only when training)
-        if ensure_trained(run, read, cfg, ctx.progress) != "done":  # reuse costs no time
-            ctx.add_time("gan_train", time.time() - t0)
+        try:
+            if ctx.jobs.generator(run, read, cfg, ctx.progress) != "done":  # reuse costs no time
+                ctx.add_time("gan_train", time.time() - t0)
+        except Pending as e:
+            pending = e
         paths.append(str(run))
+    if pending is not None:
+        raise pending
     return paths
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Callable
 
 from .config import ExperimentConfig
+from .jobs import Jobs
 from .split import Split
 
 
@@ -25,6 +26,7 @@ class Context:
     results: list[dict] = field(default_factory=list)
     fidelity: list[dict] = field(default_factory=list)
     coverage: dict[str, dict] = field(default_factory=dict)  # synthetic set -> the condition maps it uses
+    jobs: Jobs = field(default_factory=Jobs)  # where generators and networks train (serial, or Ray tasks)
 
     def at(self, repeat: int) -> "Context":
         """This context for one repeat: its split; the running record (results, timings) is shared."""

@@ -34,6 +34,7 @@ from ..synth.quality import QualityConfig, assess
 from .arms import ARMS, Arm, generator_folder, generator_groups
 from .config import ExperimentConfig
 from .context import Context
+from .jobs import Jobs, Pending
 from .report import write_report
 from .split import Draw, draw, make_splits
 from .table import paired, table
@@ -65,16 +66,29 @@ def prepare(data: Path, out: Path, cfg: ExperimentConfig, test: Path | None, nor
 
 
 def run_arm(ctx: Context, arm: Arm, r: int, d: Draw | None, reference: dict[int, str]) -> None:
-    """Every task on every training set of one arm (`ctx` at repeat r); condition fidelity for synthetic sets."""
-    for regime, ts in arm.build(ctx, r, d):
-        row = {"repeat": r, "k": d.k if d else None, "arm": arm.key, "regime": regime}
-        for task in TASKS.values():
-            row.update(task.run(ctx, ts))
-        ctx.results.append(row)
-        if arm.reference:
-            reference[r] = ts.name
-        if ts.synthetic:
-            ctx.fidelity.append({"repeat": r, "k": row["k"], "regime": regime, **condition_fidelity(ctx, ts)})
+    """Every task on every training set of one arm (`ctx` at repeat r); condition fidelity for synthetic sets.
+    A set whose networks (or generators) are training elsewhere (`Pending`) is left for the next walk,
+    once every task of it has been sent out."""
+    try:
+        for regime, ts in arm.build(ctx, r, d):
+            row, pending = {"repeat": r, "k": d.k if d else None, "arm": arm.key, "regime": regime}, False
+            for task in TASKS.values():
+                try:
+                    row.update(task.run(ctx, ts))
+                except Pending:
+                    pending = True
+            if pending:
+                continue
+            ctx.results.append(row)
+            if arm.reference:
+                reference[r] = ts.name
+            if ts.synthetic:
+                try:
+                    ctx.fidelity.append({"repeat": r, "k": row["k"], "regime": regime, **condition_fidelity(ctx, ts)})
+                except Pending:
+                    pass
+    except Pending:  # the arm's generators: its sets follow on the next walk
+        pass
 
 
 def generator_quality(ctx: Context, d: Draw, reference: str) -> list[dict]:
@@ -88,6 +102,8 @@ def generator_quality(ctx: Context, d: Draw, reference: str) -> list[dict]:
     ref = ctx.out / "seg" / reference / "model.pt"
     for group in generator_groups(ctx, d):
         run = generator_folder(ctx, d, group)
+        if not (run / CKPT).exists():  # still training elsewhere
+            raise Pending(run)
 
         def measure(run=run) -> dict:
             return assess(run, held, load_seg(ref.parent, c.device), qcfg, ctx.out / "quality", ctx.progress, c.device)
@@ -101,9 +117,10 @@ def generator_quality(ctx: Context, d: Draw, reference: str) -> list[dict]:
 
 def run_few_shot(data: str | Path, out: str | Path, cfg: ExperimentConfig, test: str | Path | None = None,
                  normals: str | Path | None = None, progress: bool = True, log=print,
-                 unlabelled: str | Path | None = None) -> dict:
+                 unlabelled: str | Path | None = None, jobs: Jobs | None = None) -> dict:
     """`unlabelled`: a folder of unannotated slices showing the whole body, the lungs of the `unlabelled`
-    condition regime (found automatically, once, before anything is written)."""
+    condition regime (found automatically, once, before anything is written). `jobs`: where generators
+    and networks train (default: here, one after another)."""
     t_start = time.time()
     out = Path(out)
     if ("unlabelled" in cfg.regimes) != (unlabelled is not None):
@@ -117,8 +134,43 @@ def run_few_shot(data: str | Path, out: str | Path, cfg: ExperimentConfig, test:
     ctx = prepare(Path(data), out, cfg, Path(test) if test else None, Path(normals) if normals else None,
                   progress, log)
     ctx.unlabelled = lungs
+    ctx.jobs = jobs or Jobs()
     with locked(out):
-        return _run(ctx, data, test, normals, t_start, unlabelled)
+        try:
+            return _run(ctx, data, test, normals, t_start, unlabelled)
+        finally:
+            ctx.jobs.close()
+
+
+def _walk(ctx: Context, record: dict) -> list[dict]:
+    """Every repeat, draw, arm and task once, into ctx.results (and the record's draws); returns the
+    generators' quality rows."""
+    cfg = ctx.cfg
+    ctx.results.clear()
+    ctx.fidelity.clear()
+    record["runs"] = []
+    reference: dict[int, str] = {}  # repeat -> training set of the reference arm's U-Net
+    quality_rows: list[dict] = []
+    for r in range(cfg.repeats):
+        rc = ctx.at(r)
+        test_names = {p[0].name for p in rc.split.tests}
+        for arm in ARMS.values():
+            if not arm.per_k:
+                run_arm(rc, arm, r, None, reference)
+        for k in cfg.ks:
+            d = draw(cfg, rc.split.pool, rc.split.normal_pool, r, k, ctx.out)
+            assert not set(d.names) & test_names  # never a test slice
+            record["runs"].append({"repeat": r, "k": k, "slices": d.names})
+            ctx.log(f"repeat {r + 1}, k={k}: {', '.join(d.names)}")
+            for arm in ARMS.values():
+                if arm.per_k:
+                    run_arm(rc, arm, r, d, reference)
+            if cfg.quality and r in reference:
+                try:
+                    quality_rows += generator_quality(rc, d, reference[r])
+                except Pending:
+                    pass
+    return quality_rows
 
 
 def _run(ctx: Context, data, test, normals, t_start: float, unlabelled=None) -> dict:
@@ -132,24 +184,12 @@ def _run(ctx: Context, data, test, normals, t_start: float, unlabelled=None) -> 
                                                     "without" for s in splits))
                             if all(s.can_detect for s in splits) else "not run: the test set needs slices with and "
                             "without infection (pass --normals DIR)")}
-    reference: dict[int, str] = {}  # repeat -> training set of the reference arm's U-Net
-    quality_rows: list[dict] = []
-    for r in range(cfg.repeats):
-        rc = ctx.at(r)
-        test_names = {p[0].name for p in rc.split.tests}
-        for arm in ARMS.values():
-            if not arm.per_k:
-                run_arm(rc, arm, r, None, reference)
-        for k in cfg.ks:
-            d = draw(cfg, rc.split.pool, rc.split.normal_pool, r, k, out)
-            assert not set(d.names) & test_names  # never a test slice
-            record["runs"].append({"repeat": r, "k": k, "slices": d.names})
-            log(f"repeat {r + 1}, k={k}: {', '.join(d.names)}")
-            for arm in ARMS.values():
-                if arm.per_k:
-                    run_arm(rc, arm, r, d, reference)
-            if cfg.quality and r in reference:
-                quality_rows += generator_quality(rc, d, reference[r])
+    while True:  # one walk serially; with Ray, walks until nothing is left training elsewhere
+        quality_rows = _walk(ctx, record)
+        if not ctx.jobs.wait(ctx.progress):
+            break
+    if ctx.jobs.backend != "serial":
+        ctx.add_time(f"units on {ctx.jobs.backend}", ctx.jobs.seconds)
     counts = [f"{sum(t)} positive and {len(t) - sum(t)} negative test patches from {len(s.test_slices)} test "
               "slices" for s in splits if s.test_patches is not None for t in [s.test_patches[1]]]
     if counts:

@@ -138,9 +138,17 @@ def _seg_model(ctx: Context, ts: TrainingSet) -> Path:
     scfg = seg.SegConfig(size=ctx.cfg.seg_size, steps=ctx.cfg.seg_steps, aug=ts.aug, seed=ts.seed,
                          val_fraction=ctx.cfg.seg_val_fraction, schedule=ctx.cfg.seg_schedule)
     if not _trained(model_dir, scfg, ts):
-        ctx.timed("seg_train", lambda: seg.train_seg(seg.load_folders(list(ts.folders)), scfg, model_dir, ctx.progress,
-                                                     ctx.cfg.device))
+        ctx.timed("seg_train", lambda: ctx.jobs.network(model_dir, _train_seg, ctx.progress,
+                                                        seg.load_folders(list(ts.folders)), scfg, ctx.cfg.device))
     return model_dir
+
+
+def _train_seg(folder: Path, progress: bool, slices, scfg, device: str) -> None:
+    seg.train_seg(slices, scfg, folder, progress, device)
+
+
+def _train_cls(folder: Path, progress: bool, images, targets, ccfg, device: str) -> None:
+    clsmod.train_cls(images, targets, ccfg, folder, progress, device)
 
 
 def segmentation(ctx: Context, ts: TrainingSet) -> dict:
@@ -169,7 +177,8 @@ def detection(ctx: Context, ts: TrainingSet) -> dict:
         if len(set(targets)) < 2:
             ctx.log(f"{ts.name}: no infection-free training slices, detection skipped")
             return {}
-        ctx.timed("cls_train", lambda: clsmod.train_cls(images, targets, ccfg, model_dir, ctx.progress, ctx.cfg.device))
+        ctx.timed("cls_train", lambda: ctx.jobs.network(model_dir, _train_cls, ctx.progress, images, targets, ccfg,
+                                                        ctx.cfg.device))
     where = ctx.out / "eval_cls" / ts.name
 
     def score() -> dict:
@@ -199,7 +208,7 @@ def patch_detection(ctx: Context, ts: TrainingSet) -> dict:
         if len(set(targets)) < 2:
             ctx.log(f"{ts.name}: no lung patches of both kinds, same-source detection skipped")
             return {}
-        ctx.timed("cls_train", lambda: clsmod.train_cls(images, targets, ccfg, model_dir, ctx.progress,
+        ctx.timed("cls_train", lambda: ctx.jobs.network(model_dir, _train_cls, ctx.progress, images, targets, ccfg,
                                                         ctx.cfg.device))
     where = ctx.out / "eval_patch" / ts.name
 

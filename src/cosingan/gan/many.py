@@ -57,11 +57,11 @@ def _train_local(run: str, sl: Slice | None, cfg: dict | None, threads: int) -> 
     return time.time() - t
 
 
-def _read_tree(root: Path) -> dict[str, bytes]:
+def read_tree(root: Path) -> dict[str, bytes]:
     return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
 
 
-def _train_remote(sl: Slice | None, cfg: dict | None, files: dict[str, bytes], threads: int):
+def train_remote(sl: Slice | None, cfg: dict | None, files: dict[str, bytes], threads: int):
     """Ray task: train in a temporary folder on the worker node; return (files of the run, seconds)."""
     with tempfile.TemporaryDirectory() as d:
         run = Path(d) / "run"
@@ -69,10 +69,10 @@ def _train_remote(sl: Slice | None, cfg: dict | None, files: dict[str, bytes], t
             (run / rel).parent.mkdir(parents=True, exist_ok=True)
             (run / rel).write_bytes(data)
         seconds = _train_local(str(run), sl, cfg, threads)
-        return _read_tree(run), seconds
+        return read_tree(run), seconds
 
 
-def _write_tree(files: dict[str, bytes], run: Path) -> None:
+def write_tree(files: dict[str, bytes], run: Path) -> None:
     """Replace RUN with the files, via a temporary sibling folder and a rename."""
     tmp = run.parent / f".{run.name}.incoming"
     shutil.rmtree(tmp, ignore_errors=True)
@@ -176,11 +176,11 @@ def _train_all(names, slices, out: Path, cfg: Config, workers: int, backend: str
             ray.init(address=address, include_dashboard=False, log_to_driver=False,
                      **({} if address else {"num_cpus": workers * threads}))
         try:
-            remote = ray.remote(num_cpus=threads)(_train_remote)
+            remote = ray.remote(num_cpus=threads)(train_remote)
             futs = {}
             for n, sl in todo:
                 resume = state[n] == "resume"
-                files = _read_tree(out / n) if resume else {}
+                files = read_tree(out / n) if resume else {}
                 futs[remote.remote(None if resume else sl, None if resume else cfg_dict, files, threads)] = n
             pending = list(futs)
             while pending:
@@ -188,7 +188,7 @@ def _train_all(names, slices, out: Path, cfg: Config, workers: int, backend: str
                 n = futs[ready[0]]
                 try:
                     files, seconds = ray.get(ready[0])
-                    _write_tree(files, out / n)
+                    write_tree(files, out / n)
                     finish(n, seconds, None)
                 except Exception as e:  # a failed task: report it, keep the others
                     finish(n, None, getattr(e, "cause", None) or e)
