@@ -61,6 +61,7 @@ def cmd_masks(args: argparse.Namespace) -> int:
 
 
 def add_synthesize(sub) -> None:
+    from ..synth.anatomy import ANATOMY
     from ..synth.density import DEFAULT_CONSOLIDATION
 
     p = sub.add_parser("synthesize", help="a synthetic image/label dataset from trained generators",
@@ -72,6 +73,10 @@ def add_synthesize(sub) -> None:
                    "of `cosingan masks`); default: each run's own training map")
     p.add_argument("--edit", default="", help="comma-separated edits applied on the fly (e.g. deform,move,add)")
     p.add_argument("--negatives", type=float, default=0.0, help="fraction of infection-free conditions")
+    p.add_argument("--anatomy", choices=list(ANATOMY), default="generated",
+                   help="the body outside the lungs: generated (the generator's own) or transplant (the "
+                   "training slice's spine, heart, vessels and airways, warped onto the condition; lungs, "
+                   "lesions and labels untouched); default %(default)s")
     p.add_argument("--consolidation", type=float, default=DEFAULT_CONSOLIDATION,
                    help="fraction of pairs with part of their infection rendered as dense consolidation, "
                    "a prior on lesion density (default %(default)s; 0: the generators' images as they are)")
@@ -88,7 +93,7 @@ def cmd_synthesize(args: argparse.Namespace) -> int:
         raise InputError(f"--n must be at least 1, got {args.n}")
     t0 = time.time()
     syn = Synthesizer(args.runs, args.conditions, edit_list(args.edit), args.negatives, args.seed, args.device,
-                      args.consolidation)
+                      args.consolidation, args.anatomy)
     check_target(syn, args.out, args.format)  # before the output folder is made
     with output(args.out, "synthesize", (args.conditions, *args.runs)) as out:
         rep = synthesize(syn, args.n, out, args.format, progress=not args.quiet)

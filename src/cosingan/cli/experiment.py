@@ -13,6 +13,7 @@ def add_experiment(sub) -> None:
     from ..downstream.seg import MIN_SLICES_TO_HOLD_OUT, SCHEDULES
     from ..experiment.config import AUGS, CHECKPOINTS, REGIMES, SELECTIONS, SPLITS, ExperimentConfig
     from ..experiment.jobs import BACKENDS
+    from ..synth.anatomy import ANATOMY
 
     p = sub.add_parser("experiment", help="the few-shot experiment (synthetic vs k real vs all real)")
     ss = p.add_subparsers(dest="exp_command", required=True)
@@ -50,6 +51,9 @@ def add_experiment(sub) -> None:
                    "and 5-40%% of the lung infected, as a person would pick them; default %(default)s")
     f.add_argument("--n-synth", type=int, default=ExperimentConfig.n_synth,
                    help="synthetic pairs per dataset (default %(default)s)")
+    f.add_argument("--anatomy", choices=list(ANATOMY), default=ExperimentConfig.anatomy,
+                   help="the synthetic sets' body outside the lungs: generated (the generators' own) or transplant "
+                   "(each generator's training slice's anatomy, warped onto the condition); default %(default)s")
     f.add_argument("--consolidation", type=float, default=ExperimentConfig.consolidation,
                    help="fraction of synthetic slices with part of their infection rendered as dense "
                    "consolidation (a prior on lesion density; default %(default)s; 0: off)")
@@ -113,6 +117,7 @@ def cmd_experiment(args: argparse.Namespace) -> int:
     check_config(SegConfig(size=args.seg_size, schedule=args.seg_schedule))  # the U-Net's settings, before any work
     cfg = ExperimentConfig(ks=tuple(args.k), repeats=args.repeats, preset=args.preset, gan_config=gan_config,
                            regimes=tuple(args.regimes), n_synth=args.n_synth, consolidation=args.consolidation,
+                           anatomy=args.anatomy,
                            seg_steps=args.seg_steps, seg_size=args.seg_size, seg_checkpoint=args.seg_checkpoint,
                            seg_schedule=args.seg_schedule, cls_steps=args.cls_steps, seed=args.seed,
                            ablation=args.ablation, mixed=args.mixed, select=args.select,

@@ -136,7 +136,7 @@ def _conditions(ctx: Context, d: Draw, regime: str):
 
 def _synthetic_set(ctx: Context, runs: list[str], masks, name: str, seed: int):
     folder = ctx.out / "synthetic" / name
-    syn = Synthesizer(runs, str(masks), [], 0.0, seed, ctx.cfg.device, ctx.cfg.consolidation)
+    syn = Synthesizer(runs, str(masks), [], 0.0, seed, ctx.cfg.device, ctx.cfg.consolidation, ctx.cfg.anatomy)
     made = ctx.timed("synthesize", lambda: synthesize(syn, ctx.cfg.n_synth, folder, "png", ctx.progress))
     if name not in ctx.coverage:
         ctx.coverage[name] = made["coverage"]
@@ -144,20 +144,22 @@ def _synthetic_set(ctx: Context, runs: list[str], masks, name: str, seed: int):
     return folder
 
 
-def _shared(ctx: Context, d: Draw) -> str:
-    """Name suffix of everything made from a shared few-shot generator (for k = 1 it is the per-slice one)."""
-    return "_shared" if ctx.cfg.shared_generator and d.k > 1 else ""
+def _variant(ctx: Context, d: Draw) -> str:
+    """Name suffix of everything made from a shared few-shot generator (for k = 1 it is the per-slice one),
+    or with the body carried from the training slices (`anatomy` transplant): each variant its own folders."""
+    return ("_shared" if ctx.cfg.shared_generator and d.k > 1 else "") + (
+        f"_{ctx.cfg.anatomy}" if ctx.cfg.anatomy != "generated" else "")
 
 
 def _regime_set(ctx: Context, d: Draw, regime: str, runs: list[str]) -> Path:
     """The synthetic set of one draw and regime (arms A and M train on the same one)."""
-    return _synthetic_set(ctx, runs, _conditions(ctx, d, regime), f"{d.tag}_{regime}{_shared(ctx, d)}", d.seed)
+    return _synthetic_set(ctx, runs, _conditions(ctx, d, regime), f"{d.tag}_{regime}{_variant(ctx, d)}", d.seed)
 
 
 def _synth_recipe(ctx: Context, d: Draw) -> tuple[str, str]:
     """(augmentation, name suffix) of arm A's networks: each recipe gets its own folders."""
     aug = ctx.cfg.synth_aug
-    return aug, _shared(ctx, d) + _aug_suffix(aug)
+    return aug, _variant(ctx, d) + _aug_suffix(aug)
 
 
 @register_arm("A", "A: synthetic (CoSinGAN)")
@@ -174,7 +176,7 @@ def synthetic(ctx: Context, r: int, d: Draw) -> Iterator[tuple[str, TrainingSet]
         for part, over in ABLATIONS.items():
             ctx.log(f"repeat {r + 1}, k={d.k}: ablation without {part}")
             folder = _synthetic_set(ctx, generators(ctx, d, f"_no-{part}", over), _conditions(ctx, d, regime),
-                                    f"{d.tag}_{regime}_no-{part}{_shared(ctx, d)}", d.seed)
+                                    f"{d.tag}_{regime}_no-{part}{_variant(ctx, d)}", d.seed)
             yield f"{regime}, no {part}", TrainingSet(f"{d.tag}_A_synthetic_{regime}_no-{part}{suffix}",
                                                       (folder,), aug, d.seed, None)
 
@@ -191,5 +193,5 @@ def mixed(ctx: Context, r: int, d: Draw) -> Iterator[tuple[str, TrainingSet]]:
     f = ctx.cfg.mix_real_fraction
     copies = max(1, round(f / (1 - f) * ctx.cfg.n_synth / len(d.chosen)))
     real = repeat_folder(d.chosen, copies, ctx.out / "data" / f"{d.tag}_x{copies}")
-    yield regime, TrainingSet(f"{d.tag}_M_mixed_{regime}{_shared(ctx, d)}", (folder, real), "strong", d.seed,
+    yield regime, TrainingSet(f"{d.tag}_M_mixed_{regime}{_variant(ctx, d)}", (folder, real), "strong", d.seed,
                               d.normals)

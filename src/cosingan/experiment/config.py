@@ -8,6 +8,7 @@ from typing import Any
 from ..data.edits import default_edits
 from ..downstream.seg import SCHEDULES, SegConfig
 from ..errors import InputError
+from ..synth.anatomy import ANATOMY
 from ..synth.density import DEFAULT_CONSOLIDATION
 
 
@@ -37,6 +38,7 @@ class ExperimentConfig:
     negatives: float = 0.1
     # share of synthetic pairs with part of their infection made dense (synth/density.py)
     consolidation: float = DEFAULT_CONSOLIDATION
+    anatomy: str = "generated"  # the synthetic sets' body outside the lungs (synth/anatomy.py): generated or transplant
     edits: tuple[str, ...] = default_edits()
     seed: int = 0
     ablation: bool = False  # also train generators with each CoSinGAN part off (first regime only)
@@ -62,6 +64,8 @@ class ExperimentConfig:
             raise InputError(f"seg_checkpoint must be one of {', '.join(CHECKPOINTS)}, got {self.seg_checkpoint!r}")
         if self.seg_schedule not in SCHEDULES:
             raise InputError(f"seg_schedule must be one of {', '.join(SCHEDULES)}, got {self.seg_schedule!r}")
+        if self.anatomy not in ANATOMY:
+            raise InputError(f"anatomy must be one of {', '.join(ANATOMY)}, got {self.anatomy!r}")
         if self.split not in SPLITS:
             raise InputError(f"split must be one of {', '.join(SPLITS)}, got {self.split!r}")
 

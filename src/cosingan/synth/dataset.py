@@ -22,6 +22,7 @@ from ..data.pictures import image_to_uint8, label_to_uint8, tile
 from ..data.readers import read_image
 from ..errors import InputError
 from ..gan.run import TrainedRun
+from .anatomy import ANATOMY, transplant
 from .density import DEFAULT_CONSOLIDATION, consolidate
 from .nnunet import nnunet_name_ok, write_nnunet_json
 
@@ -139,8 +140,12 @@ class Synthesizer:
     """Loads the generators and condition sources once; makes and regenerates samples."""
 
     def __init__(self, runs: list[str], conditions: str | None, edits: list[str], negatives: float,
-                 seed: int, device: str = "cpu", consolidation: float = DEFAULT_CONSOLIDATION):
+                 seed: int, device: str = "cpu", consolidation: float = DEFAULT_CONSOLIDATION,
+                 anatomy: str = "generated"):
         check_edits(edits)
+        if anatomy not in ANATOMY:
+            raise InputError(f"--anatomy must be one of {', '.join(ANATOMY)}, got {anatomy!r}")
+        self.anatomy = anatomy  # the body outside the lungs: the generator's, or carried from its training slice
         if not 0.0 <= negatives <= 1.0:
             raise InputError(f"--negatives must be a fraction in [0, 1], got {negatives}")
         if not 0.0 <= consolidation <= 1.0:
@@ -168,7 +173,8 @@ class Synthesizer:
         spec = {"runs": self.runs, "conditions": self.conditions, "edits": self.edits,
                 "negatives": self.negatives, "seed": self.seed, "plan": PLAN_VERSION}
         # recorded only when on, so that datasets made before the option existed still match their settings
-        return {**spec, "consolidation": self.consolidation} if self.consolidation else spec
+        spec = {**spec, "consolidation": self.consolidation} if self.consolidation else spec
+        return {**spec, "anatomy": self.anatomy} if self.anatomy != "generated" else spec
 
     def plan(self, i: int) -> dict:
         """The recipe of sample i (a manifest row without the edits applied). With a condition folder, the
@@ -214,6 +220,8 @@ class Synthesizer:
             lab4, chain = src.label4, []
         lab4 = model.resize_label4(lab4)
         img = model(lab4, [int(row["noise_seed"])])[0]
+        if self.anatomy == "transplant":
+            img = transplant(img, lab4, *model.train_pairs[0])
         label = label4_to_label(lab4)
         if self.consolidation:
             img = consolidate(img, label, np.random.default_rng([int(row["noise_seed"]), 11]), self.consolidation)
