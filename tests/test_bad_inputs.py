@@ -365,7 +365,7 @@ def experiment_seg_size_not_multiple_of_16(d, run):
 
 
 def experiment_same_k_twice(d, run):
-    return _exp(d, _slice_folder(d, 4), "--k", "1", "1"), "each number of slices once", d / "e"
+    return _exp(d, _slice_folder(d, 4), "--k", "1", "1"), "--k 1 1: give one or more values, each once", d / "e"
 
 
 def experiment_gan_config_with_unknown_key(d, run):

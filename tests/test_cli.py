@@ -86,3 +86,32 @@ def test_demo_trains_then_reuses_its_run(tmp_path, capsys):
     assert "reusing the trained run" in capsys.readouterr().out
     # another preset into the same folder would silently reuse a run of other settings: refused
     assert main(["demo", "--out", str(out), "--preset", "demo", "--quiet"]) == 2
+
+
+def test_every_experiment_setting_is_one_flag_declared_once():
+    """The experiment's flags are its config's fields (and the units' `Jobs`): every field with help is exactly
+    one flag, every other flag is an input or output of the command, and the defaults are the fields'."""
+    import argparse
+    from dataclasses import MISSING, fields
+
+    from cosingan.cli import COMMANDS
+    from cosingan.experiment.config import ExperimentConfig
+    from cosingan.experiment.jobs import Jobs
+    from cosingan.settings import flag_name
+
+    parser = argparse.ArgumentParser()
+    COMMANDS["experiment"][0](parser.add_subparsers(dest="command"))
+    few_shot = next(a for a in parser._subparsers._group_actions[0].choices["experiment"]._actions
+                    if isinstance(a, argparse._SubParsersAction)).choices["few-shot"]
+    flags = {o: a for a in few_shot._actions for o in a.option_strings if o.startswith("--") and o != "--help"}
+    declared = {flag_name(f): f for cls in (ExperimentConfig, Jobs) for f in fields(cls) if f.metadata.get("help")}
+    inputs = {"--data", "--test", "--normals", "--unlabelled", "--out", "--quiet"}
+    assert set(flags) == set(declared) | inputs
+    for name, f in declared.items():
+        default = f.default_factory() if f.default is MISSING else f.default
+        if f.metadata["json_file"] or isinstance(default, bool):
+            continue
+        assert flags[name].default == (list(default) if isinstance(default, tuple) else default), name
+    # every field that is not a flag is a fixed part of the protocol, named as such in the config
+    assert {f.name for f in fields(ExperimentConfig) if not f.metadata} == {"test_fraction", "negatives", "edits",
+                                                                             "mix_real_fraction"}

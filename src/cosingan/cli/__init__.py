@@ -27,17 +27,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 # every numeric flag's range, checked in one place before any command runs: (low, high), None = open
 MAX_PAIRS = 10**7  # maps, samples, synthetic pairs: far beyond any dataset, before memory runs out
+# (the experiment's flags are its config's fields, checked there: `settings`)
 ARG_LIMITS = {"seed": (0, 2**63 - 1), "n": (1, MAX_PAIRS), "batch": (1, None), "steps": (1, None), "epochs": (1, None),
               "size": (16, 4096), "workers": (1, None), "threads": (1, None), "maps": (1, None),
-              "seg_steps": (1, None), "c2st_steps": (1, None), "repeats": (1, None), "n_synth": (1, MAX_PAIRS),
-              "cls_steps": (1, None), "seg_size": (16, 4096), "k": (1, None), "negatives": (0.0, 1.0),
-              "consolidation": (0.0, 1.0), "spacing": (1e-3, 100.0), "fold": (0, 4), "per_volume": (1, None)}
+              "seg_steps": (1, None), "c2st_steps": (1, None), "c2st_seeds": (1, None), "negatives": (0.0, 1.0),
+              "consolidation": (0.0, 1.0), "spacing": (1e-3, 100.0), "per_volume": (1, None)}
 
 
 def check_args(args: argparse.Namespace) -> None:
     import math
 
     for name, (lo, hi) in ARG_LIMITS.items():
+        if name in getattr(args, "settings_dests", ()):  # a settings field: its dataclass checks it
+            continue
         values = getattr(args, name, None)
         for v in values if isinstance(values, list) else [values]:
             if not isinstance(v, (int, float)):  # (cls --negatives is a list of folders)

@@ -41,8 +41,6 @@ def cmd_masks(args: argparse.Namespace) -> int:
     from ..data.conditions import check_edits, sources_from_folder, sources_from_unlabelled, with_lesions_of, write_masks
     from ..data.edits import whole_map_edits
 
-    if args.n < 1:
-        raise InputError(f"--n must be at least 1, got {args.n}")
     sources = [s for d in args.data for s in sources_from_folder(d)]
     edits, always = edit_list(args.edits), ()
     if not edits:
@@ -89,8 +87,6 @@ def add_synthesize(sub) -> None:
 def cmd_synthesize(args: argparse.Namespace) -> int:
     from ..synth.dataset import Synthesizer, check_target, coverage_text, synthesize
 
-    if args.n < 1:
-        raise InputError(f"--n must be at least 1, got {args.n}")
     t0 = time.time()
     syn = Synthesizer(args.runs, args.conditions, edit_list(args.edit), args.negatives, args.seed, args.device,
                       args.consolidation, args.anatomy)
@@ -128,8 +124,6 @@ def add_quality(sub) -> None:
 def cmd_quality(args: argparse.Namespace) -> int:
     from ..synth.quality import QualityConfig, markdown, quality
 
-    if min(args.maps, args.seg_steps, args.c2st_steps, args.c2st_seeds) < 1:
-        raise InputError("--maps, --seg-steps, --c2st-steps and --c2st-seeds must be at least 1")
     resolve_device(args.device)
     t0 = time.time()
     cfg = QualityConfig(maps=args.maps, seg_steps=args.seg_steps, c2st_steps=args.c2st_steps,

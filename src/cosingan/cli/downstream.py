@@ -51,8 +51,6 @@ def cmd_seg(args: argparse.Namespace) -> int:
             cfg = replace(cfg, steps=max(1, args.epochs * -(-len(slices) // args.batch)))
         elif args.steps is not None:
             cfg = replace(cfg, steps=args.steps)
-        if cfg.steps < 1:
-            raise InputError("--steps must be at least 1")
         seg.check_config(cfg)  # before the output folder is made
         with output(args.out, "seg train", tuple(args.data)) as out:
             meta = seg.train_seg(slices, cfg, out, progress=not args.quiet, device=args.device)
@@ -60,8 +58,6 @@ def cmd_seg(args: argparse.Namespace) -> int:
               f"{cfg.steps} steps in {meta['seconds']:.0f} s; best at step {meta['best_step']} -> {args.out}/model.pt")
         return 0
     net, cfg = seg.load_seg(args.model, args.device)
-    if not args.spacing > 0:
-        raise InputError(f"--spacing must be a positive number of mm, got {args.spacing}")
     from ..data.layout import volume_root_kind
     from ..data.volumes import read_volumes
 
@@ -114,8 +110,6 @@ def cmd_cls(args: argparse.Namespace) -> int:
     if not images and not negatives:
         raise InputError("give --data and/or --negatives")
     if args.cls_command == "train":
-        if args.steps < 1:
-            raise InputError("--steps must be at least 1")
         cfg = cls.ClsConfig(size=args.size, steps=args.steps, aug=args.aug, seed=args.seed)
         cls.check_config(cfg)
         cls.check_targets(targets + [0] * len(negatives))  # before the output folder is made

@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 from ..devices import DEVICE_HELP
+from ..gan.config import AMP_MODES
 from ..errors import InputError
 
 
@@ -17,7 +18,7 @@ def add_gan_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", help="JSON file with overrides, e.g. {\"train\": {\"iters\": 500}}")
     p.add_argument("--seed", type=int, default=None, help="random seed (default 0)")
     p.add_argument("--device", default=None, help=DEVICE_HELP)
-    p.add_argument("--amp", choices=["none", "bf16"], default=None,
+    p.add_argument("--amp", choices=list(AMP_MODES), default=None,
                    help="mixed precision: bf16 autocast for the networks (GPU); default none")
     p.add_argument("--no-two-stage", action="store_true", help="ablation: single-stage generator per scale")
     p.add_argument("--no-mixed-rec", action="store_true", help="ablation: SinGAN's plain reconstruction loss")
@@ -119,8 +120,6 @@ def cmd_train_many(args: argparse.Namespace) -> int:
 
     if args.address and args.backend != "ray":
         raise InputError("--address is for --backend ray")
-    if args.threads is not None and args.threads < 1:
-        raise InputError(f"--threads must be at least 1, got {args.threads}")
     if bool(args.data) == bool(args.images or args.labels) or (args.images is None) != (args.labels is None):
         raise InputError("give --images and --labels, or --data")
     cfg = build_config(args)

@@ -2,85 +2,18 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from ..data.edits import default_edits
-from ..downstream.seg import SCHEDULES, SegConfig
-from ..errors import InputError
+from ..devices import DEVICE_HELP, resolve_device
+from ..downstream.seg import MIN_SLICES_TO_HOLD_OUT, SCHEDULES, SegConfig, check_config
+from ..gan.config import PRESETS, merge
+from ..settings import check_settings, setting
 from ..synth.anatomy import ANATOMY
 from ..synth.density import DEFAULT_CONSOLIDATION
 
-
-@dataclass(frozen=True)
-class ExperimentConfig:
-    ks: tuple[int, ...] = (1, 2)
-    repeats: int = 1
-    preset: str = "cpu"
-    # overrides of the preset for every generator, as `cosingan train --config` takes them
-    # (e.g. {"train": {"iters": 100}}); the repeat's seed and the device still come from the experiment
-    gan_config: dict[str, Any] = field(default_factory=dict)
-    # the all-maps regime and the k-maps regime that beats arm B (prior); `kmaps` (the k maps edited) did not
-    # (k = 2, 3 repeats: 0.238 against B's 0.468; docs/results.md), so it runs only when asked for
-    regimes: tuple[str, ...] = ("allmaps", "prior")
-    # synthetic pairs per set: more distinct pairs, same U-Net budget (k = 2, all-maps, 3 repeats: 300 -> 1000
-    # pairs raised infection DSC in every repeat, +0.037; docs/results.md)
-    n_synth: int = 1000
-    seg_steps: int = 1200
-    seg_size: int = 128
-    # which U-Net weights an arm keeps: last (every arm trains on all its slices and keeps its last step, as
-    # nnU-Net does and as B, with no slice to spare, must) or best (the step that scores best on 10 % of the
-    # arm's training slices, held out; B keeps its last). With 25 real slices `best` chose on 2 of them
-    seg_checkpoint: str = "last"
-    seg_schedule: str = SegConfig.schedule  # the U-Nets' learning rate: poly decay (nnU-Net's) or constant
-    cls_steps: int = 600
-    test_fraction: float = 0.5  # used only without --test
-    negatives: float = 0.1
-    # share of synthetic pairs with part of their infection made dense (synth/density.py)
-    consolidation: float = DEFAULT_CONSOLIDATION
-    anatomy: str = "generated"  # the synthetic sets' body outside the lungs (synth/anatomy.py): generated or transplant
-    edits: tuple[str, ...] = default_edits()
-    seed: int = 0
-    ablation: bool = False  # also train generators with each CoSinGAN part off (first regime only)
-    mixed: bool = False  # also arm M: synthetic (first regime) + the k real slices (oversampled), strong aug
-    shared_generator: bool = False  # one few-shot generator trained on all k slices instead of one per slice
-    # augmentation of arm A's (synthetic) and arm C's (all real) networks: strong, as B's and M's, so that every
-    # arm trains the same network with the same budget and augmentation; standard: the lighter one
-    synth_aug: str = "strong"
-    real_aug: str = "strong"
-    mix_real_fraction: float = 0.25  # share of arm M's training pairs that are (repeated) real slices
-    spacing_mm: float = 1.0  # mm per original pixel for slices whose files carry no spacing (PNG)
-    quality: bool = True  # `cosingan quality` measures of every generator (reference: arm C's U-Net)
-    split: str = "per-repeat"  # the pool/test split: SPLITS (without --test)
-    fold: int = 0  # the Task-1 fold (0..4)
-    select: str = "random"  # how the k slices are drawn from the pool: random, or area (see split.py)
-    device: str = "cpu"  # where every network trains and runs (GAN, U-Net, classifier); not a setting of any model
-
-    def __post_init__(self):
-        for name in ("synth_aug", "real_aug"):
-            if getattr(self, name) not in AUGS:
-                raise InputError(f"{name} must be one of {', '.join(AUGS)}, got {getattr(self, name)!r}")
-        if self.seg_checkpoint not in CHECKPOINTS:
-            raise InputError(f"seg_checkpoint must be one of {', '.join(CHECKPOINTS)}, got {self.seg_checkpoint!r}")
-        if self.seg_schedule not in SCHEDULES:
-            raise InputError(f"seg_schedule must be one of {', '.join(SCHEDULES)}, got {self.seg_schedule!r}")
-        if self.anatomy not in ANATOMY:
-            raise InputError(f"anatomy must be one of {', '.join(ANATOMY)}, got {self.anatomy!r}")
-        if self.split not in SPLITS:
-            raise InputError(f"split must be one of {', '.join(SPLITS)}, got {self.split!r}")
-
-    @property
-    def seg_val_fraction(self) -> float:
-        """Share of an arm's training slices held out to choose its U-Net checkpoint."""
-        return CHECKPOINTS[self.seg_checkpoint]
-
-    def repeat_seed(self, r: int) -> int:
-        return self.seed * 1000 + r
-
-    def split_seed(self, r: int) -> list[int]:
-        """Seed of repeat r's pool/test split and normals' halves: its own per repeat, or the experiment's seed
-        for one split shared by every repeat (`fixed`)."""
-        return [self.seed, r, 3] if self.split == "per-repeat" else [self.seed]
+MAX_PAIRS = 10**7  # synthetic pairs: far beyond any dataset, before memory runs out
 
 
 # condition regimes of the synthetic arm: which real maps the conditions are made from, and how
@@ -102,3 +35,85 @@ CHECKPOINTS = {"best": 0.1, "last": 0.0}  # U-Net checkpoint rule -> share of th
 # the three CoSinGAN parts, each switched off in turn by the ablation
 ABLATIONS = {"two-stage": {"model": {"two_stage": False}}, "mixed-rec": {"train": {"mixed_rec": False}},
              "hier-aug": {"train": {"hier_aug": False}}}
+
+
+@dataclass(frozen=True)
+class ExperimentConfig:
+    """Every setting of the few-shot experiment, each declared once: its flag, help, choices and range
+    (`settings.setting`), checked where the config is made. Why a default is what it is: docs/design.md."""
+
+    ks: tuple[int, ...] = setting((1, 2), "numbers of real slices", flag="--k", low=1, many=True)
+    repeats: int = setting(1, "repeats: each a new split, draw of the k slices and seeds", low=1)
+    preset: str = setting("cpu", "CoSinGAN preset", choices=PRESETS)
+    gan_config: dict[str, Any] = setting(
+        default_factory=dict, help="JSON file of overrides of the preset for every generator, as for `cosingan "
+        "train --config` (e.g. {\"train\": {\"iters\": 100}}); the repeat's seed and the device still come from the "
+        "experiment", json_file=True)
+    regimes: tuple[str, ...] = setting(
+        ("allmaps", "prior"), "conditions for the synthetic arm: " + "; ".join(f"{k}: {v}" for k, v in REGIMES.items()),
+        choices=REGIMES, many=True)
+    mixed: bool = setting(False, "also arm M: the synthetic set of the first regime plus the k real slices (a quarter "
+                          "of the pairs), with B's strong augmentation and the same budget")
+    shared_generator: bool = setting(False, "one few-shot CoSinGAN trained on all k slices (one pyramid shared by "
+                                     "the k pairs) instead of one per slice")
+    synth_aug: str = setting("strong", "augmentation of the networks trained on synthetic data (arm A): strong (as "
+                             "every arm) or standard (lighter: flips and small affine moves)", choices=AUGS)
+    real_aug: str = setting("strong", "augmentation of the networks trained on all real slices (arm C): strong (as "
+                            "every arm) or standard", choices=AUGS)
+    select: str = setting("random", "how the k slices are drawn: random, or area: at random among slices with large "
+                          "lungs and 5-40%% of the lung infected, as a person would pick them", choices=SELECTIONS)
+    n_synth: int = setting(1000, "synthetic pairs per dataset", low=1, high=MAX_PAIRS)
+    anatomy: str = setting("generated", "the synthetic sets' body outside the lungs: generated (the generators' own) "
+                           "or transplant (each generator's training slice's anatomy, warped onto the condition)",
+                           choices=ANATOMY)
+    consolidation: float = setting(DEFAULT_CONSOLIDATION, "fraction of synthetic slices with part of their infection "
+                                   "rendered as dense consolidation (a prior on lesion density; 0: off)", low=0.0,
+                                   high=1.0)
+    seg_steps: int = setting(1200, "U-Net budget for every arm", low=1)
+    seg_size: int = setting(128, "U-Net input size (px)", low=16, high=4096)
+    seg_checkpoint: str = setting(
+        "last", "the U-Net weights each arm keeps: last (every arm trains on all its slices and keeps its last step) "
+        f"or best (the step that scores best on {round(CHECKPOINTS['best'] * 100)}%% of its training slices, held "
+        f"out; arms with under {MIN_SLICES_TO_HOLD_OUT} slices keep the last)", choices=CHECKPOINTS)
+    seg_schedule: str = setting(SegConfig.schedule, "the U-Nets' learning rate over the steps: constant, or poly "
+                                "(decays to 0 as nnU-Net's does)", choices=SCHEDULES)
+    cls_steps: int = setting(600, "classifier budget for every arm", low=1)
+    ablation: bool = setting(False, "also generators with each CoSinGAN part off (two-stage, mixed reconstruction, "
+                             "hierarchical augmentation), on the first regime")
+    spacing_mm: float = setting(1.0, "mm per original pixel for test slices whose files carry no spacing (PNG/JPG), "
+                                "for NSD", flag="--spacing", low=1e-3, high=100.0)
+    split: str = setting("per-repeat", "how --data is split into training pool and test set (slices, or the cases "
+                         "of a volume root), unless --test is given: " + "; ".join(f"{k}: {v}" for k, v in
+                                                                                  SPLITS.items()), choices=SPLITS)
+    fold: int = setting(0, "the Task-1 fold (--split task1)", low=0, high=4)
+    quality: bool = setting(True, "skip the quality measures of the generators (`cosingan quality`: fidelity, "
+                            "realism, grey levels, diversity)", flag="--no-quality", invert=True)
+    seed: int = setting(0, "the experiment's seed: splits, draws, generators and networks of every repeat", low=0,
+                        high=2**63 - 1)
+    device: str = setting("cpu", "every network (generators, U-Nets, classifiers): " + DEVICE_HELP)
+    # not flags: fixed parts of the protocol
+    test_fraction: float = 0.5  # share of --data that is tested on (without --test)
+    negatives: float = 0.1  # share of each set's conditions that are infection-free
+    edits: tuple[str, ...] = default_edits()
+    mix_real_fraction: float = 0.25  # share of arm M's training pairs that are (repeated) real slices
+
+    def __post_init__(self):
+        check_settings(self)
+        check_config(SegConfig(size=self.seg_size, schedule=self.seg_schedule))
+        merge(PRESETS[self.preset], self.gan_config, "--gan-config")  # overrides that fit the preset
+        resolve_device(self.device)
+
+    @property
+    def seg_val_fraction(self) -> float:
+        """Share of an arm's training slices held out to choose its U-Net checkpoint."""
+        return CHECKPOINTS[self.seg_checkpoint]
+
+    def repeat_seed(self, r: int) -> int:
+        return self.seed * 1000 + r
+
+    def split_seed(self, r: int) -> list[int]:
+        """Seed of repeat r's pool/test split and normals' halves: its own per repeat, or the experiment's seed
+        for one split shared by every repeat (`fixed`)."""
+        return [self.seed, r, 3] if self.split == "per-repeat" else [self.seed]
+
+

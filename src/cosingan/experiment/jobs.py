@@ -24,6 +24,7 @@ from ..gan.checkpoint import run_status
 from ..gan.config import Config, config_to_dict
 from ..gan.many import read_tree, train_remote, write_tree
 from ..gan.train import ensure_trained
+from ..settings import check_settings, setting
 
 BACKENDS = ("serial", "ray")
 
@@ -45,19 +46,20 @@ def _train_unit(fn: Callable, args: tuple, threads: int) -> tuple[dict[str, byte
 
 @dataclass
 class Jobs:
-    backend: str = "serial"
-    address: str | None = None  # a running Ray cluster (default: start a local one)
-    workers: int = 2  # local Ray cluster: units at once
-    threads: int = 1  # torch threads (and Ray CPUs) per unit
+    backend: str = setting("serial", "where generators, U-Nets and classifiers train: serial (here, one after "
+                           "another) or ray (as Ray tasks, side by side: every generator, then every network; same "
+                           "seeds, same results)", choices=BACKENDS)
+    address: str | None = setting(None, "with --backend ray: a running Ray cluster (default: a local one)")
+    workers: int = setting(2, "with --backend ray and no --address: units at once", low=1)
+    threads: int = setting(1, "with --backend ray: torch threads (Ray CPUs) per unit", low=1)
     gpus: float = 0.0  # GPUs per unit (`--device cuda`)
     submitted: dict = field(default_factory=dict)  # Ray object -> (folder, write)
     seconds: float = 0.0  # spent waiting for units
 
     def __post_init__(self):
-        if self.backend not in BACKENDS:
-            raise InputError(f"--backend must be one of {', '.join(BACKENDS)}, got {self.backend!r}")
-        if self.workers < 1 or self.threads < 1:
-            raise InputError(f"--workers and --threads must be at least 1, got {self.workers} and {self.threads}")
+        check_settings(self)
+        if self.address and self.backend != "ray":
+            raise InputError("--address is for --backend ray")
 
     def generator(self, run: Path, read: Callable, cfg: Config, progress: bool) -> str:
         """`ensure_trained` here (serial), or the run's training sent out (ray: Pending until it is back)."""

@@ -68,6 +68,9 @@ class ModelConfig:
             raise ValueError(f"model.min_size ({self.min_size}) must not exceed model.max_size ({self.max_size})")
 
 
+AMP_MODES = ("none", "bf16")  # mixed precision of the generators and critics (fp16 would need loss scaling)
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     iters: int = 400  # iterations per stage (one new scale per stage)
@@ -106,7 +109,7 @@ class TrainConfig:
             "rec_weight": (float, 0.0, 1e6), "noise_amp": (float, 0.0, 100.0), "d_crop": (int, 0, 4096),
             "mixed_rec": (bool,), "rec_teacher_weight": (float, 0.0, 1.0), "rec_ssim_weight": (float, 0.0, 100.0),
             "hier_aug": (bool,), "aug_bank": (int, 0, 10000), "aug_p_coarse": (float, 0.0, 1.0),
-            "aug_p_fine": (float, 0.0, 1.0), "ckpt_every": (int, 1, 10**7), "amp": (("none", "bf16"),),
+            "aug_p_fine": (float, 0.0, 1.0), "ckpt_every": (int, 1, 10**7), "amp": (AMP_MODES,),
             "sample_every_stage": (bool,)})
         b = self.betas
         if not (isinstance(b, tuple) and len(b) == 2 and all(isinstance(x, (int, float)) and not isinstance(x, bool)
