@@ -371,7 +371,7 @@ def experiment_same_k_twice(d, run):
 def experiment_gan_config_with_unknown_key(d, run):
     cfg = d / "g.json"
     cfg.write_text('{"train": {"iterations": 100}}')
-    return _exp(d, _slice_folder(d, 4), "--gan-config", str(cfg)), f"{cfg}: unknown train config key(s) ['iterations']", d / "e"
+    return _exp(d, _slice_folder(d, 4), "--gan-config", str(cfg)), f"{cfg}: unknown config key(s) train.iterations", d / "e"
 
 
 def quality_with_too_few_real_slices(d, run):

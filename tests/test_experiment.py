@@ -503,9 +503,9 @@ def test_experiment_config_refuses_unknown_unet_rules():
     from cosingan.errors import InputError
     from cosingan.experiment.config import ExperimentConfig
 
-    with pytest.raises(InputError, match="seg_schedule must be one of constant, poly, got 'cosine'"):
+    with pytest.raises(InputError, match="--seg-schedule must be one of constant, poly, got 'cosine'"):
         ExperimentConfig(seg_schedule="cosine")
-    with pytest.raises(InputError, match="seg_checkpoint must be one of best, last, got 'first'"):
+    with pytest.raises(InputError, match="--seg-checkpoint must be one of best, last, got 'first'"):
         ExperimentConfig(seg_checkpoint="first")
     assert ExperimentConfig(seg_schedule="constant", seg_checkpoint="best").seg_val_fraction == 0.1
 

@@ -58,4 +58,4 @@ def test_sigkill_at_several_points_then_resume_matches_uninterrupted(tmp_path, p
     assert a["done"] and b["done"]
     for k in a["model"]:
         assert torch.equal(a["model"][k], b["model"][k]), f"{k} differs after {kills} kills"
-    assert not list(run.glob(".*.tmp"))
+    assert not list(run.glob(".*.cosingan-tmp"))

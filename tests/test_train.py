@@ -36,7 +36,7 @@ def test_run_folder_contents_and_weights_only_checkpoint(tmp_path, phantom_files
     assert sorted(p.name for p in (run / "samples").iterdir()) == [f"stage_{i:02d}.png" for i in range(t.model.num_scales)]
     lines = (run / "log.csv").read_text().splitlines()
     assert lines[0].startswith("step,stage,iter") and len(lines) == 1 + t.model.num_scales * t.tc.iters
-    assert not list(run.glob(".*.tmp"))  # no temp files left behind
+    assert not list(run.glob(".*.cosingan-tmp"))  # no temp files left behind
 
 
 def test_resume_equals_uninterrupted_training(tmp_path, phantom_files):

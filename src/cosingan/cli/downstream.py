@@ -39,7 +39,11 @@ def add_seg(sub) -> None:
 def cmd_seg(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
+    import numpy as np
+
+    from ..data.readers import content_hash
     from ..downstream import seg
+    from ..downstream.nets import trained_before
 
     resolve_device(args.device)  # a clear error before any work
     if args.seg_command == "train":
@@ -52,7 +56,11 @@ def cmd_seg(args: argparse.Namespace) -> int:
         elif args.steps is not None:
             cfg = replace(cfg, steps=args.steps)
         seg.check_config(cfg)  # before the output folder is made
+        data = content_hash(*(a for s in slices for a in (s.image, s.label, np.asarray(s.spacing or (0, 0)))))
         with output(args.out, "seg train", tuple(args.data)) as out:
+            if trained_before(out, cfg, data):
+                print(f"{args.out}: trained before with these settings and slices; nothing to do")
+                return 0
             meta = seg.train_seg(slices, cfg, out, progress=not args.quiet, device=args.device)
         print(f"trained on {meta['train_slices']} slices ({meta['val_slices']} held out for validation), "
               f"{cfg.steps} steps in {meta['seconds']:.0f} s; best at step {meta['best_step']} -> {args.out}/model.pt")
@@ -102,7 +110,11 @@ def add_cls(sub) -> None:
 
 
 def cmd_cls(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from ..data.readers import content_hash
     from ..downstream import cls
+    from ..downstream.nets import trained_before
 
     resolve_device(args.device)  # a clear error before any work
     images, targets = cls.load_labelled(args.data) if args.data else ([], [])
@@ -117,7 +129,11 @@ def cmd_cls(args: argparse.Namespace) -> int:
         if overlap:
             raise InputError(f"--negatives: {overlap} image(s) are also in --data; the same slice cannot be both "
                              "a positive and a negative")
+        data = content_hash(*images, *negatives, np.asarray(targets + [0] * len(negatives)))
         with output(args.out, "cls train", (*args.data, *args.negatives)) as out:
+            if trained_before(out, cfg, data):
+                print(f"{args.out}: trained before with these settings and images; nothing to do")
+                return 0
             meta = cls.train_cls(images + negatives, targets + [0] * len(negatives), cfg, out, not args.quiet,
                                  args.device)
         print(f"trained on {meta['n']} slices ({meta['positives']} with infection) in {meta['seconds']:.0f} s "

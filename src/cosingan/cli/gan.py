@@ -72,6 +72,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.resume:
         if args.image or args.label or args.out:
             raise InputError("--resume takes only the run folder (its config and data are stored in it)")
+        from ..gan.checkpoint import run_status
+
+        if run_status(args.resume) == "done":
+            print(f"{args.resume}: finished before; nothing to train")
+            return 0
         trainer = train(args.resume, None, None, progress=not args.quiet)
         run = Path(args.resume)
     else:

@@ -3,6 +3,7 @@ them, and the `cosingan masks` folder (labels/ + bodies/ + masks.csv)."""
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,7 +53,8 @@ def sources_from_folder(root: str | Path) -> list[Source]:
             out.append(Source(lp.stem, to_label4(sl.label, body_from_image(sl.image, sl.label)), str(lp)))
         return out
     lab_dir = label_folder(root)
-    files = sorted(p for p in lab_dir.iterdir() if p.suffix.lower() in (".png", ".npy", ".gz", ".nii"))
+    files = sorted(p for p in lab_dir.iterdir()
+                   if p.suffix.lower() in (".png", ".npy", ".gz", ".nii") and not p.name.startswith("."))
     if not files:
         raise InputError(f"{root}: no label maps (expected labels/*.png)")
     made_from = _masks_sources(root) if lab_dir != root else {}
@@ -166,20 +168,29 @@ def make_condition(src: Source, edits: list[str], seed: int, negative: bool, min
     return None, [], rejects
 
 
+MASK_NAME = re.compile(r"[^/\\]+_m\d{5}")  # what `write_masks` names a map: SOURCE_mNNNNN, never a path
+
+
 def _remove_earlier(out: Path) -> None:
     """Maps of an earlier `masks` run into this folder (listed in its masks.csv) go before new ones are
-    written: a re-run with other settings leaves no stale map behind."""
+    written: a re-run with other settings leaves no stale map behind. Only files this command writes are
+    removed: a listed name that is not one of ours (an edited masks.csv naming ../../x, say) or that leads
+    out of labels/ and bodies/ is left alone."""
     import csv
 
     listed = out / MASKS_CSV
     if not listed.exists():
         return
     with open(listed, newline="") as f:
-        names = [r["name"] for r in csv.DictReader(f)]
+        names = [r.get("name") or "" for r in csv.DictReader(f)]
     for name in names:
+        if not MASK_NAME.fullmatch(name) or name.startswith("."):
+            continue
         label_path = pair_paths(out, name)[1]
         for p in (label_path, body_file(out, label_path)):
-            p.unlink(missing_ok=True)
+            if p.is_file() and not p.is_symlink() and p.resolve().parent == p.parent.resolve() and \
+                    p.parent.resolve().parent == out.resolve():
+                p.unlink()
     listed.unlink()
 
 

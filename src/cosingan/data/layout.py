@@ -32,9 +32,19 @@ def stem(path: str | Path) -> str:
     return name[:-7] if name.lower().endswith(".nii.gz") else Path(name).stem
 
 
+def output_stem(path: str | Path) -> str:
+    """An input's name as the name of an output (a run folder, a sample file); refused where it would make a
+    hidden file or a path (`...png` -> `..`)."""
+    name = stem(path)
+    if not name or name.startswith("."):
+        raise InputError(f"{path}: a file name that starts with '.' would name a hidden output; rename the file")
+    return name
+
+
 def slice_files(folder: str | Path) -> list[Path]:
-    """Readable slice files directly in `folder`, sorted."""
-    return sorted(p for p in Path(folder).iterdir() if suffix(p) in SLICE_EXT)
+    """Readable slice files directly in `folder`, sorted; hidden files (`.name`, e.g. `._x.png` copied from a
+    Mac) are not slices."""
+    return sorted(p for p in Path(folder).iterdir() if suffix(p) in SLICE_EXT and not p.name.startswith("."))
 
 
 def image_folder(root: str | Path) -> Path:
@@ -61,14 +71,19 @@ def pair_folders(img_dir: str | Path, lab_dir: str | Path) -> list[tuple[Path, P
         if not d.is_dir():
             raise InputError(f"{d}: not a folder")
     labels = {stem(p): p for p in slice_files(lab_dir)}
+    images = slice_files(img_dir)
     pairs = []
-    for ip in slice_files(img_dir):
+    for ip in images:
         lp = labels.get(stem(ip))
         if lp is None:
             raise InputError(f"{ip}: no label map {lab_dir}/{stem(ip)}.* for this image")
         pairs.append((ip, lp))
     if not pairs:
         raise InputError(f"{img_dir}: no images (PNG/JPG, NIfTI or .npy)")
+    orphans = sorted(set(labels) - {stem(ip) for ip in images})
+    if orphans:
+        raise InputError(f"{labels[orphans[0]]}: a label map with no image {img_dir}/{orphans[0]}.* "
+                         f"({len(orphans)} such); remove it or add its image")
     return pairs
 
 
@@ -123,9 +138,10 @@ def paired_image(label_path: str | Path) -> Path | None:
     if label_path.parent.name != LABELS:
         return None
     img_dir = label_path.parent.parent / IMAGES
-    for cand in sorted(img_dir.glob(stem(label_path) + ".*")):
-        return cand
-    return None
+    if not img_dir.is_dir():
+        return None
+    name = stem(label_path)  # the exact name: never a pattern (a name may hold [ ] * ?)
+    return next((c for c in sorted(img_dir.iterdir()) if stem(c) == name and c.is_file()), None)
 
 
 def body_file(root: str | Path, label_path: str | Path) -> Path:

@@ -1,8 +1,9 @@
 """Output folders: cosingan writes only into a new folder, an empty one, or one that the same command
 made earlier, and never into (or around) its inputs. Everything is checked before the first write.
 
-A command marks the folders it makes with `.cosingan` (JSON: which command); folders made by versions
-before the marker are recognised by the files those commands always wrote. While a command writes, it
+A command marks the folders it makes with `.cosingan` (JSON: which command); a folder without the mark
+is never written into unless it is empty (a user's folder that happens to hold a `masks.csv` or a
+`grid.png` is the user's). While a command writes, it
 holds an OS-level lock on the folder (`.cosingan.lock`, via `filelock`), so a second process on the same
 folder is refused instead of mixing its files with the first one's.
 """
@@ -16,15 +17,10 @@ from pathlib import Path
 from typing import Iterator
 
 from ..errors import InputError
+from .layout import BODIES, IMAGES, LABELS
 
 MARKER = ".cosingan"
 LOCK = ".cosingan.lock"
-# what each command always wrote before folders were marked (recognised as its own)
-LEGACY = {"train": ("checkpoint.pt",), "train-many": ("summary.csv",), "sample": ("grid.png",),
-          "masks": ("masks.csv",), "synthesize": ("synthesize.json",), "seg train": ("train.json",),
-          "seg eval": ("summary.json",), "cls train": ("train.json",), "cls eval": ("summary.json",),
-          "experiment": ("results.json", "data"), "quality": ("quality.json", "segmenter"), "demo": ("run",),
-          "slices": ("slices.csv",)}
 OWN = {MARKER, LOCK}
 
 
@@ -36,11 +32,8 @@ def _kind_of(folder: Path) -> str | None:
 
 
 def _made_by(folder: Path, command: str, names: set[str]) -> bool:
-    """An unmarked folder that `command` of an earlier version made (recognised by its files); for
-    train-many also a folder that holds only run folders (an interrupted train-many, or runs trained one
-    by one into it)."""
-    if any((folder / f).exists() for f in LEGACY.get(command, ())):
-        return True
+    """An unmarked folder that `command` may take: for train-many one that holds only run folders (runs
+    trained one by one into it)."""
     return command == "train-many" and all(
         (folder / n).is_dir() and ((folder / n / "checkpoint.pt").exists() or _kind_of(folder / n) == "train")
         for n in names)
@@ -56,7 +49,12 @@ def check_output(folder: str | Path, command: str, inputs: tuple = ()) -> Path:
     folder = Path(folder)
     where = folder.resolve()
     for i in inputs:
-        if i is not None and _related(where, Path(i).resolve()):
+        if i is None:
+            continue
+        path = Path(str(i).split("#z=")[0]).resolve()  # (a volume's slice: PATH#z=N)
+        if path.is_file() and path.parent.name in (IMAGES, LABELS, BODIES):  # a file of a dataset: its folder,
+            path = path.parent  # which other commands read whole
+        if _related(where, path):
             raise InputError(f"{folder}: the output folder must not be, hold or lie inside an input ({i}); "
                              "choose another --out")
     if folder.exists():

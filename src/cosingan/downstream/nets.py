@@ -30,3 +30,30 @@ def load_net(path: str | Path, config_cls, make_net, what: str):
         raise InputError(f"{p}: unreadable {what} model, or one of another cosingan version "
                          f"({type(e).__name__})") from None
     return net, cfg
+
+
+TRAINED_ON = "trained_on.json"  # beside model.pt: what the model was trained on (a digest of its data)
+
+
+def trained_before(folder: Path, cfg, data: str) -> bool:
+    """The one rule for reusing a trained network: True when FOLDER holds a model trained with exactly `cfg`
+    on exactly `data` (a digest); a model of other settings or other data is refused with one line, never
+    silently replaced or reused. When False, `data` is recorded for the training about to start."""
+    import json
+
+    folder = Path(folder)
+    record, meta = folder / TRAINED_ON, folder / "train.json"
+    if not ((folder / "model.pt").exists() and meta.exists()):
+        from ..data.files import write_json
+
+        write_json(record, {"data": data})
+        return False
+    stored = json.loads(meta.read_text()).get("config") or {}
+    want = json.loads(json.dumps(dataclasses.asdict(cfg)))
+    if stored != want:
+        diff = sorted(k for k in set(want) | set(stored) if stored.get(k) != want.get(k))
+        raise InputError(f"{folder}: was trained with other settings ("
+                         + ", ".join(f"{k}: {stored.get(k)} -> {want.get(k)}" for k in diff) + "); use another --out")
+    if not record.exists() or json.loads(record.read_text()).get("data") != data:
+        raise InputError(f"{folder}: was trained on other files (other slices, normals or settings); use another --out")
+    return True

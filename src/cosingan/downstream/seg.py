@@ -9,7 +9,7 @@ train four of them within its time budget.
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -33,11 +33,7 @@ class SegConfig:
     steps: int = 1200  # optimisation steps: the same budget for every training set
     batch: int = 8
     lr: float = 1e-3
-    # learning rate over the steps: poly (nnU-Net's lr (1 - t/T)^0.9) or constant. With a constant rate the
-    # last weights are one noisy step's: on the 25 real slices the test infection DSC of the last 600 steps
-    # ranged 0.61-0.71, with poly 0.69-0.70 (benchmarks/seg_schedule.py). A model trained before this
-    # setting existed was trained with a constant rate (`absent`: read by the experiment's reuse check)
-    schedule: str = field(default="poly", metadata={"absent": "constant"})
+    schedule: str = "poly"  # learning rate over the steps: poly (nnU-Net's lr (1 - t/T)^0.9) or constant
     aug: str = "strong"  # none | standard | strong
     val_fraction: float = 0.1  # held out of the training slices to pick the best checkpoint
     val_every: int = 100

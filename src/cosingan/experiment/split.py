@@ -72,6 +72,12 @@ def split(data: Path, test: Path | None, cfg: ExperimentConfig, seed) -> tuple[l
             raise InputError(f"{test}: {n} test slice(s) have the same image and label as slices of --data "
                              f"(e.g. {t[0].name} = {d[0].name}); test slices must not be training slices")
         return pool, tests
+    seen: dict[str, Pair] = {}
+    for p in pool:  # a copy under another name would land on both sides of the split
+        first = seen.setdefault(_pair_hash(p), p)
+        if first is not p:
+            raise InputError(f"{data}: {p[0].name} has the same image and label as {first[0].name}; a slice "
+                             "twice in --data could be split into both training and test: remove the copy")
     order = np.random.default_rng(seed).permutation(len(pool))
     n_test = max(1, int(round(len(pool) * cfg.test_fraction)))
     if len(pool) - n_test < max(cfg.ks):

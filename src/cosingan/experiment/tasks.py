@@ -7,7 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -19,8 +19,8 @@ from ..data.readers import content_hash, read_image
 from ..downstream import cls as clsmod
 from ..downstream import seg
 from ..downstream.metrics import DETECTION_METRICS, SCORING_VERSION
+from ..downstream.nets import trained_before
 from ..downstream.patches import patch_set
-from ..errors import InputError
 from .context import Context
 
 
@@ -49,35 +49,9 @@ def _set_files(ts: TrainingSet) -> list:
 
 
 def _trained(model_dir: Path, cfg, ts: TrainingSet) -> bool:
-    """True when the model was trained before with exactly `cfg` on exactly `ts`'s files; a model of other
-    settings or other data is refused (never silently reused for what it was not made with). When False,
-    the data it is about to be trained on is recorded (OUT/.../trained_on.json; models trained before
-    that record existed are judged by their settings only)."""
-    data = _digest(*_set_files(ts), list(ts.negatives or []))
-    record = model_dir / "trained_on.json"
-    if not ((model_dir / "model.pt").exists() and (model_dir / "train.json").exists()):
-        write_json(record, {"data": data})
-        return False
-    if record.exists() and json.loads(record.read_text()).get("data") != data:
-        raise InputError(f"{model_dir}: was trained on other files than this run's {ts.name} (an experiment with "
-                         "other slices, normals or settings); use a new --out")
-    stored = json.loads((model_dir / "train.json").read_text()).get("config")
-    want = json.loads(json.dumps(asdict(cfg)))
-    if stored is not None:  # a setting added after the model was trained: it was trained as the code was then
-        stored = {**_absent(cfg), **stored}
-    if stored != want:
-        diff = sorted(k for k in want if (stored or {}).get(k) != want[k])
-        raise InputError(f"{model_dir}: was trained with other settings ({', '.join(diff)}: "
-                         f"{', '.join(f'{(stored or {}).get(k)} -> {want[k]}' for k in diff)}); use a new --out "
-                         "for an experiment with these settings")
-    return True
-
-
-def _absent(cfg) -> dict:
-    """The settings of a model whose record lacks them: a field's `absent` metadata (what the code did before
-    the setting existed), else its default."""
-    default = type(cfg)()
-    return json.loads(json.dumps({f.name: f.metadata.get("absent", getattr(default, f.name)) for f in fields(cfg)}))
+    """True when the model was trained before with exactly `cfg` on exactly `ts`'s files (`nets.trained_before`:
+    a model of other settings or other data is refused)."""
+    return trained_before(model_dir, cfg, _digest(*_set_files(ts), list(ts.negatives or [])))
 
 
 def _digest(*parts) -> str:

@@ -81,14 +81,19 @@ def load_checkpoint(run: str | Path, map_location="cpu") -> dict:
     return ckpt
 
 
-def run_status(run: str | Path, cfg_dict: dict | None = None) -> str:
+def run_status(run: str | Path, cfg_dict: dict | None = None, content: str | None = None) -> str:
     """"new" (no checkpoint), "resume" (interrupted) or "done"; with `cfg_dict`, a run made with other
-    settings is refused (`check_same_config`), from the same single read of the checkpoint."""
+    settings is refused (`check_same_config`), and with `content` (`train.slices_content`), one trained on
+    other slices (a file changed under the same name), from the same single read of the checkpoint."""
     if not (Path(run) / CKPT).exists():
         return "new"
     ckpt = load_checkpoint(run)
     if cfg_dict is not None:
         check_same_config(run, cfg_dict, ckpt)
+    stored = ckpt.get("data", {}).get("content")
+    if content is not None and stored is not None and stored != content:
+        raise InputError(f"{run}: holds a run trained on another slice (its image or label changed since); use "
+                         "another folder for this one")
     return "done" if ckpt.get("done") else "resume"
 
 

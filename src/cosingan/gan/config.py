@@ -197,11 +197,13 @@ def merge(base: Config, overrides: dict[str, Any], where: str) -> Config:
     merged = config_to_dict(base)
     if not isinstance(overrides, dict):
         raise InputError(f"{where}: settings must be a JSON object")
+    unknown = [f"{key}.{k}" for key in ("model", "train") if isinstance(overrides.get(key), dict)
+               for k in sorted(set(overrides[key]) - set(merged[key]))]
+    unknown += sorted(k for k in overrides if k not in merged)
+    if unknown:  # every one named at once, not the first alone
+        raise InputError(f"{where}: unknown config key(s) {', '.join(unknown)}")
     for key, value in overrides.items():
         if key in ("model", "train") and isinstance(value, dict):
-            unknown = set(value) - set(merged[key])
-            if unknown:
-                raise InputError(f"{where}: unknown {key} config key(s) {sorted(unknown)}")
             merged[key].update(value)
         else:
             merged[key] = value

@@ -23,7 +23,7 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
 from ..data.files import write_csv
-from ..data.layout import stem
+from ..data.layout import output_stem
 from ..data.outputs import claim_output, locked
 from ..data.readers import Slice, load_slice
 from ..errors import InputError
@@ -88,7 +88,7 @@ def train_many(pairs: list[tuple[Path, Path]], out: str | Path, cfg: Config, wor
                backend: str = "local", address: str | None = None, threads: int | None = None,
                progress: bool = True) -> list[dict]:
     """Train every pair not yet finished; returns one summary row per pair (also RUNS/summary.csv)."""
-    names = [stem(ip) for ip, _ in pairs]
+    names = [output_stem(ip) for ip, _ in pairs]
     dup = {n for n in names if names.count(n) > 1}
     if dup:
         raise InputError(f"{pairs[0][0].parent}: several images share the name {sorted(dup)[0]!r}")
@@ -140,7 +140,9 @@ def _train_all(names, slices, out: Path, cfg: Config, workers: int, backend: str
     from tqdm.auto import tqdm
     threads = threads or max(1, (os.cpu_count() or 1) // workers)
     cfg_dict = config_to_dict(cfg)
-    state = {n: run_status(out / n, cfg_dict) for n in names}
+    from .train import slices_content
+
+    state = {n: run_status(out / n, cfg_dict, slices_content(sl)) for n, sl in zip(names, slices)}
     rows = {n: {"name": n, "image": sl.image_path, "status": "skipped (finished before)" if state[n] == "done"
                 else "", "seconds": 0.0} for n, sl in zip(names, slices)}
     todo = [(n, sl) for n, sl in zip(names, slices) if state[n] != "done"]

@@ -10,6 +10,7 @@ size), so whoever writes its samples can match the input's format.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,6 +42,7 @@ class TrainedRun:
     train_image: np.ndarray  # the training pair at the training size: image in [-1, 1], (h, w) or (k, h, w)
     train_label4: np.ndarray  # ... and its air/body/lung/infection map (k pairs: a few-shot generator)
     stage_seconds: list[float]
+    digest: str  # of the checkpoint file: which generator this is, whatever its folder is called
 
     @classmethod
     def from_pretrained(cls, folder: str | Path, device: str = "cpu", require_finished: bool = True) -> "TrainedRun":
@@ -60,8 +62,9 @@ class TrainedRun:
                              f"{model.num_scales}); resume it with `cosingan train --resume {folder}`")
         model.eval()
         data = ckpt["data"]
+        digest = hashlib.sha1((folder / CKPT).read_bytes()).hexdigest()
         return cls(folder, model, cfg, data["kind"], data["spacing"], data["image"].cpu().numpy(),
-                   data["label4"].cpu().numpy(), list(ckpt.get("stage_seconds", [])))
+                   data["label4"].cpu().numpy(), list(ckpt.get("stage_seconds", [])), digest)
 
     @property
     def train_pairs(self) -> list[tuple[np.ndarray, np.ndarray]]:

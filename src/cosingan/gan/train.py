@@ -15,11 +15,11 @@ from typing import Callable
 import numpy as np
 import torch
 
-from ..data.files import save_png, write_text
+from ..data.files import TEMP_SUFFIX, save_png, write_text
 from ..data.labelmap import LUNG, body_from_image, label4_to_label, to_label4
 from ..data.outputs import claim_output, locked
 from ..data.pictures import label_to_uint8
-from ..data.readers import Slice
+from ..data.readers import Slice, content_hash
 from ..devices import resolve_device
 from ..errors import InputError
 from .checkpoint import CKPT, load_checkpoint, run_status, seed_everything, versions
@@ -61,6 +61,12 @@ def _spacing(sl: Slice, shape: tuple[int, int]) -> list[float] | None:
     return [sl.spacing[0] * sl.image.shape[0] / shape[0], sl.spacing[1] * sl.image.shape[1] / shape[1]]
 
 
+def slices_content(sl: Slice | list[Slice]) -> str:
+    """A digest of the training slices' pixels and labels: a run knows what it was trained on."""
+    slices = [sl] if isinstance(sl, Slice) else list(sl)
+    return content_hash(*(a for x in slices for a in (x.image, x.label)))
+
+
 def _start(run: Path, slices: list[Slice], cfg: Config, pairs: list[tuple[np.ndarray, np.ndarray]]) -> Trainer:
     """A new run in `run` (which the caller has claimed and locked) from the prepared pair(s)."""
     seed_everything(cfg.seed)
@@ -68,7 +74,8 @@ def _start(run: Path, slices: list[Slice], cfg: Config, pairs: list[tuple[np.nda
     trainer = Trainer(run, cfg, image, label4)
     spacings = [_spacing(sl, p[0].shape) for sl, p in zip(slices, pairs)]
     same = all(sp is not None and np.allclose(sp, spacings[0], rtol=0.01) for sp in spacings)
-    trainer.source = {"kind": slices[0].kind, "spacing": spacings[0] if same else None}  # none if they differ
+    trainer.source = {"kind": slices[0].kind, "spacing": spacings[0] if same else None,  # none if they differ
+                      "content": slices_content(slices)}
     write_config_json(run, cfg)
     side_by_side = lambda a: np.concatenate(list(a), 1) if a.ndim == 3 else a  # noqa: E731  (several pairs)
     save_png(side_by_side(image), run / "train_image.png")
@@ -79,11 +86,12 @@ def _start(run: Path, slices: list[Slice], cfg: Config, pairs: list[tuple[np.nda
 def _reopen(run: Path) -> tuple[Trainer, bool]:
     """The trainer of an existing run folder, restored to its checkpoint; and whether it is done."""
     ckpt = load_checkpoint(run)  # first make sure this is a run: nothing of another folder is touched
-    for stale in run.glob(".*.tmp"):  # left by one of our atomic writes that was killed mid-way
-        stale.unlink()
+    for stale in run.iterdir():  # left by one of our atomic writes that was killed mid-way (never a user's file)
+        if stale.name.startswith(".") and stale.name.endswith(TEMP_SUFFIX) and stale.is_file():
+            stale.unlink()
     cfg = config_from_dict(ckpt["config"], str(run / CKPT))
     trainer = Trainer(run, cfg, ckpt["data"]["image"].numpy(), ckpt["data"]["label4"].numpy())
-    trainer.source = {"kind": ckpt["data"]["kind"], "spacing": ckpt["data"]["spacing"]}
+    trainer.source = {k: ckpt["data"][k] for k in ("kind", "spacing", "content") if k in ckpt["data"]}
     if tuple(map(tuple, ckpt["sizes"])) != tuple(trainer.sizes):
         raise InputError(f"{run / CKPT}: stored scale sizes do not match the config")
     trainer.restore(ckpt)
@@ -123,8 +131,11 @@ def ensure_trained(run: str | Path, sl: Slice | list[Slice] | Callable[[], Slice
     """Leave `run` finished: skip it when done, resume it when interrupted, else train it from `sl` (a
     slice or a list of slices, or a function that reads them: only called when needed). Returns "done",
     "resumed" or "trained"."""
-    # never reuse a run under settings it was not made with
-    status = run_status(run, config_to_dict(cfg) if cfg is not None else None)
+    # never reuse a run under settings it was not made with, or for a slice it was not trained on
+    if sl is not None and (Path(run) / CKPT).exists():
+        sl = sl() if callable(sl) else sl
+    content = slices_content(sl) if sl is not None and not callable(sl) else None
+    status = run_status(run, config_to_dict(cfg) if cfg is not None else None, content)
     if status == "done":
         return "done"
     if status == "resume":

@@ -170,11 +170,12 @@ class Synthesizer:
         return self.models[self.runs.index(run)]
 
     def spec(self) -> dict:
-        spec = {"runs": self.runs, "conditions": self.conditions, "edits": self.edits,
-                "negatives": self.negatives, "seed": self.seed, "plan": PLAN_VERSION}
-        # recorded only when on, so that datasets made before the option existed still match their settings
-        spec = {**spec, "consolidation": self.consolidation} if self.consolidation else spec
-        return {**spec, "anatomy": self.anatomy} if self.anatomy != "generated" else spec
+        """What a dataset is made from: a folder holding one of another spec is not resumed with this one. The
+        generators count by their checkpoints' contents (a run folder trained again under the same name is
+        another generator)."""
+        return {"runs": self.runs, "generators": [m.digest for m in self.models], "conditions": self.conditions,
+                "edits": self.edits, "negatives": self.negatives, "seed": self.seed, "plan": PLAN_VERSION,
+                "consolidation": self.consolidation, "anatomy": self.anatomy}
 
     def plan(self, i: int) -> dict:
         """The recipe of sample i (a manifest row without the edits applied). With a condition folder, the

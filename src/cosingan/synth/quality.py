@@ -32,10 +32,11 @@ from ..data.files import write_json, write_text
 from ..data.labelmap import BODY, INFECTION, LUNG, body_from_image, label4_to_label
 from ..data.layout import list_slice_folder
 from ..data.outputs import output
-from ..data.readers import Slice, load_slice
+from ..data.readers import Slice, content_hash, load_slice
 from ..downstream import cls as clsmod
 from ..downstream import seg
 from ..downstream.metrics import detection_metrics
+from ..downstream.nets import trained_before
 from ..errors import InputError
 from ..gan.run import TrainedRun, sample_seed
 
@@ -72,10 +73,20 @@ def split_folder(data: Path, cfg: QualityConfig) -> tuple[list, list]:
 
 
 def reference_segmenter(ref: list, cfg: QualityConfig, out: Path, progress: bool, device: str = "cpu"):
+    """The reference segmenter (OUT/segmenter), reused only when it was trained with these settings on these
+    slices; a cached one of other settings or slices is trained again."""
     model_dir = out / "segmenter"
-    if not ((model_dir / "model.pt").exists() and (model_dir / "train.json").exists()):
-        scfg = seg.SegConfig(size=cfg.seg_size, steps=cfg.seg_steps, aug="standard", seed=cfg.seed)
-        seg.train_seg([load_slice(i, l) for i, l in ref], scfg, model_dir, progress, device)
+    slices = [load_slice(i, l) for i, l in ref]
+    scfg = seg.SegConfig(size=cfg.seg_size, steps=cfg.seg_steps, aug="standard", seed=cfg.seed)
+    data = content_hash(*(a for s in slices for a in (s.image, s.label)))
+    try:
+        reuse = trained_before(model_dir, scfg, data)
+    except InputError:  # our own cache, of other settings or slices: made again
+        for name in ("model.pt", "train.json"):
+            (model_dir / name).unlink()
+        reuse = trained_before(model_dir, scfg, data)
+    if not reuse:
+        seg.train_seg(slices, scfg, model_dir, progress, device)
     return seg.load_seg(model_dir, device)
 
 

@@ -13,7 +13,7 @@ import numpy as np
 
 from ..data.files import save_nifti, save_png
 from ..data.labelmap import body_from_image, label4_to_label
-from ..data.layout import pair_paths, paired_image, stem
+from ..data.layout import output_stem, pair_paths, paired_image
 from ..data.outputs import output
 from ..data.pictures import image_to_uint8, label_to_uint8, tile
 from ..data.readers import read_image, read_label
@@ -38,7 +38,7 @@ def load_conditions(run: TrainedRun, labels: list[str], body: str = "auto") -> l
                 if img.shape != lab.shape:
                     raise InputError(f"{img_path}: image size {img.shape} does not match label map {path}")
                 body_mask = body_from_image(img, lab)
-        conds.append((stem(path), run.condition(lab, body_mask)))
+        conds.append((output_stem(path), run.condition(lab, body_mask)))
     return conds
 
 
