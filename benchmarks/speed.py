@@ -1,7 +1,7 @@
 """Training and sampling speed, side by side in one run on one machine; writes JSON, prints ratios.
 
     python benchmarks/speed.py --image IMG --label LABEL [--out bench.json] [--device cpu|cuda]
-                               [--presets tiny cpu] [--quick N] [--ref-iters 3]
+                               [--presets tiny cpu] [--quick N] [--ref-iters 3] [--parts gan downstream]
 
 Measures, each part in its own process (so peak memory is that part's own):
 1. our training, per stage and per model, for each preset (a full run; `--quick N` trains N
@@ -11,8 +11,12 @@ Measures, each part in its own process (so peak memory is that part's own):
    each iteration 3 critic steps and 3 generator steps with WGAN-GP and the reconstruction loss, the
    frozen coarser scales run again at every step as SinGAN does; `--ref-iters` timed iterations per
    scale, extrapolated to SinGAN's 2000 iterations per scale;
-3. synthesis throughput of the trained cpu model (images/s, batches of label maps);
-4. peak memory: the process's peak resident set (CPU), or torch's peak allocation (CUDA).
+3. synthesis throughput of the trained cpu model (images/s, batches of label maps), beside its FLOPs per
+   image and the machine's measured convolution throughput: the limit it could reach;
+4. the downstream networks: a U-Net step and a classifier step (the experiment's sizes, batch 8) with the
+   strong augmentation of whole batches (`BatchAugment`, today's) beside MONAI's per-item transforms (the
+   earlier path, `augment.monai_strong`), and without augmentation, each beside its FLOP-based limit;
+5. peak memory: the process's peak resident set (CPU), or torch's peak allocation (CUDA).
 """
 
 from __future__ import annotations
@@ -147,6 +151,7 @@ def _synthesis(run_dir: str, device: str, n: int, batch: int, q) -> None:
 
     model = TrainedRun.from_pretrained(run_dir, device)
     label4 = model.train_label4
+    flops = _flops(lambda: model(label4, [0], 1))
     model(label4, list(range(batch)), batch)  # warm-up
     if device.startswith("cuda"):
         torch.cuda.synchronize()
@@ -156,7 +161,105 @@ def _synthesis(run_dir: str, device: str, n: int, batch: int, q) -> None:
         torch.cuda.synchronize()
     dt = time.perf_counter() - t
     q.put({"images": n, "batch": batch, "size": list(label4.shape[-2:]), "images_per_s": n / dt,
-           "peak_mb": _peak_mb(device)})
+           "flops_per_image": flops, "peak_mb": _peak_mb(device)})
+
+
+def _flops(fn) -> float:
+    """FLOPs that one call of fn runs (torch's counter: convolutions and matrix products)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as c:
+        fn()
+    return float(c.get_total_flops())
+
+
+def _timed(fn, device: str, n: int) -> float:
+    """Seconds per call, after one warm-up call."""
+    import torch
+
+    fn()
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+    t = time.perf_counter()
+    for _ in range(n):
+        fn()
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+    return (time.perf_counter() - t) / n
+
+
+def _conv_throughput(device: str, q) -> None:
+    """The machine's convolution throughput (GFLOP/s) on the shapes the project runs: 3x3, 32 channels."""
+    import torch
+
+    out = {}
+    for size, batch in ((128, 8), (256, 4)):
+        conv = torch.nn.Conv2d(32, 32, 3, padding=1).to(device)
+        x = torch.randn(batch, 32, size, size, device=device)
+        with torch.no_grad():
+            f = _flops(lambda: conv(x))
+            s = _timed(lambda: conv(x), device, 20)
+        out[f"{size}px_batch{batch}"] = f / s / 1e9
+    q.put(out)
+
+
+def _downstream(device: str, steps: int, q) -> None:
+    """Seconds per training step of the U-Net and the classifier: batched augmentation, MONAI per-item, none."""
+    import torch
+
+    from cosingan.data.phantom import chest_phantom
+    from cosingan.data.readers import Slice
+    from cosingan.downstream import cls, seg
+    from cosingan.downstream.augment import augmentations, image_augmentations, monai_strong, plain
+
+    dev = torch.device(device)
+    img, lab = chest_phantom(256, seed=0)
+    d = seg.prepare_slice(Slice(img, lab, None, "png"), 128)
+    images, labels = d["image"][None].repeat(8, 1, 1, 1), d["label"][None].repeat(8, 1, 1, 1)
+    net = seg.make_net(seg.SegConfig()).to(dev)
+    opt = torch.optim.Adam(net.parameters(), lr=1e-3)
+    from monai.losses import DiceCELoss
+
+    loss_fn = DiceCELoss(to_onehot_y=True, softmax=True)
+
+    def step(x, y):
+        loss = loss_fn(net(x), y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    batched, per_item = augmentations("strong", 0, dev), monai_strong(0)
+
+    def monai_batch():
+        items = [{k: plain(v) for k, v in per_item({"image": images[i], "label": labels[i]}).items()} for i in range(8)]
+        return (torch.stack([it["image"] for it in items]).to(dev),
+                torch.stack([it["label"] for it in items]).round().long().to(dev))
+
+    x0, y0 = images.to(dev), labels.long().to(dev)
+    res = {"unet_flops_per_step": _flops(lambda: step(x0, y0))}
+    res["unet_s_per_step"] = {"no augmentation": _timed(lambda: step(x0, y0), device, steps),
+                              "batched strong": _timed(lambda: step(*batched(images, labels)), device, steps),
+                              "monai per-item strong": _timed(lambda: step(*monai_batch()), device, steps)}
+    ccfg = cls.ClsConfig()
+    cnet = cls.make_net(ccfg).to(dev)
+    copt = torch.optim.Adam(cnet.parameters(), lr=1e-3)
+    xc = torch.rand(8, 1, ccfg.size, ccfg.size)
+    target = torch.ones(8, device=dev)
+
+    def cstep(x):
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(cnet(x)[:, 0], target)
+        copt.zero_grad(set_to_none=True)
+        loss.backward()
+        copt.step()
+
+    cb, cm = image_augmentations("strong", 0, dev), monai_strong(0, keys=("image",))
+    res["cls_flops_per_step"] = _flops(lambda: cstep(xc.to(dev)))
+    res["cls_s_per_step"] = {
+        "no augmentation": _timed(lambda: cstep(xc.to(dev)), device, steps),
+        "batched strong": _timed(lambda: cstep(cb(xc)), device, steps),
+        "monai per-item strong": _timed(lambda: cstep(torch.stack([plain(cm({"image": xc[i]})["image"])
+                                                                   for i in range(8)]).to(dev)), device, steps)}
+    q.put(res)
 
 
 def _in_process(fn, *args):
@@ -201,8 +304,26 @@ def main() -> None:
     ap.add_argument("--ref-iters", type=int, default=3, help="timed reference iterations per scale")
     ap.add_argument("--samples", type=int, default=64)
     ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--steps", type=int, default=20, help="timed steps of each downstream network")
+    ap.add_argument("--parts", nargs="+", default=["gan", "downstream"], choices=["gan", "downstream"])
     a = ap.parse_args()
     res: dict = {"hardware": hardware(a.device), "ours": {}}
+    res["conv_gflops"] = _in_process(_conv_throughput, a.device)
+    peak = max(res["conv_gflops"].values())
+    print("convolution throughput (3x3, 32 channels): " + ", ".join(f"{k} {v:.0f} GFLOP/s"
+                                                                       for k, v in res["conv_gflops"].items()))
+    if "downstream" in a.parts:
+        ds = res["downstream"] = _in_process(_downstream, a.device, a.steps)
+        for net in ("unet", "cls"):
+            limit = ds[f"{net}_flops_per_step"] / (peak * 1e9)
+            print(f"{net} step (batch 8), {ds[f'{net}_flops_per_step'] / 1e9:.2f} GFLOP, limit {limit * 1e3:.0f} ms at "
+                  f"{peak:.0f} GFLOP/s: " + ", ".join(f"{k} {v * 1e3:.0f} ms" for k, v in ds[f"{net}_s_per_step"].items())
+                  + f"; per-item / batched {ds[f'{net}_s_per_step']['monai per-item strong'] / ds[f'{net}_s_per_step']['batched strong']:.2f}x",
+                  flush=True)
+    if "gan" not in a.parts:
+        Path(a.out).write_text(json.dumps(res, indent=2))
+        print(f"-> {a.out}")
+        return
     with tempfile.TemporaryDirectory() as d:
         for p in a.presets:
             run = str(Path(d) / p)
@@ -221,7 +342,8 @@ def main() -> None:
         res["synthesis"] = _in_process(_synthesis, str(Path(d) / last), a.device, a.samples, a.batch)
         syn = res["synthesis"]
         print(f"synthesis ({last} model, {syn['size'][0]}x{syn['size'][1]}, batch {syn['batch']}): "
-              f"{syn['images_per_s']:.1f} images/s, peak {syn['peak_mb']:.0f} MB")
+              f"{syn['images_per_s']:.1f} images/s ({syn['flops_per_image'] / 1e9:.2f} GFLOP per image: at most "
+              f"{peak * 1e9 / syn['flops_per_image']:.0f} images/s at {peak:.0f} GFLOP/s), peak {syn['peak_mb']:.0f} MB")
     ours = res["ours"][last]["model_seconds"]
     finest_ours = res["ours"][last]["stage_seconds"][-1] / res["ours"][last]["iters_per_stage"]
     res["ratios"] = {f"reference_2000_over_{last}": ref["model_seconds_2000"] / ours,

@@ -8,31 +8,9 @@ import pytest
 import torch
 from scipy import stats
 
-from cosingan.downstream.augment import BatchAugment, RECIPES, augmentations, image_augmentations
+from cosingan.downstream.augment import BatchAugment, RECIPES, augmentations, image_augmentations, monai_strong
 
 N = 400
-
-
-def _monai_strong(seed: int):
-    """The segmentation's strong augmentation as MONAI's dictionary transforms composed it (cosingan 0.1)."""
-    from monai.transforms import (Compose, Rand2DElasticd, RandAdjustContrastd, RandAffined, RandFlipd,
-                                  RandGaussianNoised, RandGaussianSmoothd, RandScaleIntensityd,
-                                  RandShiftIntensityd)
-
-    keys, spatial = ["image", "label"], ("bilinear", "nearest")
-    tf = Compose([
-        RandFlipd(keys, prob=0.5, spatial_axis=1),
-        RandAffined(keys, prob=0.8, rotate_range=0.35, scale_range=0.25, shear_range=0.1, translate_range=(12, 12),
-                    mode=spatial, padding_mode="zeros"),
-        Rand2DElasticd(keys, prob=0.5, spacing=(24, 24), magnitude_range=(1, 3), mode=spatial, padding_mode="zeros"),
-        RandScaleIntensityd("image", factors=0.2, prob=0.5),
-        RandShiftIntensityd("image", offsets=0.1, prob=0.5),
-        RandAdjustContrastd("image", gamma=(0.7, 1.5), prob=0.5),
-        RandGaussianSmoothd("image", sigma_x=(0.3, 1.0), sigma_y=(0.3, 1.0), prob=0.2),
-        RandGaussianNoised("image", std=0.04, prob=0.5),
-    ])
-    tf.set_random_state(seed=seed)
-    return tf
 
 
 def _scene(size: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
@@ -57,7 +35,7 @@ def _measures(image: torch.Tensor, label: torch.Tensor) -> list[float]:
 
 def test_strong_draws_what_monai_drew():
     image, label = _scene()
-    ref = _monai_strong(0)
+    ref = monai_strong(0)
     theirs = np.array([_measures(*(torch.as_tensor(np.asarray(o[k])) for k in ("image", "label")))
                        for o in (ref({"image": image.clone(), "label": label.clone()}) for _ in range(N))])
     aug = augmentations("strong", 0)

@@ -29,3 +29,12 @@ def tile(images: list[np.ndarray], cols: int, pad: int = 2) -> np.ndarray:
         y, x = pad + r * (h + pad), pad + c * (w + pad)
         out[y: y + im.shape[0], x: x + im.shape[1]] = im
     return out
+
+
+def resize(image: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """An image in [-1, 1] resized to `shape` (bilinear, antialiased when shrinking), kept in [-1, 1]."""
+    import torch
+
+    t = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32))[None, None]
+    return torch.nn.functional.interpolate(t, size=tuple(shape), mode="bilinear", antialias=True,
+                                           align_corners=False)[0, 0].clamp(-1, 1).numpy()

@@ -213,3 +213,27 @@ def image_augmentations(kind: str, seed: int, device: torch.device | str = "cpu"
     if kind not in names:
         raise InputError(f"classifier augmentation must be standard, strong or geometric, got {kind!r}")
     return BatchAugment(RECIPES[names[kind]], seed, device)
+
+
+def monai_strong(seed: int, keys: tuple[str, ...] = ("image", "label")):
+    """The strong augmentation as MONAI's per-item dictionary transforms compose it: what `RECIPES["strong"]`
+    reproduces on whole batches (kept for the test that compares the two and the speed benchmark)."""
+    from monai.transforms import (Compose, Rand2DElasticd, RandAdjustContrastd, RandAffined, RandFlipd,
+                                  RandGaussianNoised, RandGaussianSmoothd, RandScaleIntensityd,
+                                  RandShiftIntensityd)
+
+    keys = list(keys)
+    spatial = ("bilinear", "nearest")[: len(keys)]
+    tf = Compose([
+        RandFlipd(keys, prob=0.5, spatial_axis=1),
+        RandAffined(keys, prob=0.8, rotate_range=0.35, scale_range=0.25, shear_range=0.1, translate_range=(12, 12),
+                    mode=spatial, padding_mode="zeros"),
+        Rand2DElasticd(keys, prob=0.5, spacing=(24, 24), magnitude_range=(1, 3), mode=spatial, padding_mode="zeros"),
+        RandScaleIntensityd("image", factors=0.2, prob=0.5),
+        RandShiftIntensityd("image", offsets=0.1, prob=0.5),
+        RandAdjustContrastd("image", gamma=(0.7, 1.5), prob=0.5),
+        RandGaussianSmoothd("image", sigma_x=(0.3, 1.0), sigma_y=(0.3, 1.0), prob=0.2),
+        RandGaussianNoised("image", std=0.04, prob=0.5),
+    ])
+    tf.set_random_state(seed=seed)
+    return tf

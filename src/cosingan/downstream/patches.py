@@ -14,8 +14,8 @@ neither). The grid is fixed, so the test patches are the same for every arm.
 from __future__ import annotations
 
 import numpy as np
-import torch
 
+from ..data.pictures import resize
 from ..data.readers import Slice
 
 PATCH_FRACTION = 1 / 6  # patch side / the slice's long side
@@ -57,7 +57,7 @@ def lung_patches(image: np.ndarray, label: np.ndarray, size: int, per_class: int
     patches, targets = [], []
     for t, cells in ((1, pos), (0, neg)):
         for r, c in cells:
-            patches.append(_resize(image[r: r + side, c: c + side], size))
+            patches.append(resize(image[r: r + side, c: c + side], (size, size)))
             targets.append(t)
     return patches, targets
 
@@ -66,12 +66,6 @@ def _spread(cells: list, n: int) -> list:
     if len(cells) <= n:
         return cells
     return [cells[i] for i in np.round(np.linspace(0, len(cells) - 1, n)).astype(int)]
-
-
-def _resize(patch: np.ndarray, size: int) -> np.ndarray:
-    t = torch.from_numpy(np.ascontiguousarray(patch, dtype=np.float32))[None, None]
-    return torch.nn.functional.interpolate(t, size=(size, size), mode="bilinear", antialias=True,
-                                           align_corners=False)[0, 0].clamp(-1, 1).numpy()
 
 
 def patch_set(slices: list[Slice], size: int, per_class: int | None = None) -> tuple[list[np.ndarray], list[int]]:

@@ -42,7 +42,7 @@ class SegConfig:
 
 # ------------------------------------------------------------------------------------------- data
 
-def _prep(sl: Slice, size: int) -> dict:
+def prepare_slice(sl: Slice, size: int) -> dict:
     """Resize (long side = size, aspect kept) and pad to size x size; image in [0, 1]."""
     from monai.transforms import Compose, Resized, SpatialPadd
 
@@ -92,7 +92,7 @@ def check_config(cfg: SegConfig) -> None:
 def predict(net: torch.nn.Module, sl: Slice, size: int) -> np.ndarray:
     """Label map (0/1/2) at the slice's own size."""
     net.eval()
-    d = _prep(sl, size)
+    d = prepare_slice(sl, size)
     logits = net(d["image"][None].to(net_device(net))).float().cpu()
     h, w = sl.image.shape
     s = size / max(h, w)
@@ -124,7 +124,7 @@ def train_seg(train_slices: list[Slice], cfg: SegConfig, out: str | Path, progre
     n_val = int(round(len(train_slices) * cfg.val_fraction)) if held_out else 0
     val = [train_slices[i] for i in order[:n_val]] if val_slices is None else list(val_slices)
     train = [train_slices[i] for i in order[n_val:]]
-    data = [_prep(s, cfg.size) for s in train]
+    data = [prepare_slice(s, cfg.size) for s in train]
     images, labels = torch.stack([d["image"] for d in data]), torch.stack([d["label"] for d in data])
     aug = augmentations(cfg.aug, cfg.seed, dev)
     net = make_net(cfg).to(dev)

@@ -131,6 +131,11 @@ def split_normals(normals: Path, seed) -> tuple[list[Path], list[Path]]:
     return [files[i] for i in sorted(order[half:])], [files[i] for i in sorted(order[:half])]
 
 
+def split_dir(out: Path, key: str, side: str) -> Path:
+    """Where an experiment folder keeps a split's slices: OUT/data/[KEY/]pool or .../test."""
+    return Path(out) / "data" / key / side
+
+
 @dataclass(eq=False)
 class Split:
     """One repeat's training pool and test set. Decided (seeded, recorded) before anything is written; then
@@ -174,8 +179,7 @@ class Split:
 
     def link(self, out: Path, progress: bool) -> None:
         """The pool and test folders under OUT/data (symlinks; volume slices exported once), the test set read."""
-        base = out / "data" / self.key
-        self.pool_dir, self.test_dir = base / "pool", base / "test"
+        self.pool_dir, self.test_dir = split_dir(out, self.key, "pool"), split_dir(out, self.key, "test")
         if self.test_volumes:
             from ..data.volumes import export_slices
 

@@ -18,7 +18,7 @@ from ..data.conditions import Source, check_edits, make_condition, masks_source,
 from ..data.files import save_nifti, save_png, write_csv, write_json
 from ..data.labelmap import LUNG, frame_like, label4_to_label, lungs_from_image
 from ..data.layout import LABELS, nnunet_pair_paths, pair_paths, paired_image
-from ..data.pictures import image_to_uint8, label_to_uint8, tile
+from ..data.pictures import image_to_uint8, label_to_uint8, resize, tile
 from ..data.readers import read_image
 from ..errors import InputError
 from ..gan.run import TrainedRun
@@ -335,8 +335,6 @@ def _source_image(syn: Synthesizer, row: dict, label: np.ndarray) -> np.ndarray 
 
 def write_grid(syn: Synthesizer, rows: list[dict], path: Path) -> None:
     """Real source slice | condition | synthetic, for a few pairs (regenerated from their rows)."""
-    import torch
-
     tiles = []
     for row in rows:
         img, lab, _ = syn.make(row)
@@ -346,9 +344,7 @@ def write_grid(syn: Synthesizer, rows: list[dict], path: Path) -> None:
         if real is None:
             real_t = np.full(img.shape, 255, np.uint8)
         else:
-            t = torch.nn.functional.interpolate(torch.from_numpy(real)[None, None], size=img.shape,
-                                                mode="bilinear", antialias=True)[0, 0].numpy()
-            real_t = image_to_uint8(t)
+            real_t = image_to_uint8(resize(real, img.shape))
         tiles += [real_t, label_to_uint8(lab), image_to_uint8(img)]
     if tiles:
         save_png(tile(tiles, cols=6), path)

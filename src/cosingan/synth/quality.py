@@ -26,12 +26,12 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from ..data.files import write_json, write_text
 from ..data.labelmap import BODY, INFECTION, LUNG, body_from_image, label4_to_label
 from ..data.layout import list_slice_folder
 from ..data.outputs import output
+from ..data.pictures import resize
 from ..data.readers import Slice, content_hash, load_slice
 from ..downstream import cls as clsmod
 from ..downstream import seg
@@ -88,11 +88,6 @@ def reference_segmenter(ref: list, cfg: QualityConfig, out: Path, progress: bool
     if not reuse:
         seg.train_seg(slices, scfg, model_dir, progress, device)
     return seg.load_seg(model_dir, device)
-
-
-def _resize(image: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    t = torch.from_numpy(np.ascontiguousarray(image))[None, None]
-    return torch.nn.functional.interpolate(t, size=shape, mode="bilinear", antialias=True)[0, 0].clamp(-1, 1).numpy()
 
 
 def _wasserstein(a: np.ndarray, b: np.ndarray) -> float:
@@ -166,7 +161,7 @@ def assess(run: str | Path, held: list[Slice], segmenter, cfg: QualityConfig, ou
     for j, sl in enumerate(held):
         label4 = tr.condition(sl.label, body_from_image(sl.image, sl.label))
         s0, s1 = tr(label4, [sample_seed(cfg.seed, j, 0), sample_seed(cfg.seed, j, 1)])
-        real = _resize(sl.image, label4.shape)
+        real = resize(sl.image, label4.shape)
         reals.append(real)
         fakes.append(s0)
         lungs.append(label4 >= LUNG)

@@ -1,4 +1,4 @@
-"""What the benchmarks that read a finished `cosingan experiment few-shot` folder share: the command line
+"""What the studies that read a finished `cosingan experiment few-shot` folder share: the command line
 (EXP [--repeat R]), its results.json, and that repeat's reference: arm C's U-Net, the one condition
 fidelity is judged by. Nothing in EXP is written."""
 
@@ -12,8 +12,10 @@ from pathlib import Path
 
 
 def split_folder(exp: Path, results: dict, repeat: int, side: str) -> Path:
-    """EXP/data/[rR/]pool or .../test: the slices of repeat R's split (`side` pool or test)."""
-    return exp / "data" / results["splits"][repeat]["key"] / side
+    """The slices of repeat R's split (`side` pool or test)."""
+    from cosingan.experiment.split import split_dir
+
+    return split_dir(exp, results["splits"][repeat]["key"], side)
 
 
 @dataclass(frozen=True)

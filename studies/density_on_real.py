@@ -4,7 +4,7 @@ step synthesis applies to half its pairs), trained with B's recipe (strong augme
 experiment's budget and size, seed = repeat, no validation split: B has none) and scored on the
 experiment's test slices, beside B's own stored scores.
 
-    python benchmarks/density_on_real.py EXP --out DIR [--repeats 0 1 2] [--k 2]
+    python -m studies.density_on_real EXP --out DIR [--repeats 0 1 2] [--k 2]
 
 EXP is a finished `cosingan experiment few-shot` folder (its data/rN_kK folders, test slices and B's
 scores are read; nothing in it is written). docs/results.md, "Lesion density on", gives the numbers.
@@ -17,7 +17,7 @@ import json
 from pathlib import Path
 
 import numpy as np
-from _experiment import split_folder  # benchmarks/, beside this script
+from studies.common import split_folder
 
 COPIES = 150
 

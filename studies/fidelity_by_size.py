@@ -8,7 +8,7 @@ fidelity reweighted to the real test slices' mix of sizes (size-matched fidelity
 on the real test slices (what a generator as faithful as real CT would score), and where the errors are:
 false-positive infection outside the truth (share of the lung) and true infection missed (share of it).
 
-    python benchmarks/fidelity_by_size.py EXP [--repeat 0]
+    python -m studies.fidelity_by_size EXP [--repeat 0]
 
 EXP is a finished `cosingan experiment few-shot` folder; nothing in it is written.
 """
@@ -16,7 +16,7 @@ EXP is a finished `cosingan experiment few-shot` folder; nothing in it is writte
 from __future__ import annotations
 
 import numpy as np
-from _experiment import open_repeat, test_folder  # benchmarks/, beside this script
+from studies.common import open_repeat, test_folder
 
 # infection share of the lung (truth); the first bin holds slices without infection
 BINS = [(0.0, 0.0), (0.0, 0.02), (0.02, 0.05), (0.05, 0.15), (0.15, 1.01)]

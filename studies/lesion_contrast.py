@@ -8,7 +8,7 @@ then arm C's U-Net (the condition-fidelity reference) on both: infection DSC, th
 it misses, and the contrast of the infection pixels it misses and of those it finds. Printed as mean
 over the maps, real and synthetic side by side, with the paired differences per map.
 
-    python benchmarks/lesion_contrast.py EXP [--repeat 0]
+    python -m studies.lesion_contrast EXP [--repeat 0]
 
 EXP is a finished `cosingan experiment few-shot` folder with quality on; nothing in it is written.
 """
@@ -18,7 +18,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from _experiment import open_repeat, test_folder  # benchmarks/, beside this script
+from studies.common import open_repeat, test_folder
 
 RING_PX = 8  # normal lung within this distance of the infection is its background
 MIN_PX = 30  # maps with less infection or background than this are skipped
@@ -49,7 +49,8 @@ def main() -> None:
     from cosingan.data.readers import Slice
     from cosingan.downstream import seg
     from cosingan.gan.run import TrainedRun, sample_seed
-    from cosingan.synth.quality import QualityConfig, _resize
+    from cosingan.data.pictures import resize
+    from cosingan.synth.quality import QualityConfig
 
     rep = open_repeat(__doc__)
     ref, net, scfg = rep.ref, rep.net, rep.scfg
@@ -69,7 +70,7 @@ def main() -> None:
             label4 = tr.condition(sl.label, body_from_image(sl.image, sl.label))
             label = label4_to_label(label4)
             fake = tr(label4, [sample_seed(seed, j, 0)])[0]
-            for kind, img in (("real", _resize(sl.image, label4.shape)), ("synthetic", fake)):
+            for kind, img in (("real"(sl.image, label4.shape)), ("synthetic", fake)):
                 pred = seg.predict(net, Slice(img, label, None, "png"), scfg.size) == 2
                 m = measures(img, label, pred)
                 if m is not None:

@@ -9,7 +9,7 @@ N slices and reports, inside vs outside the infection label:
     outside it (grey levels 0..255).
 Reference rows are computed on the REAL slices whose maps are used.
 
-    python benchmarks/condition_check.py RUN --data ../shared/data/medseg_covid_slices/train \
+    python -m studies.condition_check RUN --data ../shared/data/medseg_covid_slices/train \
         --others 5 --n 8 --out RUN/condition_check.json
 """
 

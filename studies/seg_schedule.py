@@ -3,7 +3,7 @@ arm A's (the all-maps synthetic set) of a finished experiment, every `--every` s
 learning rate and for poly decay (`SegConfig.schedule`), each trained on all its slices (no validation
 split) with the experiment's budget, size, strong augmentation and the repeat's seed.
 
-    python benchmarks/seg_schedule.py EXP --out DIR [--repeats 0 1] [--sets C A] [--every 100]
+    python -m studies.seg_schedule EXP --out DIR [--repeats 0 1] [--sets C A] [--every 100]
 
 EXP is read, never written. Prints per set and schedule the test infection DSC at the last step, its best
 (and where), and its mean, sd and range over the second half of the training: how far a checkpoint rule
@@ -17,7 +17,7 @@ import json
 from pathlib import Path
 
 import numpy as np
-from _experiment import split_folder  # benchmarks/, beside this script
+from studies.common import split_folder
 
 
 def main() -> None:

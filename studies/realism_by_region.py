@@ -11,7 +11,7 @@ Each is the classifier two-sample test of `cosingan quality` (same CNN, budget, 
 augmentation and cross-fitting over two halves of the maps), on all the test maps. 0.5 =
 indistinguishable. A region whose composite is told apart as well as the whole image carries the giveaway.
 
-    python benchmarks/realism_by_region.py EXP [--repeat 0] [--runs RUN ...]
+    python -m studies.realism_by_region EXP [--repeat 0] [--runs RUN ...]
 
 The same measures are now part of `cosingan quality` (`synth.quality.realism`); this script applies them
 to a finished experiment's generators. EXP is a finished `cosingan experiment few-shot` folder with
@@ -24,14 +24,15 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
-from _experiment import open_repeat, test_folder  # benchmarks/, beside this script
+from studies.common import open_repeat, test_folder
 
 
 def main() -> None:
     from cosingan.data.labelmap import LUNG, body_from_image
     from cosingan.downstream import seg
     from cosingan.gan.run import TrainedRun, sample_seed
-    from cosingan.synth.quality import REALISM, QualityConfig, _resize, realism, run_labels
+    from cosingan.data.pictures import resize
+    from cosingan.synth.quality import REALISM, QualityConfig, realism, run_labels
 
     rep = open_repeat(__doc__, lambda ap: ap.add_argument("--runs", nargs="+", help="generators to test"))
     runs = rep.args.runs or [q["run"] for q in rep.results["quality"] if q["repeat"] == rep.repeat]
@@ -47,7 +48,7 @@ def main() -> None:
             for j, sl in enumerate(test):
                 label4 = tr.condition(sl.label, body_from_image(sl.image, sl.label))
                 fakes.append(tr(label4, [sample_seed(q.seed, j, 0)])[0])
-                reals.append(_resize(sl.image, label4.shape))
+                reals.append(resize(sl.image, label4.shape))
                 lungs.append(label4 >= LUNG)
             row = realism(reals, fakes, lungs, q, Path(tmp) / name.replace("/", "__"), False, "cpu")
             print(f"| {name} | " + " | ".join(f"{row['realism_auc' + k]:.3f}" for k in REALISM) + " |", flush=True)

@@ -1,0 +1,41 @@
+"""The maintained benchmarks run (a smoke test on the smallest settings; their numbers are not checked:
+CI never gates on time)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from cosingan.data.files import save_png
+from cosingan.data.phantom import chest_phantom
+
+BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def test_speed_benchmark_runs_every_part(tmp_path):
+    img, lab = chest_phantom(40, seed=0)
+    save_png(img, tmp_path / "i.png")
+    save_png(lab, tmp_path / "l.png")
+    out = tmp_path / "bench.json"
+    r = subprocess.run([sys.executable, str(BENCH / "speed.py"), "--image", str(tmp_path / "i.png"), "--label",
+                        str(tmp_path / "l.png"), "--out", str(out), "--presets", "tiny", "--quick", "1",
+                        "--ref-iters", "1", "--samples", "2", "--batch", "2", "--steps", "1"],
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    res = json.loads(out.read_text())
+    assert res["conv_gflops"] and res["synthesis"]["flops_per_image"] > 0
+    assert set(res["downstream"]["unet_s_per_step"]) == {"no augmentation", "batched strong", "monai per-item strong"}
+    assert "per-item / batched" in r.stdout and "images/s" in r.stdout
+
+
+def test_seg_nets_benchmark_runs():
+    r = subprocess.run([sys.executable, str(BENCH / "seg_nets.py"), "--size", "32", "--batch", "2", "--steps", "1"],
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "ms" in r.stdout
+
+
+def test_the_benchmarks_folder_holds_only_smoke_tested_benchmarks():
+    assert sorted(p.name for p in BENCH.glob("*.py")) == ["seg_nets.py", "speed.py"]
