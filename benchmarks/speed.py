@@ -315,11 +315,11 @@ def main() -> None:
     if "downstream" in a.parts:
         ds = res["downstream"] = _in_process(_downstream, a.device, a.steps)
         for net in ("unet", "cls"):
-            limit = ds[f"{net}_flops_per_step"] / (peak * 1e9)
-            print(f"{net} step (batch 8), {ds[f'{net}_flops_per_step'] / 1e9:.2f} GFLOP, limit {limit * 1e3:.0f} ms at "
-                  f"{peak:.0f} GFLOP/s: " + ", ".join(f"{k} {v * 1e3:.0f} ms" for k, v in ds[f"{net}_s_per_step"].items())
-                  + f"; per-item / batched {ds[f'{net}_s_per_step']['monai per-item strong'] / ds[f'{net}_s_per_step']['batched strong']:.2f}x",
-                  flush=True)
+            flops, t = ds[f"{net}_flops_per_step"], ds[f"{net}_s_per_step"]
+            limit = flops / (peak * 1e9)
+            print(f"{net} step (batch 8), {flops / 1e9:.2f} GFLOP, limit {limit * 1e3:.0f} ms at {peak:.0f} GFLOP/s: "
+                  + ", ".join(f"{k} {v * 1e3:.0f} ms" for k, v in t.items())
+                  + f"; per-item / batched {t['monai per-item strong'] / t['batched strong']:.2f}x", flush=True)
     if "gan" not in a.parts:
         Path(a.out).write_text(json.dumps(res, indent=2))
         print(f"-> {a.out}")
@@ -343,7 +343,8 @@ def main() -> None:
         syn = res["synthesis"]
         print(f"synthesis ({last} model, {syn['size'][0]}x{syn['size'][1]}, batch {syn['batch']}): "
               f"{syn['images_per_s']:.1f} images/s ({syn['flops_per_image'] / 1e9:.2f} GFLOP per image: at most "
-              f"{peak * 1e9 / syn['flops_per_image']:.0f} images/s at {peak:.0f} GFLOP/s), peak {syn['peak_mb']:.0f} MB")
+              f"{peak * 1e9 / syn['flops_per_image']:.0f} images/s at {peak:.0f} GFLOP/s), "
+              f"peak {syn['peak_mb']:.0f} MB")
     ours = res["ours"][last]["model_seconds"]
     finest_ours = res["ours"][last]["stage_seconds"][-1] / res["ours"][last]["iters_per_stage"]
     res["ratios"] = {f"reference_2000_over_{last}": ref["model_seconds_2000"] / ours,

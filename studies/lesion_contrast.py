@@ -49,7 +49,6 @@ def main() -> None:
     from cosingan.data.readers import Slice
     from cosingan.downstream import seg
     from cosingan.gan.run import TrainedRun, sample_seed
-    from cosingan.data.pictures import resize
     from cosingan.synth.quality import QualityConfig
 
     rep = open_repeat(__doc__)

@@ -43,7 +43,8 @@ def check_settings(obj) -> None:
             lo, hi = m.get("low"), m.get("high")
             if lo is None and hi is None:
                 continue
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or (isinstance(v, float) and not math.isfinite(v)):
+            number = isinstance(v, (int, float)) and not isinstance(v, bool)
+            if not number or (isinstance(v, float) and not math.isfinite(v)):
                 raise InputError(f"{flag_name(f)} must be a number, got {v!r}")
             if (lo is not None and v < lo) or (hi is not None and v > hi):
                 rng = f"at least {lo}" if hi is None else f"at most {hi}" if lo is None else f"between {lo} and {hi}"

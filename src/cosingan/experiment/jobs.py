@@ -108,8 +108,8 @@ class Jobs:
                     files, _ = ray.get(ready[0])
                 except Exception as e:
                     cause = getattr(e, "cause", None) or e
-                    raise InputError(f"{folder}: training failed on the Ray cluster "
-                                     f"({str(cause).splitlines()[0] if str(cause) else type(cause).__name__})") from None
+                    why = str(cause).splitlines()[0] if str(cause) else type(cause).__name__
+                    raise InputError(f"{folder}: training failed on the Ray cluster ({why})") from None
                 write(files, folder)
                 bar.update(1)
         self.seconds += time.time() - t

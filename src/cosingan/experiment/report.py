@@ -94,7 +94,7 @@ def _intro(out: Path, record: dict) -> Section:
         + ("each keeps its last step" if c.get("seg_checkpoint") == "last" else
            f"each keeps the step that scores best on {round(CHECKPOINTS['best'] * 100)} % of its training slices, held out, "
            f"or its last step with under {MIN_SLICES_TO_HOLD_OUT} slices") + ") "
-        f"and are scored on the same real test slices. A trains on synthetic slices from "
+        "and are scored on the same real test slices. A trains on synthetic slices from "
         + ("one few-shot CoSinGAN shared by the k real slices" if c.get("shared_generator") else
            "one CoSinGAN per real slice") + f" ({c.get('synth_aug', 'standard')} augmentation); B on the k "
         "real slices with strong augmentation; C on all real pool slices "
@@ -258,7 +258,8 @@ def _definitions(out: Path, record: dict) -> Section:
         cases = (f"DSC and NSD per 2-D test slice, then the mean over slices; pixel spacing "
                  f"{c.get('spacing_mm', 1.0):g} mm per original pixel where the files carry none")
     return Section("Metric definitions", [
-        f"{cases}; regions: {REGION_DEFINITION}; {NSD_DEFINITION}; empty masks: {EMPTY_POLICY}. Left out (most in any arm): "
+        f"{cases}; regions: {REGION_DEFINITION}; {NSD_DEFINITION}; empty masks: {EMPTY_POLICY}. "
+        "Left out (most in any arm): "
         + (", ".join(f"{k} {n}" for k, n in excluded.items()) if excluded else "none") + ".",
         "Detection: AUC of the classifier's score, accuracy, sensitivity and specificity at threshold 0.5."])
 

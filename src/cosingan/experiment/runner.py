@@ -174,7 +174,7 @@ def _walk(ctx: Context, record: dict) -> list[dict]:
 
 
 def _run(ctx: Context, data, test, normals, t_start: float, unlabelled=None) -> dict:
-    cfg, out, log = ctx.cfg, ctx.out, ctx.log
+    cfg, out = ctx.cfg, ctx.out
     splits = list(dict.fromkeys(ctx.splits))
     record = {"config": asdict(cfg), "data": str(data), "test": str(test) if test else None,
               "splits": [s.record() for s in ctx.splits], "runs": [],
