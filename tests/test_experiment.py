@@ -464,8 +464,8 @@ def test_seg_checkpoint_last_trains_every_arm_on_all_its_slices_and_keeps_the_la
                                                                                      capsys):
     """By default no arm holds slices out to pick a step (`--seg-checkpoint best`: an arm of >= 5 slices
     does), so every arm follows B's rule, and every U-Net's learning rate decays (poly); a folder trained
-    under another rule or schedule is refused, not reused, and a model recorded before the schedule existed
-    counts as trained with a constant rate (as it was)."""
+    under another rule or schedule is refused, not reused, and so is a model recorded before the schedule
+    existed (folders of earlier versions are not guessed at)."""
     args = ["experiment", "few-shot", "--data", str(phantom_folder), "--k", "1", "--preset", "tiny", "--regimes",
             "kmaps", "--n-synth", "6", "--seg-steps", "2", "--seg-size", "32", "--cls-steps", "2", "--no-quality",
             "--quiet"]
@@ -491,11 +491,10 @@ def test_seg_checkpoint_last_trains_every_arm_on_all_its_slices_and_keeps_the_la
         del rec["config"]["schedule"]
         p.write_text(json.dumps(rec))
     stamp = {p: p.stat().st_mtime_ns for p in best.rglob("model.pt")}
-    assert main(args + ["--out", str(best), *before]) == 0  # reused: it was trained with a constant rate
-    assert {p: p.stat().st_mtime_ns for p in best.rglob("model.pt")} == stamp
     capsys.readouterr()
-    assert main(args + ["--out", str(best), "--seg-checkpoint", "best"]) == 2
-    assert "trained with other settings (schedule: constant -> poly)" in capsys.readouterr().err
+    assert main(args + ["--out", str(best), *before]) == 2  # an earlier version's model is refused, not guessed at
+    assert "trained with other settings (schedule: None -> constant); use another --out" in capsys.readouterr().err
+    assert {p: p.stat().st_mtime_ns for p in best.rglob("model.pt")} == stamp
 
 
 def test_experiment_config_refuses_unknown_unet_rules():

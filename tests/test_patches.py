@@ -48,11 +48,15 @@ def test_per_class_cap_and_no_lung():
     assert len(t) == 2 * len(lung_patches(image, label, 16, per_class=2)[1])
 
 
-def test_a_model_trained_before_a_setting_existed_is_reused(tmp_path):
-    """A setting added later (ClsConfig.crop) counts as its default for models trained before it."""
+def test_a_model_trained_before_a_setting_existed_is_refused(tmp_path):
+    """A model recorded without a setting added later (ClsConfig.crop) is refused with one line naming the
+    setting, and left as it was: folders of earlier versions are re-run, not guessed at."""
     from dataclasses import asdict
 
+    import pytest
+
     from cosingan.downstream.cls import ClsConfig
+    from cosingan.errors import InputError
     from cosingan.experiment.tasks import TrainingSet, _trained
 
     data = tmp_path / "set"
@@ -63,11 +67,7 @@ def test_a_model_trained_before_a_setting_existed_is_reused(tmp_path):
     d.mkdir()
     (d / "model.pt").write_bytes(b"x")
     old = {k: v for k, v in asdict(ClsConfig()).items() if k != "crop"}
-    (d / "train.json").write_text(json.dumps({"config": old}))
-    assert _trained(d, ClsConfig(), ts)  # nor does it have the record of its training files: judged by settings
-    import pytest
-
-    from cosingan.errors import InputError
-
-    with pytest.raises(InputError, match="crop"):
-        _trained(d, ClsConfig(crop=False), ts)
+    (d / "train.json").write_text(meta := json.dumps({"config": old}))
+    with pytest.raises(InputError, match=r"trained with other settings \(crop: None -> True\)"):
+        _trained(d, ClsConfig(), ts)
+    assert (d / "model.pt").read_bytes() == b"x" and (d / "train.json").read_text() == meta
