@@ -130,7 +130,7 @@ def test_masks_command_puts_the_maps_lesions_on_unlabelled_lungs(tmp_path, capsy
         save_png(lab, tmp_path / "k" / "labels" / f"t{k}.png")
     out = tmp_path / "m"
     assert main(["masks", "--data", str(tmp_path / "k"), "--lungs-from", str(tmp_path / "unlabelled"), "--out",
-                 str(out), "--n", "10", "--negatives", "0.2", "--quiet"]) == 0
+                 str(out), "--n", "10", "--negative-share", "0.2", "--quiet"]) == 0
     assert "from 4 sources" in capsys.readouterr().out  # 2 lungs x 2 templates
     with open(out / "masks.csv", newline="") as f:
         rows = list(csv.DictReader(f))

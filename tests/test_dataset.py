@@ -41,7 +41,7 @@ def _rows(path):
 def test_masks_command_writes_valid_maps_and_counts(two_runs, tmp_path, capsys):
     root, _ = two_runs
     out = tmp_path / "masks"
-    assert main(["masks", "--data", str(root / "data"), "--out", str(out), "--n", "12", "--negatives", "0.25",
+    assert main(["masks", "--data", str(root / "data"), "--out", str(out), "--n", "12", "--negative-share", "0.25",
                  "--quiet"]) == 0
     msg = capsys.readouterr().out
     assert "made" in msg and "rejected attempts" in msg
@@ -62,7 +62,7 @@ def test_synthesize_png_manifest_regenerates_and_resumes(two_runs, tmp_path, cap
     root, runs = two_runs
     out = tmp_path / "syn"
     args = ["synthesize", "--runs", *runs, "--n", "6", "--out", str(out), "--conditions", str(root / "data"),
-            "--edit", "deform,move", "--negatives", "0.3", "--seed", "4", "--quiet"]
+            "--edits", "deform,move", "--negative-share", "0.3", "--seed", "4", "--quiet"]
     assert main(args) == 0
     rows = _rows(out / "manifest.csv")
     assert len(rows) == 6 and {r["run"] for r in rows} == set(runs)
@@ -187,7 +187,7 @@ def test_synthesized_set_moved_with_its_runs_resumes_without_remaking(two_runs, 
         shutil.copytree(run, a / "gan" / f"run{k}")
     shutil.copytree(root / "data", a / "cond")
     args = lambda top: ["synthesize", "--runs", str(top / "gan" / "run0"), str(top / "gan" / "run1"),  # noqa: E731
-                        "--n", "4", "--conditions", str(top / "cond"), "--edit", "deform", "--seed", "2",
+                        "--n", "4", "--conditions", str(top / "cond"), "--edits", "deform", "--seed", "2",
                         "--out", str(top / "syn"), "--quiet"]
     assert main(args(a)) == 0
     b = tmp_path / "b"
@@ -238,7 +238,7 @@ def test_same_seed_gives_byte_identical_masks_and_datasets(two_runs, tmp_path):
     outs = []
     for k in range(2):
         m, syn = tmp_path / f"m{k}", tmp_path / f"syn{k}"
-        assert main(["masks", "--data", str(root / "data"), "--out", str(m), "--n", "4", "--negatives", "0.25",
+        assert main(["masks", "--data", str(root / "data"), "--out", str(m), "--n", "4", "--negative-share", "0.25",
                      "--seed", "2", "--quiet"]) == 0
         assert main(["synthesize", "--runs", *runs, "--n", "4", "--out", str(syn), "--conditions", str(m),
                      "--seed", "2", "--quiet"]) == 0

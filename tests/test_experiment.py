@@ -305,7 +305,7 @@ def test_paired_interval_matches_a_t_interval():
 def test_area_selection_prefers_large_lungs_with_some_infection(tmp_path):
     from cosingan.data.files import save_png
     from cosingan.data.layout import list_slice_folder
-    from cosingan.experiment.split import typical
+    from cosingan.experiment.split import teaching_candidates
 
     def write(name, lung_rows, inf_rows):
         lab = np.zeros((40, 40), np.uint8)
@@ -320,7 +320,7 @@ def test_area_selection_prefers_large_lungs_with_some_infection(tmp_path):
     for i in range(4):
         write(f"good{i}", 28 + i, 4)  # large lungs, 13-15 % infected
     pool = list_slice_folder(tmp_path)
-    assert {pool[i][0].stem for i in typical(pool, 2)} == {f"good{i}" for i in range(4)}
+    assert {pool[i][0].stem for i in teaching_candidates(pool, 2)} == {f"good{i}" for i in range(4)}
 
 
 def check_html_report(path):

@@ -57,7 +57,7 @@ def test_a_model_trained_before_a_setting_existed_is_refused(tmp_path):
 
     from cosingan.downstream.cls import ClsConfig
     from cosingan.errors import InputError
-    from cosingan.experiment.tasks import TrainingSet, _trained
+    from cosingan.experiment.tasks import TrainingSet, _reuse_or_claim
 
     data = tmp_path / "set"
     for sub in ("images", "labels"):
@@ -69,5 +69,5 @@ def test_a_model_trained_before_a_setting_existed_is_refused(tmp_path):
     old = {k: v for k, v in asdict(ClsConfig()).items() if k != "crop"}
     (d / "train.json").write_text(meta := json.dumps({"config": old}))
     with pytest.raises(InputError, match=r"trained with other settings \(crop: None -> True\)"):
-        _trained(d, ClsConfig(), ts)
+        _reuse_or_claim(d, ClsConfig(), ts)
     assert (d / "model.pt").read_bytes() == b"x" and (d / "train.json").read_text() == meta

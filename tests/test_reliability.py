@@ -196,9 +196,9 @@ def test_config_types_and_ranges(tmp_path, capsys, cfg, expected):
     (["seg", "train", "--batch", "0"], "--batch must be at least 1"),
     (["cls", "train", "--size", "0"], "--size must be between 16"),
     (["cls", "train", "--size", "24"], "classifier size must be a multiple of 16"),
-    (["masks", "--negatives", "nan"], "--negatives must be between 0.0 and 1.0"),
-    (["masks", "--negatives", "-1"], "--negatives must be between 0.0 and 1.0"),
-    (["masks", "--negatives", "5"], "--negatives must be between 0.0 and 1.0"),
+    (["masks", "--negative-share", "nan"], "--negative-share must be between 0.0 and 1.0"),
+    (["masks", "--negative-share", "-1"], "--negative-share must be between 0.0 and 1.0"),
+    (["masks", "--negative-share", "5"], "--negative-share must be between 0.0 and 1.0"),
     (["synthesize", "--consolidation", "1.5"], "--consolidation must be between 0.0 and 1.0"),
     (["synthesize", "--consolidation", "nan"], "--consolidation must be between 0.0 and 1.0"),
 ])

@@ -30,7 +30,7 @@ MAX_PAIRS = 10**7  # maps, samples, synthetic pairs: far beyond any dataset, bef
 # (the experiment's flags are its config's fields, checked there: `settings`)
 ARG_LIMITS = {"seed": (0, 2**63 - 1), "n": (1, MAX_PAIRS), "batch": (1, None), "steps": (1, None), "epochs": (1, None),
               "size": (16, 4096), "workers": (1, None), "threads": (1, None), "maps": (1, None),
-              "seg_steps": (1, None), "c2st_steps": (1, None), "c2st_seeds": (1, None), "negatives": (0.0, 1.0),
+              "seg_steps": (1, None), "c2st_steps": (1, None), "c2st_seeds": (1, None), "negative_share": (0.0, 1.0),
               "consolidation": (0.0, 1.0), "spacing": (1e-3, 100.0), "per_volume": (1, None)}
 
 
@@ -42,7 +42,7 @@ def check_args(args: argparse.Namespace) -> None:
             continue
         values = getattr(args, name, None)
         for v in values if isinstance(values, list) else [values]:
-            if not isinstance(v, (int, float)):  # (cls --negatives is a list of folders)
+            if not isinstance(v, (int, float)):  # (e.g. lists of folders)
                 continue
             if (isinstance(v, float) and not math.isfinite(v)) or v < lo or (hi is not None and v > hi):
                 flag = "--" + name.replace("_", "-")

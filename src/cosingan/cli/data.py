@@ -28,7 +28,7 @@ def add_masks(sub) -> None:
     p.add_argument("--n", type=int, default=100, help="maps to make (default 100)")
     p.add_argument("--edits", default=",".join(default_edits()),
                    help=f"comma-separated edits to draw from: {', '.join(user_edits())} (default: {','.join(default_edits())})")
-    p.add_argument("--negatives", type=float, default=0.0, help="fraction of infection-free maps")
+    p.add_argument("--negative-share", type=float, default=0.0, help="share of infection-free maps (0-1)")
     p.add_argument("--lungs-from", metavar="DIR", help="unannotated slices showing the whole body (e.g. normal "
                    "chest CT): their lungs, found automatically, replace the --data maps' lungs, and each map gets "
                    "new lesion layouts imitating a --data map's lesions (edit relayout; of --edits only the "
@@ -51,7 +51,7 @@ def cmd_masks(args: argparse.Namespace) -> int:
         edits, always = whole_map_edits(edits), ("relayout",)
     t0 = time.time()
     with output(args.out, "masks", tuple(args.data) + ((args.lungs_from,) if args.lungs_from else ())) as out:
-        rep = write_masks(sources, out, args.n, edits, args.negatives, args.seed,
+        rep = write_masks(sources, out, args.n, edits, args.negative_share, args.seed,
                           progress=not args.quiet, always=always)
     print(f"made {rep['made']} of {rep['asked']} maps from {len(sources)} sources in {time.time() - t0:.0f} s "
           f"-> {args.out}/labels; rejected attempts: {rejections(rep['rejected'])}")
@@ -69,8 +69,8 @@ def add_synthesize(sub) -> None:
     p.add_argument("--out", required=True, help="dataset folder (for nnunet: DatasetXXX_Name)")
     p.add_argument("--conditions", help="folder of label maps to condition on (slice folder, or the output "
                    "of `cosingan masks`); default: each run's own training map")
-    p.add_argument("--edit", default="", help="comma-separated edits applied on the fly (e.g. deform,move,add)")
-    p.add_argument("--negatives", type=float, default=0.0, help="fraction of infection-free conditions")
+    p.add_argument("--edits", default="", help="comma-separated edits applied on the fly (e.g. deform,move,add)")
+    p.add_argument("--negative-share", type=float, default=0.0, help="share of infection-free conditions (0-1)")
     p.add_argument("--anatomy", choices=list(ANATOMY), default="generated",
                    help="the body outside the lungs: generated (the generator's own) or transplant (the "
                    "training slice's spine, heart, vessels and airways, warped onto the condition; lungs, "
@@ -85,12 +85,12 @@ def add_synthesize(sub) -> None:
 
 
 def cmd_synthesize(args: argparse.Namespace) -> int:
-    from ..synth.dataset import Synthesizer, check_target, coverage_text, synthesize
+    from ..synth.dataset import Synthesizer, coverage_text, dataset_spec, synthesize
 
     t0 = time.time()
-    syn = Synthesizer(args.runs, args.conditions, edit_list(args.edit), args.negatives, args.seed, args.device,
+    syn = Synthesizer(args.runs, args.conditions, edit_list(args.edits), args.negative_share, args.seed, args.device,
                       args.consolidation, args.anatomy)
-    check_target(syn, args.out, args.format)  # before the output folder is made
+    dataset_spec(syn, args.out, args.format)  # refuses misfits before the output folder is made
     with output(args.out, "synthesize", (args.conditions, *args.runs)) as out:
         rep = synthesize(syn, args.n, out, args.format, progress=not args.quiet)
     print(f"{rep['made']} new pairs, {rep['kept']} kept from before, {rep['total']} in {args.out} "
@@ -100,6 +100,8 @@ def cmd_synthesize(args: argparse.Namespace) -> int:
 
 
 def add_quality(sub) -> None:
+    from ..synth.anatomy import ANATOMY
+
     p = sub.add_parser("quality", help="is a generator any good? fidelity, realism, intensity, diversity",
                        description="Graded quality measures of trained generators against real slices "
                        "(minutes on a CPU): condition fidelity (a segmenter trained on half the real "
@@ -116,6 +118,8 @@ def add_quality(sub) -> None:
     p.add_argument("--c2st-seeds", type=int, default=3, help="realism classifiers per measure, each with its own "
                    "seed: the AUC is their mean, beside its sd (the test's own noise); default %(default)s, 1 for "
                    "a third of the time")
+    p.add_argument("--anatomy", choices=list(ANATOMY), default="generated",
+                   help="the samples' body outside the lungs, as `synthesize --anatomy` makes it; default %(default)s")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu", help=DEVICE_HELP)
     p.add_argument("--quiet", action="store_true")
@@ -127,7 +131,7 @@ def cmd_quality(args: argparse.Namespace) -> int:
     resolve_device(args.device)
     t0 = time.time()
     cfg = QualityConfig(maps=args.maps, seg_steps=args.seg_steps, c2st_steps=args.c2st_steps,
-                        c2st_seeds=args.c2st_seeds, seed=args.seed)
+                        c2st_seeds=args.c2st_seeds, seed=args.seed, anatomy=args.anatomy)
     rec = quality(args.runs, args.data, args.out, cfg, progress=not args.quiet, device=args.device)
     print(markdown(rec), end="")
     print(f"({time.time() - t0:.0f} s) -> {args.out}/quality.json, {args.out}/quality.md")

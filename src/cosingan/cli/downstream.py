@@ -43,7 +43,7 @@ def cmd_seg(args: argparse.Namespace) -> int:
 
     from ..data.readers import content_hash
     from ..downstream import seg
-    from ..downstream.nets import trained_before
+    from ..downstream.nets import reuse_or_claim
 
     resolve_device(args.device)  # a clear error before any work
     if args.seg_command == "train":
@@ -58,7 +58,7 @@ def cmd_seg(args: argparse.Namespace) -> int:
         seg.check_config(cfg)  # before the output folder is made
         data = content_hash(*(a for s in slices for a in (s.image, s.label, np.asarray(s.spacing or (0, 0)))))
         with output(args.out, "seg train", tuple(args.data)) as out:
-            if trained_before(out, cfg, data):
+            if reuse_or_claim(out, cfg, data):
                 print(f"{args.out}: trained before with these settings and slices; nothing to do")
                 return 0
             meta = seg.train_seg(slices, cfg, out, progress=not args.quiet, device=args.device)
@@ -114,7 +114,7 @@ def cmd_cls(args: argparse.Namespace) -> int:
 
     from ..data.readers import content_hash
     from ..downstream import cls
-    from ..downstream.nets import trained_before
+    from ..downstream.nets import reuse_or_claim
 
     resolve_device(args.device)  # a clear error before any work
     images, targets = cls.load_labelled(args.data) if args.data else ([], [])
@@ -131,7 +131,7 @@ def cmd_cls(args: argparse.Namespace) -> int:
                              "a positive and a negative")
         data = content_hash(*images, *negatives, np.asarray(targets + [0] * len(negatives)))
         with output(args.out, "cls train", (*args.data, *args.negatives)) as out:
-            if trained_before(out, cfg, data):
+            if reuse_or_claim(out, cfg, data):
                 print(f"{args.out}: trained before with these settings and images; nothing to do")
                 return 0
             meta = cls.train_cls(images + negatives, targets + [0] * len(negatives), cfg, out, not args.quiet,

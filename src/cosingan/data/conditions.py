@@ -30,6 +30,7 @@ class Source:
     origin: str
     template: np.ndarray | None = None  # the annotated map a `relayout` imitates (None: this map's own)
     made_from: str | None = None  # the real map an edited map of a `cosingan masks` folder was made from
+    image: np.ndarray | None = None  # the map's own image, where the source holds it (a run's training pair)
 
     @property
     def real(self) -> str:

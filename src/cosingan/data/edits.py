@@ -3,7 +3,7 @@
 Every edit works on the 4-class map (air/body/lung/infection) so the body travels with the lungs;
 results pass `check_label4` or are rejected by the caller. To add an edit, decorate a function
 `fn(label4, rng, lesion) -> label4` with `@register("name")`: it then appears in `cosingan masks
---edits`, `synthesize --edit` and the experiment's defaults. `lesion` is one lesion mask drawn at random
+--edits`, `synthesize --edits` and the experiment's defaults. `lesion` is one lesion mask drawn at random
 for lesion edits (`lesion=True`), None for whole-map edits.
 """
 

@@ -28,8 +28,9 @@ class Slice:
     spacing: tuple[float, float] | None  # mm per pixel (row, col), None when unknown
     kind: str  # "png", "nifti" or "npy": how the input came, so outputs can match
     affine: np.ndarray | None = None  # NIfTI affine of the input, to write NIfTI outputs back
-    image_path: str = ""
+    image_path: str = ""  # where it came from, for messages and records (a volume's slice: PATH#z=N)
     label_path: str = ""
+    z: int | None = None  # the index in its volume of a volume's slice
 
 
 def check_file(path: Path) -> None:

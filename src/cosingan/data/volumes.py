@@ -225,7 +225,7 @@ def select_slices(vol: Volume, infection: str = "any", min_lung_fraction: float 
         if (infection == "with" and not inf) or (infection == "without" and inf):
             continue
         out.append(Slice(vol.image[z].copy(), lab.copy(), (vol.spacing[0], vol.spacing[1]), "nifti", None,
-                         f"{vol.image_path}#z={z}", f"{vol.label_path}#z={z}"))
+                         f"{vol.image_path}#z={z}", f"{vol.label_path}#z={z}", z))
     return out
 
 
@@ -248,8 +248,10 @@ def teaching_slices(vol: Volume, n: int) -> list[Slice]:
 
 
 def slice_z(sl: Slice) -> int:
-    """The index in its volume of a slice made by `select_slices` (its path ends in #z=N)."""
-    return int(sl.image_path.rsplit("#z=", 1)[1])
+    """The index in its volume of a slice made by `select_slices`."""
+    if sl.z is None:
+        raise ValueError(f"{sl.image_path}: not a slice of a volume")
+    return sl.z
 
 
 def slice_name(vol: Volume, sl: Slice) -> str:

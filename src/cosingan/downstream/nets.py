@@ -35,10 +35,11 @@ def load_net(path: str | Path, config_cls, make_net, what: str):
 TRAINED_ON = "trained_on.json"  # beside model.pt: what the model was trained on (a digest of its data)
 
 
-def trained_before(folder: Path, cfg, data: str) -> bool:
-    """The one rule for reusing a trained network: True when FOLDER holds a model trained with exactly `cfg`
-    on exactly `data` (a digest); a model of other settings or other data is refused with one line, never
-    silently replaced or reused. When False, `data` is recorded for the training about to start."""
+def reuse_or_claim(folder: Path, cfg, data: str) -> bool:
+    """The one rule for reusing a trained network. True: FOLDER holds a model trained with exactly `cfg` on
+    exactly `data` (a digest), to be reused. False: FOLDER holds no model and is claimed for the training
+    about to start (`data` is recorded there). A model of other settings or other data is refused with one
+    line, never silently replaced or reused."""
     import json
 
     folder = Path(folder)

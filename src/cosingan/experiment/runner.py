@@ -97,7 +97,8 @@ def generator_quality(ctx: Context, d: Draw, reference: str) -> list[dict]:
     checkpoint, the reference's weights, the held-out slices and the budgets)."""
     rows = []
     c = ctx.cfg
-    qcfg = QualityConfig(c2st_steps=max(1, c.cls_steps // 2), c2st_size=c.seg_size, seed=d.seed)  # budgets follow the experiment's
+    qcfg = QualityConfig(c2st_steps=max(1, c.cls_steps // 2), c2st_size=c.seg_size, seed=d.seed,
+                         anatomy=c.anatomy)  # budgets follow the experiment's
     held = ctx.split.test_slices[: qcfg.maps]
     ref = ctx.out / "seg" / reference / "model.pt"
     for group in generator_groups(ctx, d):
@@ -105,10 +106,13 @@ def generator_quality(ctx: Context, d: Draw, reference: str) -> list[dict]:
         if not (run / CKPT).exists():  # still training elsewhere
             raise Pending(run)
 
-        def measure(run=run) -> dict:
-            return assess(run, held, load_seg(ref.parent, c.device), qcfg, ctx.out / "quality", ctx.progress, c.device)
+        name = run.name + ("" if c.anatomy == "generated" else f"_{c.anatomy}")
 
-        row = ctx.timed("quality", lambda: scored(ctx.out / "quality" / f"{run.name}.json",
+        def measure(run=run, name=name) -> dict:
+            return assess(run, held, load_seg(ref.parent, c.device), qcfg, ctx.out / "quality", ctx.progress, c.device,
+                          name)
+
+        row = ctx.timed("quality", lambda: scored(ctx.out / "quality" / f"{name}.json",
                                                   [run / CKPT, ref, [(s.image, s.label) for s in held], asdict(qcfg)],
                                                   measure))
         rows.append({"repeat": d.repeat, "k": d.k, "slice": "+".join(ip.name for ip, _ in group), **row})

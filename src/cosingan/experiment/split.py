@@ -243,7 +243,7 @@ class Draw:
         return [p[0].name for p in self.chosen]
 
 
-def typical(pool: list[Pair], k: int) -> list[int]:
+def teaching_candidates(pool: list[Pair], k: int) -> list[int]:
     """Indices of the pool slices a person would pick to teach normal and infected lung: large lungs
     (at least the pool's median lung share of the slice, so no basal slices that are mostly liver) and
     an infected share of the lung between 5 and 40 % (both normal lung and lesions to learn from). When
@@ -257,10 +257,10 @@ def typical(pool: list[Pair], k: int) -> list[int]:
 def draw(cfg: ExperimentConfig, pool: list[Pair], normal_pool: list[Path], repeat: int, k: int,
          out: Path) -> Draw:
     """The k slices of one repeat: drawn at random from the pool (`select` random), or at random among
-    the typical slices (`select` area, see `typical`); seeded by (seed, repeat, k)."""
+    the typical slices (`select` area, see `teaching_candidates`); seeded by (seed, repeat, k)."""
     rng = np.random.default_rng([cfg.seed, repeat, k])
     if cfg.select == "area":
-        cand = typical(pool, k)
+        cand = teaching_candidates(pool, k)
         chosen = [pool[i] for i in sorted(rng.choice(cand, size=k, replace=False))]
     else:  # among the annotated slices with infection (slices of volumes also come without)
         infected = [i for i, (_, lp) in enumerate(pool) if (read_label(lp) == 2).any()]

@@ -19,7 +19,7 @@ from ..data.readers import content_hash, read_image
 from ..downstream import cls as clsmod
 from ..downstream import seg
 from ..downstream.metrics import DETECTION_METRICS, SCORING_VERSION
-from ..downstream.nets import trained_before
+from ..downstream.nets import reuse_or_claim
 from ..downstream.patches import patch_set
 from .context import Context
 
@@ -48,10 +48,10 @@ def _set_files(ts: TrainingSet) -> list:
     return [[f"{p.parent.name}/{p.name}" for p in files], files]
 
 
-def _trained(model_dir: Path, cfg, ts: TrainingSet) -> bool:
-    """True when the model was trained before with exactly `cfg` on exactly `ts`'s files (`nets.trained_before`:
-    a model of other settings or other data is refused)."""
-    return trained_before(model_dir, cfg, _digest(*_set_files(ts), list(ts.negatives or [])))
+def _reuse_or_claim(model_dir: Path, cfg, ts: TrainingSet) -> bool:
+    """`nets.reuse_or_claim` for a training set: True to reuse the model trained with exactly `cfg` on exactly
+    `ts`'s files; False when the folder is claimed (recorded) for training it now."""
+    return reuse_or_claim(model_dir, cfg, _digest(*_set_files(ts), list(ts.negatives or [])))
 
 
 def _digest(*parts) -> str:
@@ -111,7 +111,7 @@ def _seg_model(ctx: Context, ts: TrainingSet) -> Path:
     model_dir = ctx.out / "seg" / ts.name
     scfg = seg.SegConfig(size=ctx.cfg.seg_size, steps=ctx.cfg.seg_steps, aug=ts.aug, seed=ts.seed,
                          val_fraction=ctx.cfg.seg_val_fraction, schedule=ctx.cfg.seg_schedule)
-    if not _trained(model_dir, scfg, ts):
+    if not _reuse_or_claim(model_dir, scfg, ts):
         ctx.timed("seg_train", lambda: ctx.jobs.network(model_dir, _train_seg, ctx.progress,
                                                         seg.load_folders(list(ts.folders)), scfg, ctx.cfg.device))
     return model_dir
@@ -144,7 +144,7 @@ def detection(ctx: Context, ts: TrainingSet) -> dict:
         return {}
     model_dir = ctx.out / "cls" / ts.name
     ccfg = clsmod.ClsConfig(steps=ctx.cfg.cls_steps, aug=ts.aug, seed=ts.seed)
-    if not _trained(model_dir, ccfg, ts):
+    if not _reuse_or_claim(model_dir, ccfg, ts):
         images, targets = clsmod.load_labelled(list(ts.folders))
         images += [read_image(p)[0] for p in ts.negatives]
         targets += [0] * len(ts.negatives)
@@ -177,7 +177,7 @@ def patch_detection(ctx: Context, ts: TrainingSet) -> dict:
         return {}
     model_dir = ctx.out / "cls_patch" / ts.name
     ccfg = clsmod.ClsConfig(size=PATCH_SIZE, steps=ctx.cfg.cls_steps, aug=ts.aug, seed=ts.seed, crop=False)
-    if not _trained(model_dir, ccfg, ts):
+    if not _reuse_or_claim(model_dir, ccfg, ts):
         images, targets = patch_set(seg.load_folders(list(ts.folders)), PATCH_SIZE, PATCHES_PER_SLICE)
         if len(set(targets)) < 2:
             ctx.log(f"{ts.name}: no lung patches of both kinds, same-source detection skipped")

@@ -116,8 +116,8 @@ def _own_sources(run: str, m: TrainedRun) -> list[Source]:
     """A run's own training map(s) as condition sources (every pair of a few-shot run)."""
     pairs = m.train_pairs
     if len(pairs) == 1:
-        return [Source(Path(run).name, pairs[0][1], f"train:{run}")]
-    return [Source(f"{Path(run).name}_{i}", lab, f"train:{run}#{i}") for i, (_, lab) in enumerate(pairs)]
+        return [Source(Path(run).name, pairs[0][1], f"train:{run}", image=pairs[0][0])]
+    return [Source(f"{Path(run).name}_{i}", lab, f"train:{run}#{i}", image=img) for i, (img, lab) in enumerate(pairs)]
 
 
 # which pair a sample index makes (`Synthesizer.plan`); a dataset planned otherwise is not resumed
@@ -157,14 +157,6 @@ class Synthesizer:
         self.shared = sources_from_folder(conditions) if conditions else None  # one condition set for every run
         self.sources = {r: self.shared or _own_sources(r, m) for r, m in zip(self.runs, self.models)}
         self.turns = _turns(self.shared) if self.shared else []
-
-    def train_image(self, origin: str) -> np.ndarray:
-        """The training image behind a `train:RUN` (or `train:RUN#i`, pair i of a few-shot run) origin."""
-        body = origin[len("train:"):]
-        run, _, i = body.rpartition("#")
-        if run not in self.runs:
-            run, i = body, "0"
-        return self.model_of(run).train_pairs[int(i)][0]
 
     def model_of(self, run: str) -> TrainedRun:
         return self.models[self.runs.index(run)]
@@ -229,14 +221,14 @@ class Synthesizer:
         return img, label, chain
 
 
-def check_target(syn: Synthesizer, out: Path, fmt: str) -> dict:
+def dataset_spec(syn: Synthesizer, out: Path, fmt: str) -> dict:
     """The dataset's settings, after refusing a format, a folder name or an earlier dataset in `out` that
     does not fit them (reads only: callers check before anything is written)."""
     return _checked(syn, Path(out), fmt)[0]
 
 
 def _checked(syn: Synthesizer, out: Path, fmt: str) -> tuple[dict, Path]:
-    """`check_target`, and where the earlier dataset in `out` was made (`out` when there is none), from
+    """`dataset_spec`, and where the earlier dataset in `out` was made (`out` when there is none), from
     the one read of its settings."""
     if fmt not in ("png", "nnunet"):
         raise InputError(f"--format must be png or nnunet, got {fmt!r}")
@@ -317,8 +309,9 @@ def _source_image(syn: Synthesizer, row: dict, label: np.ndarray) -> np.ndarray 
     """The real slice behind a condition, when there is one (a slice folder or a run's own pair); an
     unannotated slice whose lungs a condition took is framed as the condition `label` is."""
     origin = row["condition"]
-    if origin.startswith("train:"):
-        return syn.train_image(origin)
+    own = next((s.image for s in syn.sources[row["run"]] if s.origin == origin and s.image is not None), None)
+    if own is not None:  # a run's own training pair
+        return own
     origin = masks_source(origin) or Path(origin)  # an edited map: show its real source
     img_path = paired_image(origin)
     if img_path is not None:

@@ -16,9 +16,8 @@ from __future__ import annotations
 
 import numpy as np
 
-INFECTED = 2  # infection in the 0/1/2 label map (data.labelmap.INFECTION is the 4-class map's code, 3)
-# share of synthetic slices given a dense patch: the default of `synthesize` and of the experiment, chosen
-# once (not tuned): k = 2, all-maps, 3 repeats, infection DSC 0.618 -> 0.655 (docs/results.md)
+# share of synthetic slices given a dense patch: the default of `synthesize` and of the experiment (why:
+# docs/design.md)
 DEFAULT_CONSOLIDATION = 0.5
 
 
@@ -38,7 +37,9 @@ def consolidate(image: np.ndarray, label: np.ndarray, rng: np.random.Generator, 
     [0.1, max_share] of the infection made dense; the label is unchanged (consolidation is infection)."""
     from scipy import ndimage  # here: the CLI reads DEFAULT_CONSOLIDATION without loading scipy
 
-    inf = label == INFECTED
+    from ..data.labelmap import MAP_INFECTION
+
+    inf = label == MAP_INFECTION
     if not inf.any() or rng.random() >= p:
         return image
     h, w = image.shape

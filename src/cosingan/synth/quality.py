@@ -2,7 +2,9 @@
 
 Real slices of a folder are split in two halves (seeded): a *reference* half trains one segmenter
 (cached in OUT/segmenter and shared by every generator), and the *held-out* half gives label maps and
-the real images they belong to. For each generator, two samples per held-out map, then:
+the real images they belong to. For each generator, two samples per held-out map (with `anatomy`
+transplant, the body outside the lungs carried from the generator's training slice, as `synthesize
+--anatomy transplant` makes them), then:
 
 - condition fidelity: lung and infection DSC of the reference segmenter on the synthetic images against
   the maps they were made from (beside the same segmenter on the real held-out images, for scale);
@@ -36,9 +38,10 @@ from ..data.readers import Slice, content_hash, load_slice
 from ..downstream import cls as clsmod
 from ..downstream import seg
 from ..downstream.metrics import detection_metrics
-from ..downstream.nets import trained_before
+from ..downstream.nets import reuse_or_claim
 from ..errors import InputError
 from ..gan.run import TrainedRun, sample_seed
+from .anatomy import ANATOMY, transplant
 
 GREY = 127.5  # [-1, 1] -> grey levels
 
@@ -53,12 +56,15 @@ class QualityConfig:
     c2st_folds: int = 2  # 1: one half trains, the other scores (the first fold alone)
     c2st_seeds: int = 1  # realism classifiers trained with this many seeds: the AUC's mean, and its sd when > 1
     seed: int = 0
+    anatomy: str = "generated"  # the samples' body outside the lungs, as `synthesize --anatomy`
 
     def __post_init__(self):
         if self.c2st_folds not in (1, 2):
             raise ValueError(f"c2st_folds must be 1 or 2, got {self.c2st_folds!r}")
         if self.c2st_seeds < 1:
             raise ValueError(f"c2st_seeds must be at least 1, got {self.c2st_seeds!r}")
+        if self.anatomy not in ANATOMY:
+            raise ValueError(f"anatomy must be one of {', '.join(ANATOMY)}, got {self.anatomy!r}")
 
 
 def split_folder(data: Path, cfg: QualityConfig) -> tuple[list, list]:
@@ -80,11 +86,11 @@ def reference_segmenter(ref: list, cfg: QualityConfig, out: Path, progress: bool
     scfg = seg.SegConfig(size=cfg.seg_size, steps=cfg.seg_steps, aug="standard", seed=cfg.seed)
     data = content_hash(*(a for s in slices for a in (s.image, s.label)))
     try:
-        reuse = trained_before(model_dir, scfg, data)
+        reuse = reuse_or_claim(model_dir, scfg, data)
     except InputError:  # our own cache, of other settings or slices: made again
         for name in ("model.pt", "train.json"):
             (model_dir / name).unlink()
-        reuse = trained_before(model_dir, scfg, data)
+        reuse = reuse_or_claim(model_dir, scfg, data)
     if not reuse:
         seg.train_seg(slices, scfg, model_dir, progress, device)
     return seg.load_seg(model_dir, device)
@@ -161,6 +167,8 @@ def assess(run: str | Path, held: list[Slice], segmenter, cfg: QualityConfig, ou
     for j, sl in enumerate(held):
         label4 = tr.condition(sl.label, body_from_image(sl.image, sl.label))
         s0, s1 = tr(label4, [sample_seed(cfg.seed, j, 0), sample_seed(cfg.seed, j, 1)])
+        if cfg.anatomy == "transplant":
+            s0, s1 = (transplant(s, label4, *tr.train_pairs[0]) for s in (s0, s1))
         real = resize(sl.image, label4.shape)
         reals.append(real)
         fakes.append(s0)
