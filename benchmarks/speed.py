@@ -11,8 +11,8 @@ Measures, each part in its own process (so peak memory is that part's own):
    each iteration 3 critic steps and 3 generator steps with WGAN-GP and the reconstruction loss, the
    frozen coarser scales run again at every step as SinGAN does; `--ref-iters` timed iterations per
    scale, extrapolated to SinGAN's 2000 iterations per scale;
-3. synthesis throughput of the trained cpu model (images/s, batches of label maps), beside its FLOPs per
-   image and the machine's measured convolution throughput: the limit it could reach;
+3. synthesis throughput of the trained cpu model (images/s, batches of label maps, and one map at a
+   time), beside its FLOPs per image and the machine's measured convolution throughput: the limit it could reach;
 4. the downstream networks: a U-Net step and a classifier step (the experiment's sizes, batch 8) with the
    strong augmentation of whole batches (`BatchAugment`, today's) beside MONAI's per-item transforms (the
    earlier path, `augment.monai_strong`), and without augmentation, each beside its FLOP-based limit;
@@ -155,13 +155,18 @@ def _synthesis(run_dir: str, device: str, n: int, batch: int, q) -> None:
     model(label4, list(range(batch)), batch)  # warm-up
     if device.startswith("cuda"):
         torch.cuda.synchronize()
-    t = time.perf_counter()
-    model(label4, list(range(n)), batch)
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
-    dt = time.perf_counter() - t
-    q.put({"images": n, "batch": batch, "size": list(label4.shape[-2:]), "images_per_s": n / dt,
-           "flops_per_image": flops, "peak_mb": _peak_mb(device)})
+
+    def rate(count: int, b: int) -> float:
+        t = time.perf_counter()
+        model(label4, list(range(count)), b)
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+        return count / (time.perf_counter() - t)
+
+    batched = rate(n, batch)
+    single = rate(max(1, n // 4), 1)  # one map at a time, as datasets were made before batching over maps
+    q.put({"images": n, "batch": batch, "size": list(label4.shape[-2:]), "images_per_s": batched,
+           "images_per_s_one_at_a_time": single, "flops_per_image": flops, "peak_mb": _peak_mb(device)})
 
 
 def _flops(fn) -> float:
@@ -343,7 +348,8 @@ def main() -> None:
         syn = res["synthesis"]
         print(f"synthesis ({last} model, {syn['size'][0]}x{syn['size'][1]}, batch {syn['batch']}): "
               f"{syn['images_per_s']:.1f} images/s ({syn['flops_per_image'] / 1e9:.2f} GFLOP per image: at most "
-              f"{peak * 1e9 / syn['flops_per_image']:.0f} images/s at {peak:.0f} GFLOP/s), "
+              f"{peak * 1e9 / syn['flops_per_image']:.0f} images/s at {peak:.0f} GFLOP/s), one at a time "
+              f"{syn['images_per_s_one_at_a_time']:.1f} images/s (batched {syn['images_per_s'] / syn['images_per_s_one_at_a_time']:.2f}x), "
               f"peak {syn['peak_mb']:.0f} MB")
     ours = res["ours"][last]["model_seconds"]
     finest_ours = res["ours"][last]["stage_seconds"][-1] / res["ours"][last]["iters_per_stage"]

@@ -252,3 +252,27 @@ def test_same_seed_gives_byte_identical_masks_and_datasets(two_runs, tmp_path):
             elif f.suffix == ".csv":  # the same rows, up to the folder names (m0 vs m1)
                 ta = (a / f).read_text().replace(str(outs[0][0]), "M")
                 assert ta == (b / f).read_text().replace(str(outs[1][0]), "M"), f
+
+
+def test_pairs_made_in_batches_are_the_bytes_made_one_at_a_time(two_runs, tmp_path, monkeypatch):
+    from cosingan.synth import dataset
+
+    root, runs = two_runs
+    cond = tmp_path / "cond"  # maps of two shapes: each generator batches its maps of one shape
+    for k, cut in enumerate((0, 8)):
+        img, lab = chest_phantom(48, seed=20 + k)
+        save_png(img[:, cut // 2: 48 - cut // 2], cond / "images" / f"c{k}.png")
+        save_png(lab[:, cut // 2: 48 - cut // 2], cond / "labels" / f"c{k}.png")
+
+    def made(out):
+        assert main(["synthesize", "--runs", *runs, "--n", "10", "--out", str(out), "--conditions", str(cond),
+                     "--edits", "deform", "--seed", "2", "--quiet"]) == 0
+        return {p.relative_to(out).as_posix(): p.read_bytes() for p in sorted(out.rglob("*.png"))}
+
+    batched = made(tmp_path / "batched")
+    monkeypatch.setattr(dataset, "CHUNK", 1)
+    single = made(tmp_path / "single")
+    shapes = {np.asarray(Image.open(tmp_path / "single" / "images" / n.split("/")[-1])).shape
+              for n in single if n.startswith("images/")}
+    assert len(shapes) == 2 and len(batched) == 21  # 10 images, 10 labels, the grid
+    assert batched == single

@@ -186,11 +186,11 @@ def test_ablation_switches_each_part_off(tmp_path, phantom_folder):
     regimes = {r["regime"] for r in rec["table"] if r["arm"] == "A"}
     assert regimes == {"allmaps", "allmaps, no two-stage", "allmaps, no mixed-rec", "allmaps, no hier-aug"}
     # --synth-aug standard: every network of arm A (ablation sets too) trains with the lighter augmentation, in
-    # folders of their own (no suffix); --real-aug standard: arm C's too
+    # folders of their own (_standardaug); --real-aug standard: arm C's too
     a_sets = sorted(p.name for p in (out / "seg").iterdir() if "_A_" in p.name)
-    assert len(a_sets) == 4 and not any("strongaug" in n for n in a_sets), a_sets
+    assert len(a_sets) == 4 and all(n.endswith("_standardaug") for n in a_sets), a_sets
     assert {json.loads((out / "seg" / n / "train.json").read_text())["config"]["aug"] for n in a_sets} == {"standard"}
-    c_set = json.loads((out / "seg" / "r0_C_allreal" / "train.json").read_text())
+    c_set = json.loads((out / "seg" / "r0_C_allreal_standardaug" / "train.json").read_text())
     assert c_set["config"]["aug"] == "standard"
     assert "C on all real pool slices (standard augmentation)" in (out / "report.md").read_text()
     cfgs = {p.name.split("_no-")[-1] if "_no-" in p.name else "full": json.loads((p / "config.json").read_text())

@@ -73,13 +73,13 @@ def sources_from_volumes(root: str | Path) -> list[Source]:
     """The label map of every slice with lungs of every volume of a COVID-19-CT-Seg root (bodies from the
     images), named VOLUME_zNNN, with origin LABEL_FILE#z=N. MosMedData is refused: its masks hold
     infection only, and a condition needs the lungs."""
-    from .volumes import one_at_a_time, select_slices, slice_name, slice_z, volumes_with_lungs
+    from .volumes import one_at_a_time, select_slices, slice_name, volumes_with_lungs
 
     out = []
     for v in one_at_a_time(volumes_with_lungs(root, "conditions need lung maps")):
         for sl in select_slices(v):
             out.append(Source(slice_name(v, sl), to_label4(sl.label, body_from_image(sl.image, sl.label)),
-                              f"{v.label_path}#z={slice_z(sl)}"))
+                              sl.label_origin))
     if not out:
         raise InputError(f"{root}: no slices with lungs in its volumes")
     return out

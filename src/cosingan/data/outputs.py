@@ -51,7 +51,7 @@ def check_output(folder: str | Path, command: str, inputs: tuple = ()) -> Path:
     for i in inputs:
         if i is None:
             continue
-        path = Path(str(i).split("#z=")[0]).resolve()  # (a volume's slice: PATH#z=N)
+        path = Path(i).resolve()
         if path.is_file() and path.parent.name in (IMAGES, LABELS, BODIES):  # a file of a dataset: its folder,
             path = path.parent  # which other commands read whole
         if _related(where, path):

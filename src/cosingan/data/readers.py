@@ -28,9 +28,18 @@ class Slice:
     spacing: tuple[float, float] | None  # mm per pixel (row, col), None when unknown
     kind: str  # "png", "nifti" or "npy": how the input came, so outputs can match
     affine: np.ndarray | None = None  # NIfTI affine of the input, to write NIfTI outputs back
-    image_path: str = ""  # where it came from, for messages and records (a volume's slice: PATH#z=N)
+    image_path: str = ""  # the file it came from (a volume's slice: the volume's file)
     label_path: str = ""
     z: int | None = None  # the index in its volume of a volume's slice
+
+    @property
+    def origin(self) -> str:
+        """Where the image came from, for messages and records: its file, PATH#z=N for a volume's slice."""
+        return self.image_path if self.z is None else f"{self.image_path}#z={self.z}"
+
+    @property
+    def label_origin(self) -> str:
+        return self.label_path if self.z is None else f"{self.label_path}#z={self.z}"
 
 
 def check_file(path: Path) -> None:

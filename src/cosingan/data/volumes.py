@@ -225,7 +225,7 @@ def select_slices(vol: Volume, infection: str = "any", min_lung_fraction: float 
         if (infection == "with" and not inf) or (infection == "without" and inf):
             continue
         out.append(Slice(vol.image[z].copy(), lab.copy(), (vol.spacing[0], vol.spacing[1]), "nifti", None,
-                         f"{vol.image_path}#z={z}", f"{vol.label_path}#z={z}", z))
+                         vol.image_path, vol.label_path, z))
     return out
 
 
@@ -250,7 +250,7 @@ def teaching_slices(vol: Volume, n: int) -> list[Slice]:
 def slice_z(sl: Slice) -> int:
     """The index in its volume of a slice made by `select_slices`."""
     if sl.z is None:
-        raise ValueError(f"{sl.image_path}: not a slice of a volume")
+        raise ValueError(f"{sl.origin}: not a slice of a volume")
     return sl.z
 
 

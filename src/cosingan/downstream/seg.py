@@ -186,7 +186,7 @@ def evaluate(net: torch.nn.Module, cfg: SegConfig, slices: list[Slice], out: str
         pred = predict(net, s, cfg.size)
         preds.append(pred)
         sp = s.spacing if s.spacing is not None else (spacing_mm, spacing_mm)
-        cases.append({"case": Path(s.image_path).stem or s.image_path, **score_case(pred, s.label, sp)})
+        cases.append({"case": Path(s.origin).stem or s.origin, **score_case(pred, s.label, sp)})
     known = all(s.spacing is not None for s in slices)
     summary = _summary(cases, "2-D slices", known, "from the files" if known else
                        f"{spacing_mm:g} mm per original pixel where the files carry none", out)

@@ -46,10 +46,9 @@ def register_arm(key: str, title: str, per_k: bool = True, reference: bool = Fal
 
 
 def _aug_suffix(aug: str) -> str:
-    """Models of A and C trained with strong augmentation (the default since it was measured to help both)
-    are named apart from the standard ones that earlier versions trained, so one experiment folder can
-    hold both and no model is reused under the other."""
-    return "" if aug == "standard" else f"_{aug}aug"
+    """Models trained with each augmentation recipe have their own folders: one experiment folder can hold
+    both, and no model is reused under the other."""
+    return f"_{aug}aug"
 
 
 @register_arm("C", "C: all real", per_k=False, reference=True)

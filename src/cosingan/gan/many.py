@@ -143,7 +143,7 @@ def _train_all(names, slices, out: Path, cfg: Config, workers: int, backend: str
     from .train import slices_content
 
     state = {n: run_status(out / n, cfg_dict, slices_content(sl)) for n, sl in zip(names, slices)}
-    rows = {n: {"name": n, "image": sl.image_path, "status": "skipped (finished before)" if state[n] == "done"
+    rows = {n: {"name": n, "image": sl.origin, "status": "skipped (finished before)" if state[n] == "done"
                 else "", "seconds": 0.0} for n, sl in zip(names, slices)}
     todo = [(n, sl) for n, sl in zip(names, slices) if state[n] != "done"]
 

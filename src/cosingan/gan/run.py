@@ -95,17 +95,22 @@ class TrainedRun:
     @torch.no_grad()
     def __call__(self, label4: np.ndarray, seeds: list[int], batch: int = 16) -> np.ndarray:
         """Images in [-1, 1], (len(seeds), H, W), one per seed, for one 4-class map."""
+        return self.sample_maps([label4] * len(seeds), seeds, batch)
+
+    @torch.no_grad()
+    def sample_maps(self, label4s: list[np.ndarray], seeds: list[int], batch: int = 16) -> np.ndarray:
+        """Images in [-1, 1], (len(seeds), H, W), one per (4-class map, seed); the maps share one shape.
+        A sample does not depend on its batch (the same bytes one at a time)."""
+        if len(label4s) != len(seeds) or len({m.shape for m in label4s}) > 1:
+            raise ValueError("sample_maps: one seed per map, and maps of one shape")
         device = self.device
-        sizes = sizes_like(self.sizes, *label4.shape)
-        cond = one_hot(torch.from_numpy(label4)[None].to(device), self.config.model.body_channel)
-        pyr = condition_pyramid(cond, sizes)
+        sizes = sizes_like(self.sizes, *label4s[0].shape)
         out = []
         for b0 in range(0, len(seeds), batch):
-            chunk = seeds[b0: b0 + batch]
+            maps = torch.from_numpy(np.stack(label4s[b0: b0 + batch])).to(device)
+            pyr = condition_pyramid(one_hot(maps, self.config.model.body_channel), sizes)
             # one generator per sample, drawn scale by scale: a sample does not depend on its batch
-            noises = _per_scale_noise(pyr, chunk, device)
-            conds = [c.expand(len(chunk), -1, -1, -1) for c in pyr]
-            x = self.model(conds, noises)[1]
+            x = self.model(pyr, _per_scale_noise(pyr, seeds[b0: b0 + batch], device))[1]
             out.append(x[:, 0].clamp(-1, 1).cpu().numpy())
         return np.concatenate(out)
 

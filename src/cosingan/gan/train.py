@@ -36,7 +36,7 @@ def prepare_pair(sl: Slice, max_size: int) -> tuple[np.ndarray, np.ndarray]:
     img = resize_image(torch.from_numpy(sl.image)[None, None], (h, w))[0, 0].numpy()
     label4 = resize_labels(label4, (h, w))
     if not (label4 >= LUNG).any():
-        raise InputError(f"{sl.label_path or 'label map'}: the lung vanishes when the slice is resized to the "
+        raise InputError(f"{sl.label_origin or 'label map'}: the lung vanishes when the slice is resized to the "
                          f"training size {h}x{w} (it is too small); check the label map")
     return img, label4
 

@@ -120,6 +120,8 @@ def _own_sources(run: str, m: TrainedRun) -> list[Source]:
     return [Source(f"{Path(run).name}_{i}", lab, f"train:{run}#{i}", image=img) for i, (img, lab) in enumerate(pairs)]
 
 
+CHUNK = 64  # pairs made at once: each generator's maps of one shape in a chunk are sampled as a batch
+
 # which pair a sample index makes (`Synthesizer.plan`); a dataset planned otherwise is not resumed
 PLAN_VERSION = 2
 
@@ -202,23 +204,44 @@ class Synthesizer:
     def make(self, row: dict) -> tuple[np.ndarray, np.ndarray, list[str]] | tuple[None, None, dict]:
         """(image in [-1, 1], 0/1/2 label, edits) for a manifest row; (None, None, rejects) if no valid
         condition could be made."""
-        model = self.model_of(row["run"])
+        return self.make_many([row])[0]
+
+    def make_many(self, rows: list[dict]) -> list[tuple]:
+        """`make` for each row, each generator called once for its rows' maps of one shape (a sample does
+        not depend on its batch: the same bytes as one at a time)."""
+        conds = [self._condition(r) for r in rows]
+        groups: dict[tuple, list[int]] = {}
+        for j, (r, (lab4, _)) in enumerate(zip(rows, conds)):
+            if lab4 is not None:
+                groups.setdefault((r["run"], lab4.shape), []).append(j)
+        images = {}
+        for (run, _), js in groups.items():
+            made = self.model_of(run).sample_maps([conds[j][0] for j in js], [int(rows[j]["noise_seed"]) for j in js])
+            images.update(zip(js, made))
+        return [(None, None, chain) if lab4 is None else (*self._finish(r, images[j], lab4), chain)
+                for j, (r, (lab4, chain)) in enumerate(zip(rows, conds))]
+
+    def _condition(self, row: dict) -> tuple[np.ndarray | None, list[str] | dict]:
+        """The row's 4-class map at its generator's scale and the edits applied; (None, rejects) if none
+        could be made."""
         src = next(s for s in self.sources[row["run"]] if s.origin == row["condition"])
         negative = bool(int(row["negative"]))
         if self.edits or negative:
             lab4, chain, rej = make_condition(src, self.edits, int(row["edit_seed"]), negative)
             if lab4 is None:
-                return None, None, rej
+                return None, rej
         else:
             lab4, chain = src.label4, []
-        lab4 = model.resize_label4(lab4)
-        img = model(lab4, [int(row["noise_seed"])])[0]
+        return self.model_of(row["run"]).resize_label4(lab4), chain
+
+    def _finish(self, row: dict, img: np.ndarray, lab4: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(image, 0/1/2 label) of a generated image: the anatomy and consolidation applied."""
         if self.anatomy == "transplant":
-            img = transplant(img, lab4, *model.train_pairs[0])
+            img = transplant(img, lab4, *self.model_of(row["run"]).train_pairs[0])
         label = label4_to_label(lab4)
         if self.consolidation:
             img = consolidate(img, label, np.random.default_rng([int(row["noise_seed"]), 11]), self.consolidation)
-        return img, label, chain
+        return img, label
 
 
 def dataset_spec(syn: Synthesizer, out: Path, fmt: str) -> dict:
@@ -262,31 +285,43 @@ def synthesize(syn: Synthesizer, n: int, out: str | Path, fmt: str = "png", prog
         raise InputError(f"{out}: cannot create output folder ({e.strerror})") from None
     write_json(out / "synthesize.json", {**spec, "n": n, "folder": os.path.abspath(out)})
     rows = _read_manifest(out, syn, made_in)
-    spacing = None
     made = skipped = 0
     rejected: Counter = Counter()
-    for i in tqdm(range(n), desc="synthesize", disable=not progress, dynamic_ncols=True):
-        plan = syn.plan(i)
-        ip, lp = _paths(out, plan["name"], fmt)
-        if plan["name"] in rows and _valid_file(ip) and _valid_file(lp):
-            skipped += 1
-            continue
-        img, lab, chain = syn.make(plan)
-        if img is None:
-            rejected.update(chain)
-            continue
-        if fmt == "nnunet":
-            sp = syn.model_of(plan["run"]).spacing
-            spacing = tuple(sp) if sp else (1.0, 1.0)
-            save_nifti(img, ip, spacing=spacing)
-            save_nifti(lab, lp, spacing=spacing, is_label=True)
-        else:
-            save_png(img, ip)
-            save_png(lab, lp)
-        rows[plan["name"]] = {**plan, "edits": "+".join(chain)}
-        made += 1
-        if made % 25 == 0:
-            _write_manifest(out, rows)
+    todo: list[dict] = []
+
+    def make_todo() -> None:  # the generators called for a chunk of pairs at once
+        nonlocal made
+        for plan, (img, lab, chain) in zip(todo, syn.make_many(todo)):
+            bar.update()
+            if img is None:
+                rejected.update(chain)
+                continue
+            ip, lp = _paths(out, plan["name"], fmt)
+            if fmt == "nnunet":
+                sp = syn.model_of(plan["run"]).spacing
+                spacing = tuple(sp) if sp else (1.0, 1.0)  # unknown (PNG input): 1 mm
+                save_nifti(img, ip, spacing=spacing)
+                save_nifti(lab, lp, spacing=spacing, is_label=True)
+            else:
+                save_png(img, ip)
+                save_png(lab, lp)
+            rows[plan["name"]] = {**plan, "edits": "+".join(chain)}
+            made += 1
+        todo.clear()
+        _write_manifest(out, rows)
+
+    with tqdm(total=n, desc="synthesize", disable=not progress, dynamic_ncols=True) as bar:
+        for i in range(n):
+            plan = syn.plan(i)
+            ip, lp = _paths(out, plan["name"], fmt)
+            if plan["name"] in rows and _valid_file(ip) and _valid_file(lp):
+                skipped += 1
+                bar.update()
+                continue
+            todo.append(plan)
+            if len(todo) == CHUNK:
+                make_todo()
+        make_todo()
     _write_manifest(out, rows)
     if fmt == "nnunet":
         write_nnunet_json(out, len(rows))

@@ -173,7 +173,7 @@ def assess(run: str | Path, held: list[Slice], segmenter, cfg: QualityConfig, ou
         reals.append(real)
         fakes.append(s0)
         lungs.append(label4 >= LUNG)
-        syn_slices.append(Slice(s0, label4_to_label(label4), None, "png", image_path=f"{sl.image_path}#synthetic"))
+        syn_slices.append(Slice(s0, label4_to_label(label4), None, "png", image_path=f"{sl.origin}#synthetic"))
         for name, mask in (("lung", label4 == LUNG), ("infection", label4 == INFECTION), ("body", label4 == BODY)):
             regions[name][0].append(real[mask])
             regions[name][1].append(s0[mask])
