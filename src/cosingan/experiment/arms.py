@@ -146,8 +146,12 @@ def _synthetic_set(ctx: Context, runs: list[str], masks, name: str, seed: int):
 def _variant(ctx: Context, d: Draw) -> str:
     """Name suffix of everything made from a shared few-shot generator (for k = 1 it is the per-slice one),
     or with the body carried from the training slices (`anatomy` transplant): each variant its own folders."""
-    return ("_shared" if ctx.cfg.shared_generator and d.k > 1 else "") + (
-        f"_{ctx.cfg.anatomy}" if ctx.cfg.anatomy != "generated" else "")
+    return ("_shared" if ctx.cfg.shared_generator and d.k > 1 else "") + anatomy_suffix(ctx.cfg.anatomy)
+
+
+def anatomy_suffix(anatomy: str) -> str:
+    """Name suffix of sets, models and quality records made with the body carried from the training slices."""
+    return "" if anatomy == "generated" else f"_{anatomy}"
 
 
 def _regime_set(ctx: Context, d: Draw, regime: str, runs: list[str]) -> Path:

@@ -31,7 +31,7 @@ from ..downstream.seg import load_seg
 from ..errors import InputError
 from ..gan.checkpoint import CKPT, versions
 from ..synth.quality import QualityConfig, assess
-from .arms import ARMS, Arm, generator_folder, generator_groups
+from .arms import ARMS, Arm, anatomy_suffix, generator_folder, generator_groups
 from .config import ExperimentConfig
 from .context import Context
 from .jobs import Jobs, Pending
@@ -106,7 +106,7 @@ def generator_quality(ctx: Context, d: Draw, reference: str) -> list[dict]:
         if not (run / CKPT).exists():  # still training elsewhere
             raise Pending(run)
 
-        name = run.name + ("" if c.anatomy == "generated" else f"_{c.anatomy}")
+        name = run.name + anatomy_suffix(c.anatomy)
 
         def measure(run=run, name=name) -> dict:
             return assess(run, held, load_seg(ref.parent, c.device), qcfg, ctx.out / "quality", ctx.progress, c.device,

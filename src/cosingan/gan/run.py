@@ -92,7 +92,6 @@ class TrainedRun:
             body = body_from_label(label)
         return self.resize_label4(to_label4(label, body))
 
-    @torch.no_grad()
     def __call__(self, label4: np.ndarray, seeds: list[int], batch: int = 16) -> np.ndarray:
         """Images in [-1, 1], (len(seeds), H, W), one per seed, for one 4-class map."""
         return self.sample_maps([label4] * len(seeds), seeds, batch)

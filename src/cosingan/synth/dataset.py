@@ -285,43 +285,33 @@ def synthesize(syn: Synthesizer, n: int, out: str | Path, fmt: str = "png", prog
         raise InputError(f"{out}: cannot create output folder ({e.strerror})") from None
     write_json(out / "synthesize.json", {**spec, "n": n, "folder": os.path.abspath(out)})
     rows = _read_manifest(out, syn, made_in)
-    made = skipped = 0
-    rejected: Counter = Counter()
-    todo: list[dict] = []
-
-    def make_todo() -> None:  # the generators called for a chunk of pairs at once
-        nonlocal made
-        for plan, (img, lab, chain) in zip(todo, syn.make_many(todo)):
-            bar.update()
-            if img is None:
-                rejected.update(chain)
-                continue
-            ip, lp = _paths(out, plan["name"], fmt)
-            if fmt == "nnunet":
-                sp = syn.model_of(plan["run"]).spacing
-                spacing = tuple(sp) if sp else (1.0, 1.0)  # unknown (PNG input): 1 mm
-                save_nifti(img, ip, spacing=spacing)
-                save_nifti(lab, lp, spacing=spacing, is_label=True)
-            else:
-                save_png(img, ip)
-                save_png(lab, lp)
-            rows[plan["name"]] = {**plan, "edits": "+".join(chain)}
-            made += 1
-        todo.clear()
-        _write_manifest(out, rows)
-
-    with tqdm(total=n, desc="synthesize", disable=not progress, dynamic_ncols=True) as bar:
-        for i in range(n):
-            plan = syn.plan(i)
-            ip, lp = _paths(out, plan["name"], fmt)
-            if plan["name"] in rows and _valid_file(ip) and _valid_file(lp):
-                skipped += 1
-                bar.update()
-                continue
+    todo = []  # the plans whose pair is not there yet
+    for i in range(n):
+        plan = syn.plan(i)
+        if not (plan["name"] in rows and all(_valid_file(p) for p in _paths(out, plan["name"], fmt))):
             todo.append(plan)
-            if len(todo) == CHUNK:
-                make_todo()
-        make_todo()
+    made, skipped = 0, n - len(todo)
+    rejected: Counter = Counter()
+    with tqdm(total=n, initial=skipped, desc="synthesize", disable=not progress, dynamic_ncols=True) as bar:
+        for c0 in range(0, len(todo), CHUNK):  # the generators called for a chunk of pairs at once
+            chunk = todo[c0: c0 + CHUNK]
+            for plan, (img, lab, chain) in zip(chunk, syn.make_many(chunk)):
+                bar.update()
+                if img is None:
+                    rejected.update(chain)
+                    continue
+                ip, lp = _paths(out, plan["name"], fmt)
+                if fmt == "nnunet":
+                    sp = syn.model_of(plan["run"]).spacing
+                    spacing = tuple(sp) if sp else (1.0, 1.0)  # unknown (PNG input): 1 mm
+                    save_nifti(img, ip, spacing=spacing)
+                    save_nifti(lab, lp, spacing=spacing, is_label=True)
+                else:
+                    save_png(img, ip)
+                    save_png(lab, lp)
+                rows[plan["name"]] = {**plan, "edits": "+".join(chain)}
+                made += 1
+            _write_manifest(out, rows)
     _write_manifest(out, rows)
     if fmt == "nnunet":
         write_nnunet_json(out, len(rows))
