@@ -61,18 +61,17 @@ def test_synthesize_with_the_training_slices_anatomy(tiny_run, tmp_path, phantom
     from cosingan.cli import main
 
     outs = {}
-    for kind in ("generated", "transplant"):
+    for kind in ("generated", "transplant", "inject"):
         outs[kind] = tmp_path / kind
         assert main(["synthesize", "--runs", str(tiny_run), "--conditions", str(phantom_folder), "--n", "3",
                      "--out", str(outs[kind]), "--anatomy", kind, "--consolidation", "0", "--quiet"]) == 0
-    spec = json.loads((outs["transplant"] / "synthesize.json").read_text())
-    assert spec["anatomy"] == "transplant"
-    assert json.loads((outs["generated"] / "synthesize.json").read_text())["anatomy"] == "generated"
+        assert json.loads((outs[kind] / "synthesize.json").read_text())["anatomy"] == kind
     changed = 0
     for name in ("syn_00000", "syn_00001", "syn_00002"):
-        a, b = (np.asarray(Image.open(outs[k] / "images" / f"{name}.png")).astype(int) for k in outs)
+        a, b = (np.asarray(Image.open(outs[k] / "images" / f"{name}.png")).astype(int) for k in ("generated", "transplant"))
         lab = np.asarray(Image.open(outs["transplant"] / "labels" / f"{name}.png"))
-        assert np.array_equal(lab, np.asarray(Image.open(outs["generated"] / "labels" / f"{name}.png")))
+        for kind in ("generated", "inject"):  # the labels are the condition's, whatever the anatomy
+            assert np.array_equal(lab, np.asarray(Image.open(outs[kind] / "labels" / f"{name}.png")))
         assert np.array_equal(a[lab > 0], b[lab > 0])  # lungs and lesions: the generator's
         changed += int((a[lab == 0] != b[lab == 0]).any())
     assert changed >= 2
@@ -99,3 +98,51 @@ def test_quality_judges_the_samples_with_the_training_slices_anatomy(tiny_run, t
     g, t = rows["generated"], rows["transplant"]
     assert g["realism_auc_lung"] == t["realism_auc_lung"] and g["w1_lung"] == t["w1_lung"]
     assert g["w1_body"] != t["w1_body"]
+
+
+def test_inject_splits_the_pyramid_without_changing_it_and_blends_where_the_weight_says(tiny_run):
+    """`sample_maps(carried=..., at=i)` runs the scales up to i, blends, then the finer ones: with zero weight
+    it is the plain sample to the byte; with full weight at the finest scale it is the carried image; and a
+    sample does not depend on its batch (to float rounding, as without `carried`)."""
+    from cosingan.gan.run import TrainedRun
+
+    run = TrainedRun.from_pretrained(tiny_run)
+    label4 = run.train_pairs[0][1]
+    maps, seeds = [label4, label4], [3, 4]
+    plain = run.sample_maps(maps, seeds)
+    shape = label4.shape
+    for at in range(len(run.sizes)):
+        zero = [(np.ones(shape, np.float32), np.zeros(shape, np.float32))] * 2
+        assert np.array_equal(run.sample_maps(maps, seeds, carried=zero, at=at), plain)
+    target = np.linspace(-0.8, 0.8, label4.size, dtype=np.float32).reshape(shape)
+    full = run.sample_maps(maps, seeds, carried=[(target, np.ones(shape, np.float32)), None], at=len(run.sizes) - 1)
+    assert np.allclose(full[0], target, atol=1e-5) and np.array_equal(full[1], plain[1])
+    both = run.sample_maps(maps, seeds, carried=[(target, np.ones(shape, np.float32))] * 2, at=1)
+    alone = run.sample_maps(maps[:1], seeds[1:], carried=[(target, np.ones(shape, np.float32))], at=1)
+    assert np.allclose(both[1], alone[0], atol=1e-6)
+
+
+def test_inject_carries_the_training_slices_body_and_lets_the_finer_scales_draw(tiny_run, phantom_folder):
+    """`inject`: the body is nearer the carried anatomy than the generator's own, yet not a copy of it
+    (the finer scales drew over it, so the samples of one map differ there); the name is checked."""
+    import pytest
+
+    from cosingan.data.readers import load_slice
+    from cosingan.data.layout import list_slice_folder
+    from cosingan.gan.run import TrainedRun
+    from cosingan.synth.anatomy import carried, inject_scale, sample
+
+    run = TrainedRun.from_pretrained(tiny_run)
+    img_path, lab_path = list_slice_folder(phantom_folder)[0]
+    sl = load_slice(img_path, lab_path)
+    cond4 = run.condition(sl.label, body_from_image(sl.image, sl.label))
+    warped, weight = carried(cond4, *run.train_pairs[0])
+    body = weight > 0.5
+    assert body.sum() > 20
+    gen = sample(run, [cond4, cond4], [0, 1], "generated")
+    inj = sample(run, [cond4, cond4], [0, 1], "inject")
+    assert 0 <= inject_scale(run.sizes) < len(run.sizes)
+    assert np.abs(inj[0] - warped)[body].mean() < np.abs(gen[0] - warped)[body].mean()
+    assert not np.array_equal(inj[0][body], warped[body]) and not np.array_equal(inj[0], inj[1])
+    with pytest.raises(ValueError, match="anatomy"):
+        sample(run, [cond4], [0], "borrowed")

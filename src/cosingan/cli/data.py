@@ -72,9 +72,10 @@ def add_synthesize(sub) -> None:
     p.add_argument("--edits", default="", help="comma-separated edits applied on the fly (e.g. deform,move,add)")
     p.add_argument("--negative-share", type=float, default=0.0, help="share of infection-free conditions (0-1)")
     p.add_argument("--anatomy", choices=list(ANATOMY), default="generated",
-                   help="the body outside the lungs: generated (the generator's own) or transplant (the "
+                   help="the body outside the lungs: generated (the generator's own), transplant (the "
                    "training slice's spine, heart, vessels and airways, warped onto the condition; lungs, "
-                   "lesions and labels untouched); default %(default)s")
+                   "lesions and labels untouched) or inject (the same carried in at a coarse scale, the finer "
+                   "scales drawing over it); default %(default)s")
     p.add_argument("--consolidation", type=float, default=DEFAULT_CONSOLIDATION,
                    help="fraction of pairs with part of their infection rendered as dense consolidation, "
                    "a prior on lesion density (default %(default)s; 0: the generators' images as they are)")

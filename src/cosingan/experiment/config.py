@@ -64,7 +64,8 @@ class ExperimentConfig:
                           "lungs and 5-40%% of the lung infected, as a person would pick them", choices=SELECTIONS)
     n_synth: int = setting(1000, "synthetic pairs per dataset", low=1, high=MAX_PAIRS)
     anatomy: str = setting("generated", "the synthetic sets' body outside the lungs: generated (the generators' own) "
-                           "or transplant (each generator's training slice's anatomy, warped onto the condition)",
+                           "transplant (each generator's training slice's anatomy, warped onto the condition) or inject (the same "
+                           "carried in at a coarse scale, the finer scales drawing over it)",
                            choices=ANATOMY)
     consolidation: float = setting(DEFAULT_CONSOLIDATION, "fraction of synthetic slices with part of their infection "
                                    "rendered as dense consolidation (a prior on lesion density; 0: off)", low=0.0,

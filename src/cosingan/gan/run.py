@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from ..data.labelmap import body_from_label, to_label4
 from ..errors import InputError
@@ -24,7 +25,7 @@ from .checkpoint import CKPT, load_checkpoint
 from .config import Config, config_from_dict
 from .encoding import one_hot
 from .model import CoSinGAN
-from .pyramid import condition_pyramid, resize_labels, sizes_like
+from .pyramid import condition_pyramid, resize_image, resize_labels, sizes_like
 
 
 def sample_seed(seed: int, cond_index: int, sample_index: int) -> int:
@@ -97,11 +98,17 @@ class TrainedRun:
         return self.sample_maps([label4] * len(seeds), seeds, batch)
 
     @torch.no_grad()
-    def sample_maps(self, label4s: list[np.ndarray], seeds: list[int], batch: int = 16) -> np.ndarray:
+    def sample_maps(self, label4s: list[np.ndarray], seeds: list[int], batch: int = 16,
+                    carried: list[tuple[np.ndarray, np.ndarray] | None] | None = None, at: int = 0
+                    ) -> np.ndarray:
         """Images in [-1, 1], (len(seeds), H, W), one per (4-class map, seed); the maps share one shape.
-        A sample does not depend on its batch (the same bytes one at a time)."""
+        A sample does not depend on its batch (to float rounding, ~1e-7: the PNGs are the same bytes one at a
+        time). `carried`: per map an image and its weight (0..1) at the maps' size, or None; each is blended
+        into scale `at`'s output, and the finer scales draw over it (`synth.anatomy`'s inject)."""
         if len(label4s) != len(seeds) or len({m.shape for m in label4s}) > 1:
             raise ValueError("sample_maps: one seed per map, and maps of one shape")
+        if carried is not None and len(carried) != len(seeds):
+            raise ValueError("sample_maps: one carried image (or None) per map")
         device = self.device
         sizes = sizes_like(self.sizes, *label4s[0].shape)
         out = []
@@ -109,9 +116,28 @@ class TrainedRun:
             maps = torch.from_numpy(np.stack(label4s[b0: b0 + batch])).to(device)
             pyr = condition_pyramid(one_hot(maps, self.config.model.body_channel), sizes)
             # one generator per sample, drawn scale by scale: a sample does not depend on its batch
-            x = self.model(pyr, _per_scale_noise(pyr, seeds[b0: b0 + batch], device))[1]
+            noise = _per_scale_noise(pyr, seeds[b0: b0 + batch], device)
+            if carried is None:
+                x = self.model(pyr, noise)[1]
+            else:
+                x = self.model(pyr, noise, stop=at + 1)[1]
+                x = _blend_in(x, carried[b0: b0 + batch], sizes[at], device)
+                x = self.model(pyr, noise, start=at + 1, x=x)[1]
             out.append(x[:, 0].clamp(-1, 1).cpu().numpy())
         return np.concatenate(out)
+
+
+def _blend_in(x: torch.Tensor, carried: list, size: tuple[int, int], device) -> torch.Tensor:
+    """x (B, 1, h, w) with each item's carried image blended in by its weight, both resized to (h, w)."""
+    x = x.clone()
+    for b, c in enumerate(carried):
+        if c is None:
+            continue
+        image, weight = (torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))[None, None].to(device) for a in c)
+        image = resize_image(image, size)
+        weight = F.interpolate(weight, size=size, mode="area")
+        x[b: b + 1] = weight * image + (1 - weight) * x[b: b + 1]
+    return x
 
 
 def _per_scale_noise(pyr: list[torch.Tensor], seeds: list[int], device) -> list[torch.Tensor]:

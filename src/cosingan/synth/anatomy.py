@@ -8,18 +8,29 @@ equal arc length along each lung's outline, and the frame's corners and edge mid
 the synthetic image is replaced by the warped one wherever the warped training map says body too. Inside
 the condition's lungs (and wherever the two maps disagree) the generator's image stays; the seam is
 feathered over a few pixels. Lungs, lesions and the label map are untouched.
+
+`inject` carries the same warped anatomy in earlier: it replaces the body of the generator's output at a
+coarse scale (the first whose long side reaches `INJECT_SIDE`), and the finer scales draw their detail
+over it as over their own coarse drawing (SinGAN's editing by injection), so the seam and the warp's
+streaks are redrawn and the fine texture differs from sample to sample.
 """
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 import numpy as np
 from scipy import ndimage
 
 from ..data.labelmap import AIR, BODY, LUNG
 
-ANATOMY = ("generated", "transplant")  # the body outside the lungs: the generator's own, or carried (this module)
+if TYPE_CHECKING:
+    from ..gan.run import TrainedRun
+
+ANATOMY = ("generated", "transplant", "inject")  # the body outside the lungs: the generator's own, or carried (this module)
 LANDMARKS = 32  # per lung outline
 FEATHER = 1.5  # px: sigma of the blend between the generator's lungs and the carried body
+INJECT_SIDE = 64  # px: `inject` replaces the body at the first scale whose long side reaches this
 
 
 def _outline(mask: np.ndarray, n: int) -> np.ndarray | None:
@@ -79,14 +90,14 @@ def carry_map(train4: np.ndarray, cond4: np.ndarray) -> np.ndarray | None:
     return tps(grid).T.reshape(2, h, w)
 
 
-def transplant(synthetic: np.ndarray, cond4: np.ndarray, train_image: np.ndarray, train4: np.ndarray
-               ) -> np.ndarray:
-    """The synthetic image (in [-1, 1], on the condition's 4-class map) with its body outside the lungs
-    taken from the training slice, warped onto the condition (see the module docstring). Unchanged when
-    the maps' lungs cannot be paired."""
+def carried(cond4: np.ndarray, train_image: np.ndarray, train4: np.ndarray
+            ) -> tuple[np.ndarray, np.ndarray] | None:
+    """The training slice's image warped onto the condition's frame, and the weight (0..1) it takes in the
+    blend: 1 where both maps say body, feathered at the edge, 0 in the condition's lungs and in the air.
+    None when the maps' lungs cannot be paired."""
     coords = carry_map(train4, cond4)
     if coords is None:
-        return synthetic
+        return None
     warped = ndimage.map_coordinates(train_image, coords, order=1, mode="nearest")
     warped4 = ndimage.map_coordinates(train4, coords, order=0, mode="nearest")
     inside = ((coords[0] >= 0) & (coords[0] <= train4.shape[0] - 1) & (coords[1] >= 0)
@@ -94,4 +105,39 @@ def transplant(synthetic: np.ndarray, cond4: np.ndarray, train_image: np.ndarray
     body = (cond4 == BODY) & (warped4 == BODY) & inside  # body in both maps: the carried anatomy belongs there
     weight = ndimage.gaussian_filter(body.astype(np.float32), FEATHER) * (cond4 != AIR)
     weight[cond4 >= LUNG] = 0.0  # the condition's lungs are the generator's, to the last pixel
-    return (weight * warped + (1 - weight) * synthetic).astype(synthetic.dtype)
+    return warped.astype(np.float32), weight.astype(np.float32)
+
+
+def transplant(synthetic: np.ndarray, cond4: np.ndarray, train_image: np.ndarray, train4: np.ndarray
+               ) -> np.ndarray:
+    """The synthetic image (in [-1, 1], on the condition's 4-class map) with its body outside the lungs
+    taken from the training slice, warped onto the condition (see the module docstring). Unchanged when
+    the maps' lungs cannot be paired."""
+    return _blend(synthetic, carried(cond4, train_image, train4))
+
+
+def _blend(image: np.ndarray, carry: tuple[np.ndarray, np.ndarray] | None) -> np.ndarray:
+    if carry is None:
+        return image
+    warped, weight = carry
+    return (weight * warped + (1 - weight) * image).astype(image.dtype)
+
+
+def inject_scale(sizes: list[tuple[int, int]]) -> int:
+    """The scale whose output `inject` replaces the body of: the first whose long side reaches
+    `INJECT_SIDE` (the finest, for a generator smaller than that)."""
+    return next((i for i, s in enumerate(sizes) if max(s) >= INJECT_SIDE), len(sizes) - 1)
+
+
+def sample(run: "TrainedRun", label4s: list[np.ndarray], seeds: list[int], anatomy: str) -> np.ndarray:
+    """`run`'s images (N, H, W) in [-1, 1] for 4-class maps of one shape, one per seed, with the body
+    outside the lungs as `anatomy` says: the one place that decides it for datasets and quality alike."""
+    if anatomy not in ANATOMY:
+        raise ValueError(f"anatomy must be one of {', '.join(ANATOMY)}, got {anatomy!r}")
+    if anatomy == "generated":
+        return run.sample_maps(label4s, seeds)
+    pair = run.train_pairs[0]
+    carry = [carried(m, *pair) for m in label4s]
+    if anatomy == "inject":
+        return run.sample_maps(label4s, seeds, carried=carry, at=inject_scale(run.sizes))
+    return np.stack([_blend(img, c) for img, c in zip(run.sample_maps(label4s, seeds), carry)])

@@ -22,7 +22,7 @@ from ..data.pictures import image_to_uint8, label_to_uint8, resize, tile
 from ..data.readers import read_image
 from ..errors import InputError
 from ..gan.run import TrainedRun
-from .anatomy import ANATOMY, transplant
+from .anatomy import ANATOMY, sample
 from .density import DEFAULT_CONSOLIDATION, consolidate
 from .nnunet import nnunet_name_ok, write_nnunet_json
 
@@ -216,7 +216,8 @@ class Synthesizer:
                 groups.setdefault((r["run"], lab4.shape), []).append(j)
         images = {}
         for (run, _), js in groups.items():
-            made = self.model_of(run).sample_maps([conds[j][0] for j in js], [int(rows[j]["noise_seed"]) for j in js])
+            made = sample(self.model_of(run), [conds[j][0] for j in js], [int(rows[j]["noise_seed"]) for j in js],
+                          self.anatomy)
             images.update(zip(js, made))
         return [(None, None, chain) if lab4 is None else (*self._finish(r, images[j], lab4), chain)
                 for j, (r, (lab4, chain)) in enumerate(zip(rows, conds))]
@@ -235,9 +236,7 @@ class Synthesizer:
         return self.model_of(row["run"]).resize_label4(lab4), chain
 
     def _finish(self, row: dict, img: np.ndarray, lab4: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(image, 0/1/2 label) of a generated image: the anatomy and consolidation applied."""
-        if self.anatomy == "transplant":
-            img = transplant(img, lab4, *self.model_of(row["run"]).train_pairs[0])
+        """(image, 0/1/2 label) of a generated image (its anatomy already carried): consolidation applied."""
         label = label4_to_label(lab4)
         if self.consolidation:
             img = consolidate(img, label, np.random.default_rng([int(row["noise_seed"]), 11]), self.consolidation)

@@ -2,9 +2,8 @@
 
 Real slices of a folder are split in two halves (seeded): a *reference* half trains one segmenter
 (cached in OUT/segmenter and shared by every generator), and the *held-out* half gives label maps and
-the real images they belong to. For each generator, two samples per held-out map (with `anatomy`
-transplant, the body outside the lungs carried from the generator's training slice, as `synthesize
---anatomy transplant` makes them), then:
+the real images they belong to. For each generator, two samples per held-out map (with the body outside
+the lungs as `anatomy` says, as `synthesize --anatomy` makes them), then:
 
 - condition fidelity: lung and infection DSC of the reference segmenter on the synthetic images against
   the maps they were made from (beside the same segmenter on the real held-out images, for scale);
@@ -41,7 +40,7 @@ from ..downstream.metrics import detection_metrics
 from ..downstream.nets import reuse_or_claim
 from ..errors import InputError
 from ..gan.run import TrainedRun, sample_seed
-from .anatomy import ANATOMY, transplant
+from .anatomy import ANATOMY, sample
 
 GREY = 127.5  # [-1, 1] -> grey levels
 
@@ -166,9 +165,7 @@ def assess(run: str | Path, held: list[Slice], segmenter, cfg: QualityConfig, ou
     div_in, div_out = [], []
     for j, sl in enumerate(held):
         label4 = tr.condition(sl.label, body_from_image(sl.image, sl.label))
-        s0, s1 = tr(label4, [sample_seed(cfg.seed, j, 0), sample_seed(cfg.seed, j, 1)])
-        if cfg.anatomy == "transplant":
-            s0, s1 = (transplant(s, label4, *tr.train_pairs[0]) for s in (s0, s1))
+        s0, s1 = sample(tr, [label4, label4], [sample_seed(cfg.seed, j, 0), sample_seed(cfg.seed, j, 1)], cfg.anatomy)
         real = resize(sl.image, label4.shape)
         reals.append(real)
         fakes.append(s0)
