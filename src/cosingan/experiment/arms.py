@@ -145,7 +145,8 @@ def _synthetic_set(ctx: Context, runs: list[str], masks, name: str, seed: int):
 
 def _variant(ctx: Context, d: Draw) -> str:
     """Name suffix of everything made from a shared few-shot generator (for k = 1 it is the per-slice one),
-    or with the body carried from the training slices (`anatomy` transplant): each variant its own folders."""
+    or with the body carried from the training slices (`anatomy` transplant or inject): each variant its own
+    folders."""
     return ("_shared" if ctx.cfg.shared_generator and d.k > 1 else "") + anatomy_suffix(ctx.cfg.anatomy)
 
 

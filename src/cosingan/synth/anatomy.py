@@ -27,7 +27,8 @@ from ..data.labelmap import AIR, BODY, LUNG
 if TYPE_CHECKING:
     from ..gan.run import TrainedRun
 
-ANATOMY = ("generated", "transplant", "inject")  # the body outside the lungs: the generator's own, or carried (this module)
+# the body outside the lungs: the generator's own, or carried from its training slice (this module)
+ANATOMY = ("generated", "transplant", "inject")
 LANDMARKS = 32  # per lung outline
 FEATHER = 1.5  # px: sigma of the blend between the generator's lungs and the carried body
 INJECT_SIDE = 64  # px: `inject` replaces the body at the first scale whose long side reaches this
@@ -137,7 +138,12 @@ def sample(run: "TrainedRun", label4s: list[np.ndarray], seeds: list[int], anato
     if anatomy == "generated":
         return run.sample_maps(label4s, seeds)
     pair = run.train_pairs[0]
-    carry = [carried(m, *pair) for m in label4s]
+    # one warp per distinct map: quality draws two samples of each, and the warp is the costly part
+    warps: dict[bytes, tuple[np.ndarray, np.ndarray] | None] = {}
+    for m in label4s:
+        if m.tobytes() not in warps:
+            warps[m.tobytes()] = carried(m, *pair)
+    carry = [warps[m.tobytes()] for m in label4s]
     if anatomy == "inject":
         return run.sample_maps(label4s, seeds, carried=carry, at=inject_scale(run.sizes))
     return np.stack([_blend(img, c) for img, c in zip(run.sample_maps(label4s, seeds), carry)])
