@@ -162,3 +162,32 @@ def test_reframe_puts_the_lungs_where_the_template_has_them():
     far[40:60, 10:30] = LUNG  # more margin than the slice holds: padded with air
     out = reframe(lungs, far)
     assert out.shape == (150, 120) and out[0].max() == AIR and (out == LUNG).sum() == 30 * 60
+
+
+def test_body_fields_place_a_pixel_in_the_body(phantom_pair):
+    from cosingan.gan.encoding import FIELDS, body_fields, condition, lung_weight, one_hot_part
+
+    img, lab = phantom_pair
+    l4 = to_label4(lab, body_from_image(img, lab))
+    f = body_fields(l4)
+    assert f.shape == (FIELDS, *lab.shape) and f.dtype == np.float32
+    air, body = l4 == AIR, l4 > AIR
+    assert np.all(f[:, air] == 0) and f.min() >= -1 and f.max() <= 1
+    depth, from_lung, fy, fx = f
+    assert np.all(depth[body] > 0) and np.all(from_lung[l4 >= LUNG] == 0)
+    # deeper toward the middle of the body; the box coordinates run front to back and left to right
+    rows, cols = np.nonzero(body)
+    mid = (int(rows.mean()), int(cols.mean()))
+    edge = (rows.min(), int(cols.mean()))
+    assert depth[mid] > depth[edge]
+    assert fy[rows.min(), cols[rows == rows.min()][0]] == -1 and fy[rows.max(), cols[rows == rows.max()][0]] == 1
+    assert fx[rows[cols == cols.min()][0], cols.min()] == -1 and fx[rows[cols == cols.max()][0], cols.max()] == 1
+    # an empty map has no body to place
+    assert not body_fields(np.zeros((8, 9), np.uint8)).any()
+    # in the condition the fields come first, the map's channels last (the lung mask still reads them)
+    t = torch.from_numpy(l4)[None]
+    c = condition(t, True, True)
+    assert c.shape == (1, FIELDS + 4, *lab.shape)
+    assert torch.equal(one_hot_part(c, True), one_hot(t, True)) and torch.equal(c, condition(t[:, None], True, True))
+    assert torch.equal(lung_weight(c), lung_weight(one_hot(t, True)))
+    assert torch.equal(condition(t, False, False), one_hot(t, False))

@@ -174,3 +174,30 @@ def test_few_shot_generator_shares_one_pyramid_over_several_slices(tmp_path):
     assert "#0" in manifest and "#1" in manifest
     assert main(["sample", str(tmp_path / "c"), "--n", "2", "--out", str(tmp_path / "smp"), "--quiet"]) == 0
     assert len(list((tmp_path / "smp" / "images").iterdir())) == 4
+
+
+def test_body_fields_train_sample_and_change_the_samples(tmp_path, phantom_files):
+    """The fields are part of the model's config: the networks take them in, sampling builds them from any
+    map, and they change what is drawn (the same seed and slice give other weights and other samples)."""
+    sl = load_slice(*phantom_files)
+    plain = train(tmp_path / "plain", sl, tiny(), progress=False)
+    fields = train(tmp_path / "fields", sl, tiny(model={"body_fields": True}), progress=False)
+    assert fields.model.gens[0].structure[0].in_channels == plain.model.gens[0].structure[0].in_channels + 4
+    run = TrainedRun.from_pretrained(tmp_path / "fields")
+    assert run.config.model.body_fields
+    label4 = fields.label4
+    a = run(label4, [1, 2])
+    assert a.shape == (2, *label4.shape) and np.isfinite(a).all()
+    assert np.array_equal(a, run(label4, [1, 2]))  # deterministic
+    assert not np.allclose(a, TrainedRun.from_pretrained(tmp_path / "plain")(label4, [1, 2]))
+
+
+def test_reconstruction_study_measures_every_scale(tiny_run):
+    """studies/reconstruction.py: one row per scale; the coarsest scale's two reconstructions are one."""
+    from studies.reconstruction import per_scale
+
+    rows = per_scale(str(tiny_run))
+    assert [r["scale"] for r in rows] == list(range(len(TrainedRun.from_pretrained(tiny_run).sizes)))
+    assert rows[0]["chain_ssim"] == rows[0]["teacher_ssim"] and rows[0]["chain_rmse"] == rows[0]["teacher_rmse"]
+    for r in rows:
+        assert -1 <= r["chain_ssim"] <= 1 and 0 <= r["teacher_rmse"] <= 255

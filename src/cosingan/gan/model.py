@@ -33,7 +33,7 @@ class ScaleGenerator(nn.Module):
 
     def __init__(self, cfg: ModelConfig, layers: int):
         super().__init__()
-        c = num_channels(cfg.body_channel)
+        c = num_channels(cfg.body_channel, cfg.body_fields)
         self.structure = conv_net(2 + c, cfg.channels, layers, 1)
         self.refine = conv_net(2 + c, cfg.channels, cfg.refine_layers, 1) if cfg.two_stage else None
 
@@ -54,7 +54,7 @@ class Critic(nn.Module):
 
     def __init__(self, cfg: ModelConfig, layers: int):
         super().__init__()
-        self.net = conv_net(1 + num_channels(cfg.body_channel), cfg.channels, layers, 1)
+        self.net = conv_net(1 + num_channels(cfg.body_channel, cfg.body_fields), cfg.channels, layers, 1)
 
     def forward(self, x: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
         return self.net(torch.cat([x, cond], 1))

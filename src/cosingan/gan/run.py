@@ -23,7 +23,7 @@ from ..errors import InputError
 from ..devices import resolve_device
 from .checkpoint import CKPT, load_checkpoint
 from .config import Config, config_from_dict
-from .encoding import one_hot
+from .encoding import condition
 from .model import CoSinGAN
 from .pyramid import condition_pyramid, resize_image, resize_labels, sizes_like
 
@@ -114,7 +114,8 @@ class TrainedRun:
         out = []
         for b0 in range(0, len(seeds), batch):
             maps = torch.from_numpy(np.stack(label4s[b0: b0 + batch])).to(device)
-            pyr = condition_pyramid(one_hot(maps, self.config.model.body_channel), sizes)
+            mc = self.config.model
+            pyr = condition_pyramid(condition(maps, mc.body_channel, mc.body_fields), sizes)
             # one generator per sample, drawn scale by scale: a sample does not depend on its batch
             noise = _per_scale_noise(pyr, seeds[b0: b0 + batch], device)
             if carried is None:

@@ -22,8 +22,8 @@ from ..errors import InputError
 from .augment import aug_probability, deform_bank
 from ..devices import resolve_device
 from .checkpoint import CKPT, rng_state, save_checkpoint, set_rng_state, versions
-from .config import FORMAT_VERSION, Config, config_to_dict
-from .encoding import lung_weight, one_hot
+from .config import FORMAT_VERSION, Config, ModelConfig, config_to_dict
+from .encoding import condition, lung_weight, one_hot_part
 from .losses import MixedReconstruction, critic_loss, score
 from .model import CoSinGAN
 from .pyramid import condition_pyramid, image_pyramid, scale_sizes, upsample
@@ -39,13 +39,13 @@ class Pyramids:
         return Pyramids([r[i: i + 1] for r in self.reals], [c[i: i + 1] for c in self.conds])
 
 
-def build_pyramids(image: np.ndarray, label4: np.ndarray, sizes, body_channel: bool, device) -> Pyramids:
+def build_pyramids(image: np.ndarray, label4: np.ndarray, sizes, mc: ModelConfig, device) -> Pyramids:
     """Pyramids of one pair (h, w) or of a stack of pairs (n, h, w) on one canvas."""
     image, label4 = np.ascontiguousarray(image), np.ascontiguousarray(label4)
     if image.ndim == 2:
         image, label4 = image[None], label4[None]
     x = torch.from_numpy(image)[:, None].to(device)
-    c = one_hot(torch.from_numpy(label4).to(device), body_channel)
+    c = condition(torch.from_numpy(label4).to(device), mc.body_channel, mc.body_fields)
     return Pyramids(image_pyramid(x, sizes), condition_pyramid(c, sizes))
 
 
@@ -74,14 +74,14 @@ class Trainer:
         imgs, labs = (image[None], label4[None]) if image.ndim == 2 else (image, label4)
         sizes = scale_sizes(*imgs.shape[-2:], self.mc.min_size, self.mc.max_size, self.mc.scale_factor)
         self.sizes = sizes
-        self.data = build_pyramids(imgs, labs, sizes, self.mc.body_channel, self.device)  # every pair
+        self.data = build_pyramids(imgs, labs, sizes, self.mc, self.device)  # every pair
         self.pairs = [self.data.pair(i) for i in range(len(imgs))]
         bank = []
         if self.tc.hier_aug:  # the bank's copies are shared out over the pairs
             for i in range(len(imgs)):
                 n = self.tc.aug_bank // len(imgs) + (i < self.tc.aug_bank % len(imgs))
                 bank += deform_bank(imgs[i], labs[i], n, seed=cfg.seed + 1 + i)
-        self.bank = [build_pyramids(i, l, sizes, self.mc.body_channel, self.device) for i, l in bank]
+        self.bank = [build_pyramids(i, l, sizes, self.mc, self.device) for i, l in bank]
         self.model = CoSinGAN(self.mc, sizes, len(imgs)).to(self.device)
         self.rec_loss = MixedReconstruction(self.tc.mixed_rec, self.tc.rec_teacher_weight, self.tc.rec_ssim_weight)
         self.stage, self.iter, self.log, self.stage_ends = 0, 0, [], []
@@ -302,7 +302,7 @@ class Trainer:
             pick = [self.bank[k % len(self.bank)] for k in range(0, 4 * 3, 3)]
             bconds = [torch.cat([p.conds[i] for p in pick]) for i in range(s + 1)]
             bs = m(bconds, m.draw_noise(bconds, g), 0, s + 1)[1]
-            lab = bconds[s].argmax(1)
+            lab = one_hot_part(bconds[s], self.mc.body_channel).argmax(1)
             tiles += [label_to_uint8(label4_to_label(lab[0].cpu().numpy())), np.zeros_like(tiles[0])]
             tiles += [image_to_uint8(x[0]) for x in bs]
         (self.run / "samples").mkdir(exist_ok=True)
