@@ -52,9 +52,8 @@ def body_fields(label4: np.ndarray) -> np.ndarray:
     x = np.arange(label4.shape[1], dtype=np.float64)[None, :]
     fy = (y - rows.min()) / max(rows.max() - rows.min(), 1) * 2 - 1
     fx = (x - cols.min()) / max(cols.max() - cols.min(), 1) * 2 - 1
-    for k, f in enumerate((np.minimum(depth / reach, 1), np.minimum(from_lung / reach, 1),
-                           np.broadcast_to(fy, body.shape), np.broadcast_to(fx, body.shape))):
-        out[k] = np.where(body, f, 0)
+    for k, f in enumerate((np.minimum(depth / reach, 1), np.minimum(from_lung / reach, 1), fy, fx)):
+        out[k] = np.where(body, f, 0)  # fy (H, 1) and fx (1, W) broadcast to the map
     return out
 
 

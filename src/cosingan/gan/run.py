@@ -111,10 +111,10 @@ class TrainedRun:
             raise ValueError("sample_maps: one carried image (or None) per map")
         device = self.device
         sizes = sizes_like(self.sizes, *label4s[0].shape)
+        mc = self.config.model
         out = []
         for b0 in range(0, len(seeds), batch):
             maps = torch.from_numpy(np.stack(label4s[b0: b0 + batch])).to(device)
-            mc = self.config.model
             pyr = condition_pyramid(condition(maps, mc.body_channel, mc.body_fields), sizes)
             # one generator per sample, drawn scale by scale: a sample does not depend on its batch
             noise = _per_scale_noise(pyr, seeds[b0: b0 + batch], device)

@@ -139,11 +139,12 @@ def sample(run: "TrainedRun", label4s: list[np.ndarray], seeds: list[int], anato
         return run.sample_maps(label4s, seeds)
     pair = run.train_pairs[0]
     # one warp per distinct map: quality draws two samples of each, and the warp is the costly part
+    keys = [m.tobytes() for m in label4s]
     warps: dict[bytes, tuple[np.ndarray, np.ndarray] | None] = {}
-    for m in label4s:
-        if m.tobytes() not in warps:
-            warps[m.tobytes()] = carried(m, *pair)
-    carry = [warps[m.tobytes()] for m in label4s]
+    for key, m in zip(keys, label4s):
+        if key not in warps:
+            warps[key] = carried(m, *pair)
+    carry = [warps[key] for key in keys]
     if anatomy == "inject":
         return run.sample_maps(label4s, seeds, carried=carry, at=inject_scale(run.sizes))
     return np.stack([_blend(img, c) for img, c in zip(run.sample_maps(label4s, seeds), carry)])
