@@ -201,3 +201,45 @@ def test_reconstruction_study_measures_every_scale(tiny_run):
     assert rows[0]["chain_ssim"] == rows[0]["teacher_ssim"] and rows[0]["chain_rmse"] == rows[0]["teacher_rmse"]
     for r in rows:
         assert -1 <= r["chain_ssim"] <= 1 and 0 <= r["teacher_rmse"] <= 255
+
+
+def test_critic_augmentation_moves_image_and_map_together():
+    """DiffAugment for a conditional critic: a shift or a cutout lands on the image and its map alike,
+    the uncovered frame is air, colour leaves the map alone, and gradients reach the fake."""
+    from cosingan.gan.diffaug import augment
+
+    torch.manual_seed(0)
+    h = w = 32
+    label = torch.zeros(2, h, w, dtype=torch.long)
+    label[:, 4:28, 6:26] = 1
+    label[:, 10:20, 8:14] = 2
+    cond = torch.nn.functional.one_hot(label, 4).permute(0, 3, 1, 2).float()
+    img = (label.float() / 3 * 2 - 1)[:, None].requires_grad_(True)  # the image encodes the map
+    same = (img.detach() + 1) / 2 * 3
+    (x,), c = augment([img], cond, ("translation",), air=0)
+    assert x.shape == img.shape and c.shape == cond.shape
+    assert torch.allclose((x + 1) / 2 * 3, c.argmax(1, keepdim=True).float())  # still aligned
+    assert torch.allclose(c.sum(1), torch.ones(2, h, w))  # one-hot everywhere, the frame air
+    assert not torch.equal(x, img)  # some shift was drawn
+    (x,), c = augment([img], cond, ("cutout",), air=0)
+    hole = c.sum(1, keepdim=True) == 0
+    assert hole.float().mean() > 0.1 and torch.all(x[hole] == 0) and torch.all(x[~hole] == img[~hole])
+    (x, y), c = augment([img, img * 0.5], cond, ("color",), air=0)
+    assert torch.equal(c, cond) and not torch.allclose(x, img)
+    assert torch.allclose(x - x.mean((1, 2, 3), keepdim=True), 2 * (y - y.mean((1, 2, 3), keepdim=True)), atol=1e-5)
+    x.sum().backward()
+    assert img.grad is not None and img.grad.abs().sum() > 0
+    assert torch.equal(same, (img.detach() + 1) / 2 * 3)  # the inputs untouched
+
+
+def test_critic_augmentation_trains_and_unknown_names_are_refused(tmp_path, phantom_files):
+    sl = load_slice(*phantom_files)
+    plain = train(tmp_path / "plain", sl, tiny(), progress=False)
+    aug = train(tmp_path / "aug", sl, tiny(train={"d_aug": "color,translation,cutout"}), progress=False)
+    run = TrainedRun.from_pretrained(tmp_path / "aug")
+    assert run.config.train.d_aug == "color,translation,cutout"
+    a = run(aug.label4, [1])
+    assert np.isfinite(a).all()
+    assert not np.allclose(a, TrainedRun.from_pretrained(tmp_path / "plain")(plain.label4, [1]))
+    with pytest.raises(InputError, match="d_aug.*unknown augmentation flips"):
+        tiny(train={"d_aug": "flips"})

@@ -88,6 +88,9 @@ class TrainConfig:
     rec_weight: float = 10.0
     noise_amp: float = 0.1  # noise amplitude = noise_amp * RMSE(real, upsampled reconstruction)
     d_crop: int = 0  # >0: critics see a random crop of at most this side (patch critics: unbiased)
+    # differentiable augmentation of the critics' inputs (DiffAugment): comma-separated of color,
+    # translation, cutout; "" = off
+    d_aug: str = ""
     # mixed reconstruction loss (off: SinGAN's chained MSE only)
     mixed_rec: bool = True
     rec_teacher_weight: float = 0.5  # share of the teacher-forced term (from the real coarser image)
@@ -113,6 +116,11 @@ class TrainConfig:
             "hier_aug": (bool,), "aug_bank": (int, 0, 10000), "aug_p_coarse": (float, 0.0, 1.0),
             "aug_p_fine": (float, 0.0, 1.0), "ckpt_every": (int, 1, 10**7), "amp": (AMP_MODES,),
             "sample_every_stage": (bool,)})
+        if not isinstance(self.d_aug, str):
+            raise ValueError(f"train.d_aug must be a string such as \"translation,cutout\", got {self.d_aug!r}")
+        from .diffaug import parse
+
+        parse(self.d_aug)
         b = self.betas
         if not (isinstance(b, tuple) and len(b) == 2 and all(isinstance(x, (int, float)) and not isinstance(x, bool)
                                                              and 0.0 <= x < 1.0 for x in b)):

@@ -23,7 +23,8 @@ from .augment import aug_probability, deform_bank
 from ..devices import resolve_device
 from .checkpoint import CKPT, rng_state, save_checkpoint, set_rng_state, versions
 from .config import FORMAT_VERSION, Config, ModelConfig, config_to_dict
-from .encoding import condition, lung_weight, one_hot_part
+from .diffaug import augment, parse
+from .encoding import condition, lung_weight, num_channels, one_hot_part
 from .losses import MixedReconstruction, critic_loss, score
 from .model import CoSinGAN
 from .pyramid import condition_pyramid, image_pyramid, scale_sizes, upsample
@@ -83,6 +84,7 @@ class Trainer:
                 bank += deform_bank(imgs[i], labs[i], n, seed=cfg.seed + 1 + i)
         self.bank = [build_pyramids(i, l, sizes, self.mc, self.device) for i, l in bank]
         self.model = CoSinGAN(self.mc, sizes, len(imgs)).to(self.device)
+        self.d_aug = parse(self.tc.d_aug)
         self.rec_loss = MixedReconstruction(self.tc.mixed_rec, self.tc.rec_teacher_weight, self.tc.rec_ssim_weight)
         self.stage, self.iter, self.log, self.stage_ends = 0, 0, [], []
         self.stage_seconds: list[float] = []  # wall time per finished stage (samples and saves included)
@@ -219,6 +221,10 @@ class Trainer:
         s, m = self.stage, self.model
         return m.critics[s], (m.lung_critics[s] if m.lung_critics is not None else None)
 
+    def _critic_view(self, images: list[torch.Tensor], cond: torch.Tensor):
+        """The critics' inputs after `train.d_aug` (one draw for all of them; unchanged when off)."""
+        return augment(images, cond, self.d_aug, air=cond.shape[1] - num_channels(self.mc.body_channel))
+
     def _critic_steps(self, pyr: Pyramids, noises: list[torch.Tensor], x_prev: torch.Tensor) -> dict:
         """d_steps updates of the newest scale's critics on random windows of the fakes."""
         s, m, tc = self.stage, self.model, self.tc
@@ -230,6 +236,7 @@ class Trainer:
             with torch.no_grad():
                 f1, f2 = m.scale_window(s, x_prev, cond, noises[s], win)
             r, c = real[..., win[0], win[1]], cond[..., win[0], win[1]]
+            (r, f1, f2), c = self._critic_view([r, f1, f2], c)
             loss_d, wd = critic_loss(critic, r, f1, c, tc.gp_weight)
             entry["wdist"] = float(wd)
             if lung_critic is not None:
@@ -257,6 +264,7 @@ class Trainer:
             win = self._crop(*pyr.reals[s].shape[-2:])
             c = cond[..., win[0], win[1]]
             f1, f2 = m.scale_window(s, m(conds, noises, lo, s, x=x_lo)[1], cond, noises[s], win)
+            (f1, f2), c = self._critic_view([f1, f2], c)
             adv = -score(critic(f1, c)).mean()
             if lung_critic is not None:
                 adv = adv - score(lung_critic(f2, c), lung_weight(c)).mean()
