@@ -5,7 +5,8 @@ gradient flowing through the augmentation to the generator, makes it judge textu
 than the exact pixels it has seen. Each draw is applied to the image(s) and the condition together, so a
 conditional critic still sees an image and the map that belongs to it:
 
-- `color`: brightness and contrast of the image (the map unchanged);
+- `color`: brightness and contrast of the image (the map unchanged; DiffAugment's saturation has no
+  meaning for one grey channel);
 - `translation`: a shift of up to 1/8 of each side, image and map, air filled in from the border;
 - `cutout`: a square of half the side blanked in image and map (the map then says nothing there).
 
@@ -18,7 +19,7 @@ import torch
 import torch.nn.functional as F
 
 POLICIES = ("color", "translation", "cutout")
-_BRIGHTNESS = 0.5  # +- half of it, images in [-1, 1] (DiffAugment's range)
+_BRIGHTNESS = 0.5  # width: +-0.25 on images in [-1, 1], half of DiffAugment's (a CT value means a tissue)
 _CONTRAST = (0.5, 1.5)
 _SHIFT = 0.125
 _CUTOUT = 0.5
