@@ -43,15 +43,17 @@ def test_quality_reports_every_measure_per_generator(tmp_path, capsys):
         assert 0 <= r["fidelity_lung_dsc"] <= 1 and 0 <= r["fidelity_infection_dsc"] <= 1
         for region in ("", "_lung", "_body"):  # whole image and per region, each over 2 classifier seeds
             assert 0 <= r[f"realism_auc{region}"] <= 1 and r[f"realism_auc{region}_sd"] >= 0
+        assert 0 <= r["realism_auc_copy"] <= 1 and r["realism_auc_copy_sd"] >= 0  # its training slice's copies
         assert r["w1_lung"] >= 0 and r["w1_body"] >= 0 and r["diversity_lung"] > 0
     assert "realism AUC" in capsys.readouterr().out
     md = (out / "quality.md").read_text()
     assert "| a/g |" in md and "| b/g |" in md  # told apart, each with its own realism classifier
     assert sorted(p.name for p in (out / "c2st").iterdir()) == ["a__g", "b__g"]
-    assert sorted(p.name for p in (out / "c2st" / "a__g").iterdir()) == ["body", "lung", "whole"]
+    assert sorted(p.name for p in (out / "c2st" / "a__g").iterdir()) == ["body", "copy", "lung", "whole"]
     assert sorted(p.name for p in (out / "c2st" / "a__g" / "whole").iterdir()) == ["0", "1", "seed1"]
     r = rec["rows"][0]
     assert f"| {r['realism_auc']:.3f} ± {r['realism_auc_sd']:.3f} |" in md
+    assert f"| {r['realism_auc_copy']:.3f} ± {r['realism_auc_copy_sd']:.3f} |" in md
     # the reference segmenter is trained once and reused
     first = (out / "segmenter" / "model.pt").stat().st_mtime_ns
     assert main(["quality", runs[0], "--data", str(data), "--out", str(out), "--seg-steps", "2",
@@ -106,3 +108,24 @@ def test_realism_by_region_composites_the_synthetic_part_into_the_real_slice(tmp
     assert set(row) == {"realism_auc", "realism_auc_lung", "realism_auc_body"}
     assert (seen["whole"][0] == 1).all()
     assert (seen["lung"][0] == lungs[0]).all() and (seen["body"][0] == ~lungs[0]).all()
+
+
+def test_training_copies_are_the_training_slice_deformed_to_each_shape(tmp_path):
+    """The realism test's reference: the generator's own slice, deformed, one copy per map's frame."""
+    from cosingan.data.pictures import resize
+    from cosingan.gan.run import TrainedRun
+    from cosingan.synth.quality import training_copies
+
+    img, lab = chest_phantom(40, seed=91)
+    train(tmp_path / "g", Slice(img, lab, None, "png"), tiny(), progress=False)
+    run = TrainedRun.from_pretrained(tmp_path / "g")
+    shapes = [(32, 32), (24, 32), (32, 28)]
+    copies = training_copies(run, shapes, seed=0)
+    assert [c.shape for c in copies] == shapes
+    assert all(c.min() >= -1 and c.max() <= 1 for c in copies)
+    own = run.train_pairs[0][0]
+    for c, s in zip(copies, shapes):  # the slice itself, moved a little: close to it, never the same
+        r = np.corrcoef(c.ravel(), resize(own, s).ravel())[0, 1]
+        assert 0.3 < r < 0.9999
+    assert not np.array_equal(copies[0], training_copies(run, shapes, seed=1)[0])
+    assert all(np.array_equal(a, b) for a, b in zip(copies, training_copies(run, shapes, seed=0)))

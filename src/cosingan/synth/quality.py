@@ -14,7 +14,10 @@ the lungs as `anatomy` says, as `synthesize --anatomy` makes them), then:
   0.5 = indistinguishable, 1.0 = always told apart. Flips and affine moves only (no noise or blur
   that would hide texture). Also per region, by composites: the real slice with the synthetic lungs
   pasted in (lungs only) and the synthetic image with the real lungs put back (body only). With
-  `c2st_seeds` > 1 every AUC is the mean over classifier seeds, with its sd (the test's own noise);
+  `c2st_seeds` > 1 every AUC is the mean over classifier seeds, with its sd (the test's own noise).
+  Beside them, the same whole-image test on deformed copies of the generator's own training slice
+  (`training_copies`): the held-out slices come from many patients, and one slice's look is itself
+  told apart, so this is the AUC a perfect copy of the training slice would score;
 - intensity: per region (normal lung, infection, body outside the lungs), the 1-D Wasserstein distance
   between real and synthetic grey levels (0..255) of the same maps;
 - diversity: mean absolute grey-level difference between two samples of one map, inside and outside
@@ -39,6 +42,7 @@ from ..downstream import seg
 from ..downstream.metrics import detection_metrics
 from ..downstream.nets import reuse_or_claim
 from ..errors import InputError
+from ..gan.augment import deform_bank
 from ..gan.run import TrainedRun, sample_seed
 from .anatomy import ANATOMY, sample
 
@@ -126,15 +130,15 @@ REALISM = {"": "whole image", "_lung": "lungs only", "_body": "body only"}  # re
 
 
 def realism(reals: list[np.ndarray], fakes: list[np.ndarray], lungs: list[np.ndarray], cfg: QualityConfig,
-            out: Path, progress: bool, device: str) -> dict:
+            out: Path, progress: bool, device: str, regions: tuple[str, ...] = tuple(REALISM)) -> dict:
     """The realism test on the whole image and per region, by composites against the real slices of the same
     maps: lungs only (the real slice with the synthetic lungs pasted in) and body only (the synthetic image
     with the real lungs put back). Each the mean AUC over `cfg.c2st_seeds` classifier seeds, with its sd
-    over them when there are several (`..._sd`)."""
+    over them when there are several (`..._sd`). `regions`: which of them (REALISM's keys)."""
     composites = {"": fakes, "_lung": [np.where(m, f, r) for r, f, m in zip(reals, fakes, lungs)],
                   "_body": [np.where(m, r, f) for r, f, m in zip(reals, fakes, lungs)]}
     row = {}
-    for suffix, fake in composites.items():
+    for suffix, fake in ((k, composites[k]) for k in regions):
         aucs = [_c2st(reals, fake, cfg, out / (suffix.lstrip("_") or "whole"), progress, device, run)
                 for run in range(cfg.c2st_seeds)]
         row[f"realism_auc{suffix}"] = float(np.mean(aucs))
@@ -178,10 +182,13 @@ def assess(run: str | Path, held: list[Slice], segmenter, cfg: QualityConfig, ou
         div_in.append(float(np.abs(s0 - s1)[lung].mean() * GREY))
         div_out.append(float(np.abs(s0 - s1)[label4 == BODY].mean() * GREY))
     fid = seg.evaluate(net, scfg, syn_slices)["mean"]
+    c2st = out / "c2st" / (label or Path(run).name).replace("/", "__")
     row = {"run": str(run), "maps": len(held),
            "fidelity_lung_dsc": fid["lung_dsc"], "fidelity_infection_dsc": fid["infection_dsc"],
-           **realism(reals, fakes, lungs, cfg, out / "c2st" / (label or Path(run).name).replace("/", "__"),
-                     progress, device)}
+           **realism(reals, fakes, lungs, cfg, c2st, progress, device)}
+    copies = training_copies(tr, [r.shape for r in reals], cfg.seed)
+    row.update({k.replace("realism_auc", "realism_auc_copy"): v
+                for k, v in realism(reals, copies, lungs, cfg, c2st / "copy", progress, device, ("",)).items()})
     for name, (r, f) in regions.items():
         row[f"w1_{name}"] = _wasserstein(np.concatenate(r), np.concatenate(f))
     row["diversity_lung"] = float(np.mean(div_in))
@@ -189,9 +196,20 @@ def assess(run: str | Path, held: list[Slice], segmenter, cfg: QualityConfig, ou
     return row
 
 
+def training_copies(run: TrainedRun, shapes: list[tuple[int, int]], seed: int) -> list[np.ndarray]:
+    """One image per shape: the run's training slice (its pairs in turn), deformed as the hierarchical
+    augmentation deforms it (flip, affine, elastic) and resized to the shape. Real anatomy and texture with
+    one slice's look: what a generator that copied its training slice perfectly would draw."""
+    pairs = run.train_pairs
+    per = -(-len(shapes) // len(pairs))
+    banks = [deform_bank(image, label4, per, seed + i) for i, (image, label4) in enumerate(pairs)]
+    return [resize(banks[j % len(pairs)][j // len(pairs)][0], s) for j, s in enumerate(shapes)]
+
+
 COLUMNS = {"fidelity_lung_dsc": "fidelity lung DSC", "fidelity_infection_dsc": "fidelity infection DSC",
            "realism_auc": "realism AUC (0.5 best)", "realism_auc_lung": "realism AUC, lungs only",
-           "realism_auc_body": "realism AUC, body only", "w1_lung": "W1 lung", "w1_infection": "W1 infection",
+           "realism_auc_body": "realism AUC, body only",
+           "realism_auc_copy": "realism AUC of its training slice (deformed copies)", "w1_lung": "W1 lung", "w1_infection": "W1 infection",
            "w1_body": "W1 body", "diversity_lung": "diversity lung", "diversity_body": "diversity body"}
 
 
