@@ -211,8 +211,9 @@ def _quality(out: Path, record: dict) -> Section | None:
 
     return Section("Generator quality", [
         "`cosingan quality` on the test slices' maps, arm C's U-Net as the reference segmenter: condition fidelity "
-        "DSC, realism AUC of a real-vs-synthetic classifier (0.5 = indistinguishable), grey-level Wasserstein "
-        "distances to the real images per region, and diversity between two samples of one map."],
+        "DSC, realism AUC of a real-vs-synthetic classifier (0.5 = indistinguishable; beside it the same test on "
+        "deformed copies of the generator's training slice, what a perfect copy of one slice scores), grey-level "
+        "Wasserstein distances to the real images per region, and diversity between two samples of one map."],
         [Table(["repeat", "k", "slice"] + list(Q.values()), [_quality_cells(q) for q in record["quality"]])])
 
 

@@ -255,7 +255,9 @@ def markdown(record: dict) -> str:
              f"real slices scores lung DSC {record['real_fidelity']['lung_dsc']:.3f} / infection DSC "
              f"{record['real_fidelity']['infection_dsc']:.3f} on the held-out real images (the scale for fidelity). "
              "W1: Wasserstein distance of grey levels (0..255) to the real images of the same maps; diversity: "
-             "mean grey-level difference of two samples of one map.", "",
+             "mean grey-level difference of two samples of one map. Realism AUC of its training slice: the same "
+             "test on deformed copies of the slice the generator trained on, what a perfect copy of one slice "
+             "scores against these real slices; read the samples' AUC against it.", "",
              "| " + " | ".join(heads) + " |", "|" + " --- |" * len(heads)]
     for r, name in zip(record["rows"], run_labels([r["run"] for r in record["rows"]])):
         lines.append("| " + " | ".join([name] + [cell(r, k) for k in COLUMNS]) + " |")
