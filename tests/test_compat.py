@@ -47,3 +47,27 @@ def test_old_run_samples_through_the_cli(tmp_path):
     assert main(["sample", str(run), "--n", "2", "--out", str(tmp_path / "s"), "--quiet"]) == 0
     first = read_image(tmp_path / "s" / "images" / "train_0000.png")[0]
     assert first.shape == (32, 32)
+
+
+def test_old_run_is_reused_with_the_defaults_of_settings_added_since(tmp_path):
+    """A run trained before a setting existed counts as trained with its default, as it loads and samples: a
+    newer cosingan resumes an experiment over it instead of refusing it; other settings are still refused."""
+    import dataclasses
+
+    import pytest
+
+    from cosingan.errors import InputError
+    from cosingan.gan.checkpoint import load_checkpoint, run_status
+    from cosingan.gan.config import config_to_dict
+
+    run = tmp_path / "run"
+    shutil.copytree(FIX / "run_before_layout", run)
+    assert "d_aug" not in load_checkpoint(run)["config"]["train"]  # the fixture predates the setting
+    cfg = TrainedRun.from_pretrained(run).config
+    assert run_status(run, config_to_dict(cfg)) == "done"
+    with pytest.raises(InputError, match=r"other settings \(seed\)"):
+        run_status(run, config_to_dict(dataclasses.replace(cfg, seed=1)))
+    newer = config_to_dict(cfg)
+    newer["train"]["d_aug"] = "cutout"
+    with pytest.raises(InputError, match=r"other settings \(train\.d_aug\)"):
+        run_status(run, newer)

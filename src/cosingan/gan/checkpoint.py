@@ -17,7 +17,7 @@ import torch
 from .. import __version__
 from ..data.files import save_torch, torch_load
 from ..errors import InputError
-from .config import FORMAT_VERSION
+from .config import FORMAT_VERSION, config_from_dict, config_to_dict
 
 CKPT = "checkpoint.pt"
 REQUIRED = ("config", "sizes", "stage", "iter", "model", "opt_g", "opt_d", "rng", "log", "stage_ends", "data")
@@ -98,8 +98,14 @@ def run_status(run: str | Path, cfg_dict: dict | None = None, content: str | Non
 
 
 def check_same_config(run: str | Path, cfg_dict: dict, ckpt: dict | None = None) -> None:
-    """Refuse to reuse a run trained with other settings (the device may differ: it changes no weights)."""
-    stored = dict((ckpt or load_checkpoint(run))["config"])
+    """Refuse to reuse a run trained with other settings (the device may differ: it changes no weights). The
+    stored settings are read as `TrainedRun` reads them: a field added since the run was trained takes its
+    default, which is the behaviour the run was trained with (tests/test_compat.py)."""
+    raw = (ckpt or load_checkpoint(run))["config"]
+    try:
+        stored = config_to_dict(config_from_dict(raw, f"{Path(run) / CKPT}"))
+    except InputError:  # settings this version does not know: they differ, and the diff names them
+        stored = dict(raw)
     want = dict(cfg_dict)
     diff = []
     for key in sorted(set(stored) | set(want)):
