@@ -74,5 +74,6 @@ def main() -> None:
                        lambda ms, tr=tr: [tr(m, [sample_seed(q.seed, j, 0)])[0] for j, m in enumerate(ms)], tmp,
                        tuple(REALISM))
 
+
 if __name__ == "__main__":
     main()

@@ -209,8 +209,9 @@ def training_copies(run: TrainedRun, shapes: list[tuple[int, int]], seed: int) -
 COLUMNS = {"fidelity_lung_dsc": "fidelity lung DSC", "fidelity_infection_dsc": "fidelity infection DSC",
            "realism_auc": "realism AUC (0.5 best)", "realism_auc_lung": "realism AUC, lungs only",
            "realism_auc_body": "realism AUC, body only",
-           "realism_auc_copy": "realism AUC of its training slice (deformed copies)", "w1_lung": "W1 lung", "w1_infection": "W1 infection",
-           "w1_body": "W1 body", "diversity_lung": "diversity lung", "diversity_body": "diversity body"}
+           "realism_auc_copy": "realism AUC of its training slice (deformed copies)",
+           "w1_lung": "W1 lung", "w1_infection": "W1 infection", "w1_body": "W1 body",
+           "diversity_lung": "diversity lung", "diversity_body": "diversity body"}
 
 
 def quality(runs: list[str | Path], data: str | Path, out: str | Path, cfg: QualityConfig = QualityConfig(),
