@@ -46,6 +46,7 @@ def measures(image: np.ndarray, label: np.ndarray, pred: np.ndarray) -> tuple[fl
 
 def main() -> None:
     from cosingan.data.labelmap import body_from_image, label4_to_label
+    from cosingan.data.pictures import resize
     from cosingan.data.readers import Slice
     from cosingan.downstream import seg
     from cosingan.gan.run import TrainedRun, sample_seed
@@ -69,7 +70,7 @@ def main() -> None:
             label4 = tr.condition(sl.label, body_from_image(sl.image, sl.label))
             label = label4_to_label(label4)
             fake = tr(label4, [sample_seed(seed, j, 0)])[0]
-            for kind, img in (("real"(sl.image, label4.shape)), ("synthetic", fake)):
+            for kind, img in (("real", resize(sl.image, label4.shape)), ("synthetic", fake)):
                 pred = seg.predict(net, Slice(img, label, None, "png"), scfg.size) == 2
                 m = measures(img, label, pred)
                 if m is not None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 
 import numpy as np
 import pytest
@@ -22,7 +23,7 @@ def normals_folder(tmp_path):
     return root
 
 
-def test_few_shot_experiment_report_and_no_leakage(tmp_path, phantom_folder, normals_folder, capsys):
+def test_few_shot_experiment_report_and_no_leakage(tmp_path, phantom_folder, normals_folder, capsys, monkeypatch):
     out = tmp_path / "exp"
     args = ["experiment", "few-shot", "--data", str(phantom_folder), "--k", "1", "--out", str(out),
             "--normals", str(normals_folder), "--preset", "tiny", "--n-synth", "6", "--seg-steps", "2",
@@ -91,6 +92,28 @@ def test_few_shot_experiment_report_and_no_leakage(tmp_path, phantom_folder, nor
     assert again["table"] == first
     for step in ("gan_train", "seg_train", "cls_train"):
         assert again["timings_s"].get(step, 0.0) == 0.0
+    # a study reads the finished folder, writing nothing: every U-Net of the repeat on its test slices
+    from studies import error_location
+
+    capsys.readouterr()
+    monkeypatch.setattr(sys, "argv", ["error_location", str(moved)])
+    error_location.main()
+    table = capsys.readouterr().out
+    assert all(f"| {d.name} | {len(test)} | " in table for d in (moved / "seg").glob("r0_*")), table
+
+
+def test_error_location_counts_false_positives_inside_and_outside_the_lung():
+    from studies.error_location import errors, summary
+
+    label = np.zeros((8, 8), np.uint8)
+    label[1:7, 1:7] = 1
+    label[2:4, 2:4] = 2  # 4 px of infection in a 36 px lung
+    pred = label.copy()
+    pred[2, 2] = 1  # one missed
+    pred[5, 5] = 2  # one false positive in the lung
+    pred[0, 0:2] = 2  # two outside it
+    assert errors(pred, label).tolist() == [3, 1, 1, 2]
+    assert summary(errors(pred, label)) == pytest.approx((3 / 6, 3 / 4, 1 / 4, 2 / 4))
 
 
 def test_each_repeat_has_its_own_split_unless_fixed(tmp_path, phantom_folder, capsys):
