@@ -173,3 +173,39 @@ def test_relayout_with_a_template_gives_lesion_free_lungs_its_kind_of_lesions():
     assert np.array_equal(edit_map(own, "relayout", np.random.default_rng(5)),
                           edit_map(own, "relayout", np.random.default_rng(5), template=own))
 
+
+def _two_lungs() -> np.ndarray:
+    src = np.ones((128, 128), np.uint8)  # body
+    src[16:112, 12:52] = LUNG
+    src[16:112, 76:116] = LUNG
+    src[80:86, 20:26] = INFECTION
+    return src
+
+
+def test_relayout_prefers_the_chest_wall_to_the_mediastinum():
+    # two box lungs either side of a mediastinum: each lung's lateral border (chest wall) and medial border
+    # (mediastinum) are equally near the pleura; COVID-19's lesions lie peripherally, along the chest wall
+    from cosingan.data.edits import _predilection
+
+    w = _predilection(_two_lungs() >= LUNG)[40:90]
+    lateral = w[:, 12:16].mean() + w[:, 112:116].mean()
+    medial = w[:, 48:52].mean() + w[:, 76:80].mean()
+    assert lateral > 3 * medial
+
+
+def test_relayout_grows_each_lesion_in_its_own_lung(monkeypatch):
+    from scipy import ndimage
+
+    from cosingan.data import edits
+
+    grown = []
+
+    def blob(lung, centre, area, rng):
+        grown.append((ndimage.label(lung)[1], lung[centre]))
+        return edits_blob(lung, centre, area, rng)
+
+    edits_blob = edits._blob
+    monkeypatch.setattr(edits, "_blob", blob)
+    for s in range(10):
+        edit_map(_two_lungs(), "relayout", np.random.default_rng(s))
+    assert grown and all(n == 1 and inside for n, inside in grown)  # one lung, the centre's

@@ -15,6 +15,7 @@ from typing import Callable
 
 import numpy as np
 from scipy import ndimage
+from scipy.spatial import ConvexHull, Delaunay, QhullError
 
 from .labelmap import INFECTION, LUNG
 
@@ -168,20 +169,33 @@ def _negative(label4, rng, lesion):
 # yield lesions of many counts, sizes, shapes and positions. The count is drawn around the map's own, the
 # sizes are the map's lesion sizes resampled (so their mix, one large and a few small, say, is kept), the
 # infected share of the lung is drawn around the map's own or, for half of the layouts, from COVID-19's
-# range of severity (2-50 %); positions follow its known predilection for the subpleural (near the lung
-# border) and posterior (lower in the image) lung; shapes are irregular blobs (distance to a centre plus
-# smooth noise, grown to their area; a rougher boundary breaks a blob into specks the generator renders
-# too faintly to be read as lesions).
+# range of severity (2-50 %); positions follow its known predilection for the peripheral (along the chest
+# wall, not the mediastinum) and posterior (lower in the image) lung; shapes are irregular blobs (distance
+# to a centre plus smooth noise, grown to their area inside the centre's lung; a rougher boundary breaks a
+# blob into specks the generator renders too faintly to be read as lesions).
 
 SEVERITY_MIX = 0.5  # share of layouts whose infected share of the lung is drawn log-uniform in 2-50 %
 BLOB_ROUGHNESS = 0.4  # weight of the smooth noise in a lesion boundary (0: a disc cut to the lung)
 
 
+def _outer_depth(lung: np.ndarray) -> np.ndarray:
+    """Distance of each pixel to the border of the lungs' convex hull: small along the chest wall, large
+    along the mediastinum (the hull spans it), which lung-border distance cannot tell apart."""
+    pts = np.argwhere(lung)
+    try:
+        hull = Delaunay(pts[ConvexHull(pts).vertices])
+    except (QhullError, ValueError):  # lungs on a line or a few pixels: no hull
+        return ndimage.distance_transform_edt(lung)
+    inside = (hull.find_simplex(np.indices(lung.shape).reshape(2, -1).T) >= 0).reshape(lung.shape)
+    return ndimage.distance_transform_edt(inside | lung)
+
+
 def _predilection(lung: np.ndarray) -> np.ndarray:
-    """Relative weight of each lung pixel as a lesion centre: subpleural and posterior lung first."""
+    """Relative weight of each lung pixel as a lesion centre: peripheral (along the chest wall, not the
+    mediastinum) and posterior lung first."""
     rows = np.nonzero(lung.any(1))[0]
     scale = max(4.0, 0.08 * (rows.max() - rows.min() + 1))
-    depth = ndimage.distance_transform_edt(lung)  # distance to the lung border (the pleura)
+    depth = _outer_depth(lung)
     y = np.linspace(0.0, 1.0, lung.shape[0])[:, None]
     y = (y - rows.min() / lung.shape[0]) / max(1e-6, (rows.max() - rows.min()) / lung.shape[0])
     w = (np.exp(-depth / scale) + 0.15) * (0.3 + np.clip(y, 0, 1))
@@ -237,11 +251,12 @@ def relayout(label4: np.ndarray, rng: np.random.Generator, template: np.ndarray 
     shares = rng.choice(sizes, count) * np.exp(rng.normal(0.0, 0.3, count))
     areas = np.maximum(12, shares / shares.sum() * frac * n_lung).astype(int)
     w = _predilection(lung).ravel()
+    parts, _ = ndimage.label(lung)  # a lesion grows in its own lung, not across the mediastinum
     out = label4.copy()
     out[out == INFECTION] = LUNG
     for a in sorted(areas, reverse=True):
-        c = int(rng.choice(w.size, p=w / w.sum()))
-        out[_blob(lung, divmod(c, lung.shape[1]), int(a), rng)] = INFECTION
+        yx = divmod(int(rng.choice(w.size, p=w / w.sum())), lung.shape[1])
+        out[_blob(parts == parts[yx], yx, int(a), rng)] = INFECTION
     return out
 
 
