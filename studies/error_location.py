@@ -3,10 +3,11 @@
 A synthetic arm can score a lower infection DSC because it misses lesions (recall) or because it calls
 healthy tissue infection (precision); false-positive infection outside the true lung (heart, mediastinum,
 chest wall) says the synthetic conditions taught it infection where real lesions never lie. For every
-U-Net of the chosen repeats, pooled over the repeat's test slices: infection precision and recall, and the
-false-positive infection inside and outside the true lung, each as a share of the true infection.
+arm's U-Net of the chosen repeats (not the fidelity reference, which trained on these slices), pooled over
+the repeat's test slices: infection precision and recall, and the false-positive infection inside and
+outside the true lung, each as a share of the true infection.
 
-    python -m studies.error_location EXP [--repeats 0 1 2] [--arms C_allreal A_prior]
+    python -m studies.error_location EXP [--repeats 0 1 2] [--arms allreal prior]
 
 EXP is a finished `cosingan experiment few-shot` folder; nothing in it is written.
 """
@@ -41,7 +42,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("exp", help="a finished experiment folder")
     ap.add_argument("--repeats", type=int, nargs="+", default=None, help="repeats (default every one)")
-    ap.add_argument("--arms", nargs="+", default=None, help="U-Net folder names without rR_ (default every one)")
+    ap.add_argument("--arms", nargs="+", default=None,
+                    help="U-Nets whose folder name contains one of these (default every arm)")
     a = ap.parse_args()
     exp = Path(a.exp)
     results = json.loads((exp / "results.json").read_text())
@@ -52,7 +54,7 @@ def main() -> None:
         test = seg.load_folders([split_folder(exp, results, r, "test")])
         for d in sorted((exp / "seg").glob(f"r{r}_*")):
             arm = d.name.split("_", 1)[1]
-            if a.arms and not any(arm.startswith(x) for x in a.arms):
+            if arm.startswith("F_") or a.arms and not any(x in arm for x in a.arms):
                 continue
             net, scfg = seg.load_seg(d, "cpu")
             counts = sum(errors(seg.predict(net, s, scfg.size), s.label) for s in test)

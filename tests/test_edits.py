@@ -22,7 +22,8 @@ def _map(seed: int) -> np.ndarray:
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(edit=st.sampled_from(["deform", "flip", "move", "scale", "add", "remove", "merge", "negative"]),
+@given(edit=st.sampled_from(["deform", "flip", "move", "scale", "add", "remove", "merge", "negative",
+                                          "mediastinum"]),
        map_seed=st.integers(0, 3), seed=st.integers(0, 10_000))
 def test_every_edit_keeps_the_map_valid(edit, map_seed, seed):
     src = _map(map_seed)
@@ -32,7 +33,7 @@ def test_every_edit_keeps_the_map_valid(edit, map_seed, seed):
         return  # the edit does not apply to this map (e.g. a single lesion cannot merge)
     assert out.shape == src.shape and out.dtype == np.uint8
     assert set(np.unique(out)) <= {0, 1, 2, 3}
-    if edit != "deform" and edit != "flip":  # lesion edits never move the lungs or the body
+    if edit not in ("deform", "flip", "mediastinum"):  # lesion edits never move the lungs or the body
         assert np.array_equal(out >= LUNG, src >= LUNG)
         assert np.array_equal(out > 0, src > 0)
     if edit == "negative":
@@ -209,3 +210,16 @@ def test_relayout_grows_each_lesion_in_its_own_lung(monkeypatch):
     for s in range(10):
         edit_map(_two_lungs(), "relayout", np.random.default_rng(s))
     assert grown and all(n == 1 and inside for n, inside in grown)  # one lung, the centre's
+
+
+def test_mediastinum_widens_from_the_middle_only():
+    src = _two_lungs()
+    lung = src >= LUNG
+    for s in range(8):
+        out = edit_map(src, "mediastinum", np.random.default_rng(s))
+        lost = lung & (out < LUNG)
+        assert not (out[~lung] != src[~lung]).any()  # only lung becomes body
+        assert (out[lost] == 1).all() and lost.sum() <= 0.25 * lung.sum()
+        assert not lost[:, 12:20].any() and not lost[:, 108:116].any()  # the chest wall side stays lung
+    assert any((edit_map(src, "mediastinum", np.random.default_rng(s)) < LUNG)[lung].sum() > 0.1 * lung.sum()
+               for s in range(8))

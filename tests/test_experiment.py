@@ -54,6 +54,8 @@ def test_few_shot_experiment_report_and_no_leakage(tmp_path, phantom_folder, nor
         assert json.loads((out / "seg" / name / "train.json").read_text())["config"]["aug"] == "strong"
     assert {(f["k"], f["regime"]) for f in rec["fidelity"]} == {(1, "allmaps"), (1, "prior")}
     assert all(0.0 <= f["infection_dsc"] <= 1.0 for f in rec["fidelity"])
+    always = json.loads((out / "conditions" / "r0_k1_prior" / "conditions.json").read_text())["always"]
+    assert always == ["mediastinum", "relayout"]  # the prior's lungs: a wider mediastinum, then new lesions
     for regime in ("allmaps", "prior"):  # the lesion-density step is on by default, recorded with each set
         assert json.loads((out / "synthetic" / f"r0_k1_{regime}" / "synthesize.json").read_text())["consolidation"] == 0.5
     md = (out / "report.md").read_text()
@@ -99,7 +101,8 @@ def test_few_shot_experiment_report_and_no_leakage(tmp_path, phantom_folder, nor
     monkeypatch.setattr(sys, "argv", ["error_location", str(moved)])
     error_location.main()
     table = capsys.readouterr().out
-    assert all(f"| {d.name} | {len(test)} | " in table for d in (moved / "seg").glob("r0_*")), table
+    nets = [d.name for d in (moved / "seg").glob("r0_*")]
+    assert all((f"| {n} | {len(test)} | " in table) == ("_F_" not in n) for n in nets), table  # F saw the test
 
 
 def test_error_location_counts_false_positives_inside_and_outside_the_lung():

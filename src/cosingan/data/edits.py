@@ -17,7 +17,7 @@ import numpy as np
 from scipy import ndimage
 from scipy.spatial import ConvexHull, Delaunay, QhullError
 
-from .labelmap import INFECTION, LUNG
+from .labelmap import BODY, INFECTION, LUNG
 
 
 @dataclass(frozen=True)
@@ -154,6 +154,22 @@ def _merge(label4, rng, lesion):
     out = label4.copy()
     joined = ndimage.binary_closing(out == INFECTION, structure=np.ones((3, 3)), iterations=max(2, min(h, w) // 40))
     out[joined & (label4 >= LUNG)] = INFECTION
+    return out
+
+
+MEDIASTINUM_SHARE = 0.25  # at most this share of the lung becomes mediastinum
+
+
+@register("mediastinum", whole_map=True, default=False)
+def _mediastinum(label4, rng, lesion):
+    """A wider mediastinum: the lung farthest from the chest wall (0-25 % of it) becomes body, as the heart
+    and great vessels take more of the chest at lower levels and in other patients."""
+    lung = label4 >= LUNG
+    depth = _outer_depth(lung)
+    n = int(rng.uniform(0.0, MEDIASTINUM_SHARE) * lung.sum())
+    out = label4.copy()
+    if n > 0:
+        out[lung & (depth >= np.partition(depth[lung], -n)[-n])] = BODY
     return out
 
 

@@ -107,7 +107,7 @@ CONDITION_REGIMES = {
     "kmaps": Regime(lambda ctx, d: sources_from_folder(d.folder), lambda ctx: list(ctx.cfg.edits)),
     "allmaps": Regime(lambda ctx, d: sources_from_folder(ctx.split.pool_dir), lambda ctx: list(ctx.cfg.edits)),
     "prior": Regime(lambda ctx, d: sources_from_folder(d.folder), lambda ctx: whole_map_edits(list(ctx.cfg.edits)),
-                    ("relayout",)),
+                    ("mediastinum", "relayout")),
     "unlabelled": Regime(lambda ctx, d: with_lesions_of(ctx.unlabelled, sources_from_folder(d.folder)),
                          lambda ctx: whole_map_edits(list(ctx.cfg.edits)), ("relayout",)),
 }

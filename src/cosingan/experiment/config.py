@@ -20,8 +20,8 @@ MAX_PAIRS = 10**7  # synthetic pairs: far beyond any dataset, before memory runs
 REGIMES = {
     "kmaps": "the k slices' own maps, deformed and edited",
     "allmaps": "every training-pool map, deformed and edited",
-    "prior": "the k slices' lungs (deformed, flipped) with new lesion layouts drawn from a prior fitted "
-             "to the k maps (edit `relayout`)",
+    "prior": "the k slices' lungs (deformed, flipped, the mediastinum widened at random) with new lesion "
+             "layouts drawn from a prior fitted to the k maps (edits `mediastinum`, `relayout`)",
     "unlabelled": "lungs found automatically in the --unlabelled slices (no annotation; deformed, flipped) with "
                   "lesion layouts drawn from the prior fitted to the k maps",
 }
