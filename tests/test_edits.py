@@ -23,7 +23,7 @@ def _map(seed: int) -> np.ndarray:
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(edit=st.sampled_from(["deform", "flip", "move", "scale", "add", "remove", "merge", "negative",
-                                          "mediastinum"]),
+                             "mediastinum"]),
        map_seed=st.integers(0, 3), seed=st.integers(0, 10_000))
 def test_every_edit_keeps_the_map_valid(edit, map_seed, seed):
     src = _map(map_seed)
@@ -199,13 +199,12 @@ def test_relayout_grows_each_lesion_in_its_own_lung(monkeypatch):
 
     from cosingan.data import edits
 
-    grown = []
+    grown, real_blob = [], edits._blob
 
     def blob(lung, centre, area, rng):
         grown.append((ndimage.label(lung)[1], lung[centre]))
-        return edits_blob(lung, centre, area, rng)
+        return real_blob(lung, centre, area, rng)
 
-    edits_blob = edits._blob
     monkeypatch.setattr(edits, "_blob", blob)
     for s in range(10):
         edit_map(_two_lungs(), "relayout", np.random.default_rng(s))
