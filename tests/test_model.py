@@ -7,7 +7,7 @@ import torch
 
 from cosingan.gan.encoding import one_hot
 from cosingan.gan.config import ModelConfig
-from cosingan.gan.model import CoSinGAN
+from cosingan.gan.model import CoSinGAN, ScaleGenerator
 from cosingan.gan.pyramid import condition_pyramid, scale_sizes
 
 SIZES = scale_sizes(40, 32, 12, 40, 0.7)
@@ -85,9 +85,10 @@ def test_model_runs_on_other_condition_sizes():
 
 @pytest.mark.parametrize("win", [(slice(3, 20), slice(5, 17)), (slice(0, 12), slice(0, 10)),
                                  (slice(25, 40), slice(20, 32)), (slice(None), slice(None))])
-@pytest.mark.parametrize("two_stage", [True, False])
-def test_windowed_scale_equals_cropped_full_output(win, two_stage):
-    cfg = ModelConfig(channels=8, num_layers=3, refine_layers=2, two_stage=two_stage)
+@pytest.mark.parametrize("two_stage,padding", [(True, "zeros"), (False, "zeros"), (True, "replicate"),
+                                               (True, "reflect")])
+def test_windowed_scale_equals_cropped_full_output(win, two_stage, padding):
+    cfg = ModelConfig(channels=8, num_layers=3, refine_layers=2, two_stage=two_stage, padding=padding)
     m = CoSinGAN(cfg, SIZES)
     m.noise_amp.fill_(0.3)
     conds = _conds(2)
@@ -98,6 +99,19 @@ def test_windowed_scale_equals_cropped_full_output(win, two_stage):
     w1, w2 = m.scale_window(i, prev, conds[i], noises[i], win)
     torch.testing.assert_close(w1, full1[..., win[0], win[1]], rtol=0, atol=1e-6)
     torch.testing.assert_close(w2, full2[..., win[0], win[1]], rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("padding,flat", [("zeros", False), ("replicate", True), ("reflect", True)])
+def test_padding_decides_the_frame(padding, flat):
+    """A uniform input gives a uniform output unless the padding (zeros: mid-grey) draws a frame."""
+    torch.manual_seed(0)
+    g = ScaleGenerator(ModelConfig(channels=8, num_layers=3, padding=padding, two_stage=False), 3)
+    cond = torch.zeros(1, 4, 16, 16)
+    cond[:, 1] = 1  # all body
+    with torch.no_grad():
+        x = g(torch.full((1, 1, 16, 16), 0.6), cond, torch.zeros(1, 2, 16, 16), torch.tensor(0.0))[0]
+    spread = float(x.max() - x.min())
+    assert (spread < 1e-6) == flat, spread
 
 
 def test_coarse_scales_can_be_deeper():

@@ -180,6 +180,7 @@ def test_a_lung_that_vanishes_at_the_training_size_is_refused(tmp_path, capsys):
     ({"model": {"channels": 0}}, "model.channels must be in [1, 1024]"),
     ({"train": {"iters": 0}}, "train.iters must be in"),
     ({"model": {"scale_factor": 1.5}}, "model.scale_factor must be in"),
+    ({"model": {"padding": "circular"}}, "model.padding must be one of zeros, replicate, reflect"),
     ({"train": {"ckpt_every": 0}}, "train.ckpt_every must be in"),
     ({"train": {"lr_g": "nan"}}, "train.lr_g must be a number"),
     ({"model": [1, 2]}, "model must be an object of settings"),

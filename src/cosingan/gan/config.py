@@ -43,6 +43,9 @@ def _check(obj, section: str, rules: dict[str, tuple]) -> None:
             raise ValueError(f"{where} must be {rng}, got {v!r}")
 
 
+PADDINGS = ("zeros", "replicate", "reflect")
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     max_size: int = 256  # long side of the finest scale (px)
@@ -57,6 +60,8 @@ class ModelConfig:
     body_channel: bool = True  # condition = air/body/lung/infection instead of background/lung/infection
     # four fields in front of the map: depth below the skin, distance from the lungs, place in the body's box
     body_fields: bool = False
+    # the generators' conv padding at the image border (the critics keep zeros): zeros is mid-grey in [-1, 1]
+    padding: str = "zeros"
     # --- the three CoSinGAN parts, each switchable ---
     two_stage: bool = True  # per scale: structure G + lung-masked refinement G with a lung critic
     refine_layers: int = 3  # conv blocks of the refinement generator
@@ -65,7 +70,8 @@ class ModelConfig:
         _check(self, "model", {"max_size": (int, 8, 4096), "min_size": (int, 3, 4096),
                                "scale_factor": (float, 0.05, 0.99), "channels": (int, 1, 1024),
                                "num_layers": (int, 1, 64), "coarse_layers": (int, 0, 64), "coarse_max": (int, 1, 4096),
-                               "body_channel": (bool,), "body_fields": (bool,), "two_stage": (bool,), "refine_layers": (int, 1, 64)})
+                               "body_channel": (bool,), "body_fields": (bool,), "padding": (PADDINGS,),
+                               "two_stage": (bool,), "refine_layers": (int, 1, 64)})
         if self.min_size > self.max_size:
             raise ValueError(f"model.min_size ({self.min_size}) must not exceed model.max_size ({self.max_size})")
 

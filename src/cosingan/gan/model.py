@@ -15,15 +15,15 @@ from .encoding import lung_weight, num_channels
 from .pyramid import upsample
 
 
-def conv_net(in_ch: int, ch: int, layers: int, out_ch: int) -> nn.Sequential:
-    """`layers` 3x3 convs (zero padding keeps the size: fully convolutional), LeakyReLU between.
+def conv_net(in_ch: int, ch: int, layers: int, out_ch: int, padding: str = "zeros") -> nn.Sequential:
+    """`layers` 3x3 convs (padding keeps the size: fully convolutional), LeakyReLU between.
     No normalisation: batch statistics of a single image are meaningless (as in ConSinGAN)."""
     mods: list[nn.Module] = []
     c = in_ch
     for _ in range(layers - 1):
-        mods += [nn.Conv2d(c, ch, 3, padding=1), nn.LeakyReLU(0.2, inplace=True)]
+        mods += [nn.Conv2d(c, ch, 3, padding=1, padding_mode=padding), nn.LeakyReLU(0.2, inplace=True)]
         c = ch
-    mods.append(nn.Conv2d(c, out_ch, 3, padding=1))
+    mods.append(nn.Conv2d(c, out_ch, 3, padding=1, padding_mode=padding))
     return nn.Sequential(*mods)
 
 
@@ -34,8 +34,8 @@ class ScaleGenerator(nn.Module):
     def __init__(self, cfg: ModelConfig, layers: int):
         super().__init__()
         c = num_channels(cfg.body_channel, cfg.body_fields)
-        self.structure = conv_net(2 + c, cfg.channels, layers, 1)
-        self.refine = conv_net(2 + c, cfg.channels, cfg.refine_layers, 1) if cfg.two_stage else None
+        self.structure = conv_net(2 + c, cfg.channels, layers, 1, cfg.padding)
+        self.refine = conv_net(2 + c, cfg.channels, cfg.refine_layers, 1, cfg.padding) if cfg.two_stage else None
 
     def forward(self, prev: torch.Tensor, cond: torch.Tensor, noise: torch.Tensor, amp: torch.Tensor
                 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -106,7 +106,7 @@ class CoSinGAN(nn.Module):
                      win: tuple[slice, slice]) -> tuple[torch.Tensor, torch.Tensor]:
         """Scale i's output on the window `win` only, exactly equal to cropping the full output: the
         generator runs on the window grown by its receptive field (clipped at the image border,
-        where zero padding then matches the full-image computation), and the rim is cut off."""
+        where the padding then matches the full-image computation), and the rim is cut off."""
         h, w = cond.shape[-2:]
         m = self.margin(i)
         t0, t1 = win[0].start or 0, win[0].stop or h
