@@ -54,7 +54,7 @@ def main() -> None:
         test = seg.load_folders([split_folder(exp, results, r, "test")])
         for d in sorted((exp / "seg").glob(f"r{r}_*")):
             arm = d.name.split("_", 1)[1]
-            if arm.startswith("F_") or a.arms and not any(x in arm for x in a.arms):
+            if arm.startswith("F_") or (a.arms and not any(x in arm for x in a.arms)):
                 continue
             net, scfg = seg.load_seg(d, "cpu")
             counts = sum(errors(seg.predict(net, s, scfg.size), s.label) for s in test)
