@@ -222,3 +222,29 @@ def test_mediastinum_widens_from_the_middle_only():
         assert not lost[:, 12:20].any() and not lost[:, 108:116].any()  # the chest wall side stays lung
     assert any((edit_map(src, "mediastinum", np.random.default_rng(s)) < LUNG)[lung].sum() > 0.1 * lung.sum()
                for s in range(8))
+
+
+def test_outer_depth_is_the_distance_to_the_hull_of_every_lung_pixel():
+    # the hull is taken over the lungs' border pixels only, and tested in their box only: the same depth as
+    # the hull of every lung pixel tested everywhere, on lungs with a hole, cut by the frame and of one pixel
+    from scipy import ndimage
+    from scipy.spatial import ConvexHull, Delaunay
+
+    from cosingan.data.edits import _outer_depth
+
+    def direct(lung):
+        pts = np.argwhere(lung)
+        hull = Delaunay(pts[ConvexHull(pts).vertices])
+        inside = (hull.find_simplex(np.indices(lung.shape).reshape(2, -1).T) >= 0).reshape(lung.shape)
+        return ndimage.distance_transform_edt(inside | lung)
+
+    holed = _two_lungs() >= LUNG
+    holed[60:64, 30:34] = False
+    framed = np.zeros((40, 50), bool)
+    framed[:25, 30:] = True
+    framed[10:30, 5:12] = True
+    for lung in [_map(s) >= LUNG for s in range(4)] + [holed, framed]:
+        np.testing.assert_array_equal(_outer_depth(lung), direct(lung))
+    dot = np.zeros((9, 9), bool)
+    dot[4, 4] = True
+    np.testing.assert_array_equal(_outer_depth(dot), ndimage.distance_transform_edt(dot))

@@ -197,12 +197,15 @@ BLOB_ROUGHNESS = 0.4  # weight of the smooth noise in a lesion boundary (0: a di
 def _outer_depth(lung: np.ndarray) -> np.ndarray:
     """Distance of each pixel to the border of the lungs' convex hull: small along the chest wall, large
     along the mediastinum (the hull spans it), which lung-border distance cannot tell apart."""
-    pts = np.argwhere(lung)
+    pts = np.argwhere(lung & ~ndimage.binary_erosion(lung))  # the hull's corners are border pixels
     try:
         hull = Delaunay(pts[ConvexHull(pts).vertices])
     except (QhullError, ValueError):  # lungs on a line or a few pixels: no hull
         return ndimage.distance_transform_edt(lung)
-    inside = (hull.find_simplex(np.indices(lung.shape).reshape(2, -1).T) >= 0).reshape(lung.shape)
+    (y0, x0), (y1, x1) = pts.min(0), pts.max(0) + 1  # and it lies in the lungs' box: test only its pixels
+    box = np.indices((y1 - y0, x1 - x0)).reshape(2, -1).T + (y0, x0)
+    inside = np.zeros_like(lung)
+    inside[y0:y1, x0:x1] = (hull.find_simplex(box) >= 0).reshape(y1 - y0, x1 - x0)
     return ndimage.distance_transform_edt(inside | lung)
 
 
