@@ -85,11 +85,19 @@ def test_model_runs_on_other_condition_sizes():
 
 @pytest.mark.parametrize("win", [(slice(3, 20), slice(5, 17)), (slice(0, 12), slice(0, 10)),
                                  (slice(25, 40), slice(20, 32)), (slice(None), slice(None))])
-@pytest.mark.parametrize("two_stage,padding", [(True, "zeros"), (False, "zeros"), (True, "replicate"),
-                                               (True, "reflect")])
-def test_windowed_scale_equals_cropped_full_output(win, two_stage, padding):
-    cfg = ModelConfig(channels=8, num_layers=3, refine_layers=2, two_stage=two_stage, padding=padding)
+@pytest.mark.parametrize("two_stage,padding,modulation", [(True, "zeros", False), (False, "zeros", False),
+                                                          (True, "replicate", False), (True, "reflect", False),
+                                                          (True, "zeros", True), (True, "replicate", True)])
+def test_windowed_scale_equals_cropped_full_output(win, two_stage, padding, modulation):
+    cfg = ModelConfig(channels=8, num_layers=3, refine_layers=2, two_stage=two_stage, padding=padding,
+                      modulation=modulation)
     m = CoSinGAN(cfg, SIZES)
+    if modulation:  # away from their zero start, so that the map's modulation reaches the output
+        torch.manual_seed(1)
+        for g in m.gens:
+            for net in (g.structure, g.refine):
+                for mod in net.mods:
+                    torch.nn.init.normal_(mod.weight, std=0.3)
     m.noise_amp.fill_(0.3)
     conds = _conds(2)
     noises = m.draw_noise(conds, torch.Generator().manual_seed(0))
@@ -122,3 +130,24 @@ def test_coarse_scales_can_be_deeper():
     assert convs == m.layers
     conds = _conds(1)
     assert m(conds, m.draw_noise(conds))[1].shape[-2:] == SIZES[-1]
+
+
+def test_modulation_starts_as_the_plain_generator_and_the_map_then_steers_every_layer():
+    """With `modulation` each hidden layer is scaled and shifted by convs of the map; they start at zero, so
+    the untrained modulated generator computes what the plain one with the same conv weights computes."""
+    plain = ScaleGenerator(ModelConfig(channels=8, num_layers=3, refine_layers=2), 3)
+    mod = ScaleGenerator(ModelConfig(channels=8, num_layers=3, refine_layers=2, modulation=True), 3)
+    for p_net, m_net in ((plain.structure, mod.structure), (plain.refine, mod.refine)):
+        convs = [c for c in p_net if isinstance(c, torch.nn.Conv2d)]
+        assert len(convs) == len(m_net.convs) and len(m_net.mods) == len(convs) - 1
+        for a, b in zip(convs, m_net.convs):
+            b.load_state_dict(a.state_dict())
+        assert all(c.in_channels == 4 and c.out_channels == 16 for c in m_net.mods)  # map -> scale and shift
+    cond = _conds(2)[-1]
+    args = (torch.rand(2, 1, *cond.shape[-2:]) * 2 - 1, cond, torch.randn(2, 2, *cond.shape[-2:]),
+            torch.tensor(0.2))
+    with torch.no_grad():
+        for a, b in zip(plain(*args), mod(*args)):
+            torch.testing.assert_close(a, b, rtol=0, atol=1e-6)
+        torch.nn.init.normal_(mod.structure.mods[1].weight, std=0.3)  # the last hidden layer's modulation
+        assert not torch.allclose(plain(*args)[0], mod(*args)[0], atol=1e-3)

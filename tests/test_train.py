@@ -192,6 +192,16 @@ def test_body_fields_train_sample_and_change_the_samples(tmp_path, phantom_files
     assert not np.allclose(a, TrainedRun.from_pretrained(tmp_path / "plain")(label4, [1, 2]))
 
 
+def test_map_modulation_trains_loads_from_its_checkpoint_and_samples(tmp_path, phantom_files):
+    sl = load_slice(*phantom_files)
+    t = train(tmp_path / "mod", sl, tiny(model={"modulation": True}), progress=False)
+    assert any(bool(m.weight.detach().any()) for g in t.model.gens for m in g.structure.mods)  # it learned
+    run = TrainedRun.from_pretrained(tmp_path / "mod")
+    assert run.config.model.modulation
+    a = run(t.label4, [1, 2])
+    assert a.shape == (2, *t.label4.shape) and np.isfinite(a).all() and np.array_equal(a, run(t.label4, [1, 2]))
+
+
 def test_reconstruction_study_measures_every_scale(tiny_run):
     """studies/reconstruction.py: one row per scale; the coarsest scale's two reconstructions are one."""
     from studies.reconstruction import per_scale

@@ -27,6 +27,37 @@ def conv_net(in_ch: int, ch: int, layers: int, out_ch: int, padding: str = "zero
     return nn.Sequential(*mods)
 
 
+class ModulatedNet(nn.Module):
+    """`conv_net` whose hidden activations the condition scales and shifts per pixel (SPADE's modulation,
+    without its normalisation, which a single image cannot estimate): the map steers every layer instead
+    of only the first. The modulation convs start at zero, so training starts from the plain net."""
+
+    def __init__(self, in_ch: int, cond_ch: int, ch: int, layers: int, out_ch: int, padding: str = "zeros"):
+        super().__init__()
+        widths = [in_ch] + [ch] * (layers - 1) + [out_ch]
+        self.convs = nn.ModuleList(nn.Conv2d(a, b, 3, padding=1, padding_mode=padding)
+                                   for a, b in zip(widths, widths[1:]))
+        self.mods = nn.ModuleList(nn.Conv2d(cond_ch, 2 * ch, 3, padding=1, padding_mode=padding)
+                                  for _ in range(layers - 1))
+        for m in self.mods:
+            nn.init.zeros_(m.weight)
+            nn.init.zeros_(m.bias)
+
+    def forward(self, x: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        for conv, mod in zip(self.convs, self.mods):
+            gamma, beta = mod(cond).chunk(2, 1)
+            x = F.leaky_relu(conv(x) * (1 + gamma) + beta, 0.2)
+        return self.convs[-1](x)
+
+
+def generator_net(cfg: ModelConfig, cond_ch: int, layers: int) -> nn.Module:
+    """One of a scale's generators: the map, noise and coarser output concatenated at the input, and with
+    `model.modulation` the map modulating every hidden layer too."""
+    if cfg.modulation:
+        return ModulatedNet(2 + cond_ch, cond_ch, cfg.channels, layers, 1, cfg.padding)
+    return conv_net(2 + cond_ch, cfg.channels, layers, 1, cfg.padding)
+
+
 class ScaleGenerator(nn.Module):
     """One scale. Stage 1 (`structure`) draws the whole slice as a residual on the upsampled coarser
     output; stage 2 (`refine`, optional) adds lung texture and lesions only inside the lung mask."""
@@ -34,18 +65,22 @@ class ScaleGenerator(nn.Module):
     def __init__(self, cfg: ModelConfig, layers: int):
         super().__init__()
         c = num_channels(cfg.body_channel, cfg.body_fields)
-        self.structure = conv_net(2 + c, cfg.channels, layers, 1, cfg.padding)
-        self.refine = conv_net(2 + c, cfg.channels, cfg.refine_layers, 1, cfg.padding) if cfg.two_stage else None
+        self.modulated = cfg.modulation
+        self.structure = generator_net(cfg, c, layers)
+        self.refine = generator_net(cfg, c, cfg.refine_layers) if cfg.two_stage else None
+
+    def _net(self, net: nn.Module, x: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        return net(x, cond) if self.modulated else net(x)
 
     def forward(self, prev: torch.Tensor, cond: torch.Tensor, noise: torch.Tensor, amp: torch.Tensor
                 ) -> tuple[torch.Tensor, torch.Tensor]:
         z = noise * amp
-        x1 = prev + torch.tanh(self.structure(torch.cat([prev, z[:, :1], cond], 1)))
+        x1 = prev + torch.tanh(self._net(self.structure, torch.cat([prev, z[:, :1], cond], 1), cond))
         if self.refine is None:
             return x1, x1
         # a slightly dilated lung mask lets the refinement blend across the lung border
         m = F.max_pool2d(lung_weight(cond), 3, stride=1, padding=1)
-        x2 = x1 + m * torch.tanh(self.refine(torch.cat([x1, z[:, 1:2], cond], 1)))
+        x2 = x1 + m * torch.tanh(self._net(self.refine, torch.cat([x1, z[:, 1:2], cond], 1), cond))
         return x1, x2
 
 
