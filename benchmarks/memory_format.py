@@ -1,6 +1,6 @@
 """Channels-last against the default memory format, and the map modulation's cost, side by side in one run.
 
-    python benchmarks/memory_format.py [--threads 2] [--repeats 15]
+    python benchmarks/memory_format.py [--threads 2] [--repeats 15] [--sizes 33 100 256] [--downstream-size 128]
 
 Times, on the CPU, (1) one scale's generator (`cpu`-preset width, 5 convs, two stages; batch 4) training
 step and inference at 33, 100 and 256 px, with the model and its inputs in the default (NCHW) and the
@@ -49,13 +49,14 @@ def generator_ms(modulation: bool, size: int, train: bool, channels_last: bool, 
     return _ms(step, repeats)
 
 
-def downstream_ms(kind: str, channels_last: bool, repeats: int) -> float:
+def downstream_ms(kind: str, size: int, channels_last: bool, repeats: int) -> float:
     from cosingan.downstream import cls, seg
 
     torch.manual_seed(0)
     fmt = torch.channels_last if channels_last else torch.contiguous_format
-    net = (seg.make_net(seg.SegConfig()) if kind == "U-Net" else cls.make_net(cls.ClsConfig())).to(memory_format=fmt)
-    x = torch.randn(8, 1, 128, 128).contiguous(memory_format=fmt)
+    net = (seg.make_net(seg.SegConfig()) if kind == "U-Net" else cls.make_net(cls.ClsConfig(size=size)))
+    net = net.to(memory_format=fmt)
+    x = torch.randn(8, 1, size, size).contiguous(memory_format=fmt)
     opt = torch.optim.Adam(net.parameters(), 1e-3)
 
     def step():
@@ -70,10 +71,12 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=15)
+    ap.add_argument("--sizes", type=int, nargs="+", default=[33, 100, 256], help="generator input sides (px)")
+    ap.add_argument("--downstream-size", type=int, default=128, help="U-Net and classifier input side (px)")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     print(f"torch {torch.__version__}, {a.threads} threads; ms per call (ratio = first / second)")
-    for size in (33, 100, 256):
+    for size in a.sizes:
         for train in (True, False):
             what = f"generator {size} px {'train step' if train else 'inference'}"
             nchw, last = (generator_ms(False, size, train, cl, a.repeats) for cl in (False, True))
@@ -81,8 +84,8 @@ def main() -> None:
             print(f"{what}: NCHW {nchw:.1f}, channels-last {last:.1f} ({nchw / last:.2f}x); "
                   f"modulated (NCHW) {mod:.1f} ({mod / nchw:.2f}x the plain)")
     for kind in ("U-Net", "classifier"):
-        nchw, last = (downstream_ms(kind, cl, a.repeats) for cl in (False, True))
-        print(f"{kind} train step, batch 8, 128 px: NCHW {nchw:.1f}, channels-last {last:.1f} ({nchw / last:.2f}x)")
+        nchw, last = (downstream_ms(kind, a.downstream_size, cl, a.repeats) for cl in (False, True))
+        print(f"{kind} train step, batch 8, {a.downstream_size} px: NCHW {nchw:.1f}, channels-last {last:.1f} ({nchw / last:.2f}x)")
 
 
 if __name__ == "__main__":

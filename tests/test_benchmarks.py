@@ -38,5 +38,12 @@ def test_seg_nets_benchmark_runs():
     assert "ms" in r.stdout
 
 
+def test_memory_format_benchmark_runs():
+    r = subprocess.run([sys.executable, str(BENCH / "memory_format.py"), "--repeats", "1", "--sizes", "16",
+                        "--downstream-size", "32"], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout.count("channels-last") == 4 and r.stdout.count("modulated") == 2  # 2 generator, 2 downstream lines
+
+
 def test_the_benchmarks_folder_holds_only_smoke_tested_benchmarks():
-    assert sorted(p.name for p in BENCH.glob("*.py")) == ["seg_nets.py", "speed.py"]
+    assert sorted(p.name for p in BENCH.glob("*.py")) == ["memory_format.py", "seg_nets.py", "speed.py"]
