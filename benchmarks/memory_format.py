@@ -12,18 +12,13 @@ ratio; nothing is written and no timing gates anything.
 from __future__ import annotations
 
 import argparse
-import time
 
 import torch
+from speed import _timed  # benchmarks/ is the script's folder, so on sys.path
 
 
 def _ms(fn, repeats: int) -> float:
-    for _ in range(3):
-        fn()
-    t = time.perf_counter()
-    for _ in range(repeats):
-        fn()
-    return (time.perf_counter() - t) / repeats * 1000
+    return _timed(fn, "cpu", repeats) * 1000
 
 
 def generator_ms(modulation: bool, size: int, train: bool, channels_last: bool, repeats: int) -> float:
@@ -85,7 +80,8 @@ def main() -> None:
                   f"modulated (NCHW) {mod:.1f} ({mod / nchw:.2f}x the plain)")
     for kind in ("U-Net", "classifier"):
         nchw, last = (downstream_ms(kind, a.downstream_size, cl, a.repeats) for cl in (False, True))
-        print(f"{kind} train step, batch 8, {a.downstream_size} px: NCHW {nchw:.1f}, channels-last {last:.1f} ({nchw / last:.2f}x)")
+        print(f"{kind} train step, batch 8, {a.downstream_size} px: NCHW {nchw:.1f}, "
+              f"channels-last {last:.1f} ({nchw / last:.2f}x)")
 
 
 if __name__ == "__main__":

@@ -65,12 +65,11 @@ class ScaleGenerator(nn.Module):
     def __init__(self, cfg: ModelConfig, layers: int):
         super().__init__()
         c = num_channels(cfg.body_channel, cfg.body_fields)
-        self.modulated = cfg.modulation
         self.structure = generator_net(cfg, c, layers)
         self.refine = generator_net(cfg, c, cfg.refine_layers) if cfg.two_stage else None
 
     def _net(self, net: nn.Module, x: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
-        return net(x, cond) if self.modulated else net(x)
+        return net(x, cond) if isinstance(net, ModulatedNet) else net(x)
 
     def forward(self, prev: torch.Tensor, cond: torch.Tensor, noise: torch.Tensor, amp: torch.Tensor
                 ) -> tuple[torch.Tensor, torch.Tensor]:
