@@ -151,3 +151,30 @@ def test_modulation_starts_as_the_plain_generator_and_the_map_then_steers_every_
             torch.testing.assert_close(a, b, rtol=0, atol=1e-6)
         torch.nn.init.normal_(mod.structure.mods[1].weight, std=0.3)  # the last hidden layer's modulation
         assert not torch.allclose(plain(*args)[0], mod(*args)[0], atol=1e-3)
+
+
+@pytest.mark.parametrize("modulation", [False, True])
+def test_cpu_placement_is_channels_last_and_computes_the_same(modulation):
+    cfg = ModelConfig(channels=8, num_layers=3, refine_layers=2, modulation=modulation)
+    torch.manual_seed(0)
+    nchw = CoSinGAN(cfg, SIZES)
+    nchw.noise_amp.fill_(0.3)
+    if modulation:
+        for g in nchw.gens:
+            for mod in g.structure.mods:
+                torch.nn.init.normal_(mod.weight, std=0.3)
+    last = CoSinGAN(cfg, SIZES)
+    last.load_state_dict(nchw.state_dict())
+    last.place(torch.device("cpu"))
+    convs = [m for m in last.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert convs and all(c.weight.is_contiguous(memory_format=torch.channels_last) for c in convs)
+    first = next(m for m in nchw.modules() if isinstance(m, torch.nn.Conv2d))
+    assert not first.weight.is_contiguous(memory_format=torch.channels_last)  # unplaced: the default format
+    conds = _conds(2)
+    noises = nchw.draw_noise(conds, torch.Generator().manual_seed(0))
+    a, b = nchw(conds, noises)[1], last(conds, noises)[1]
+    assert b.is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(b, a, rtol=0, atol=1e-5)  # another summation order, the same function
+    # a checkpoint written from either loads into the other
+    nchw.load_state_dict(last.state_dict())
+    torch.testing.assert_close(nchw(conds, noises)[1], a, rtol=0, atol=0)

@@ -37,6 +37,9 @@ def test_run_folder_contents_and_weights_only_checkpoint(tmp_path, phantom_files
     lines = (run / "log.csv").read_text().splitlines()
     assert lines[0].startswith("step,stage,iter") and len(lines) == 1 + t.model.num_scales * t.tc.iters
     assert not list(run.glob(".*.cosingan-tmp"))  # no temp files left behind
+    loaded = TrainedRun.from_pretrained(run).model  # trained and sampled channels-last on the CPU
+    for m in (t.model, loaded):
+        assert m.gens[-1].structure[0].weight.is_contiguous(memory_format=torch.channels_last)
 
 
 def test_resume_equals_uninterrupted_training(tmp_path, phantom_files):

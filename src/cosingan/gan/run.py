@@ -52,7 +52,7 @@ class TrainedRun:
         ckpt = load_checkpoint(folder, map_location=dev)
         cfg = config_from_dict(ckpt["config"], str(folder / CKPT))
         pairs = ckpt["model"]["rec_noise"].shape[0] if "rec_noise" in ckpt["model"] else 1
-        model = CoSinGAN(cfg.model, [tuple(s) for s in ckpt["sizes"]], pairs).to(dev)
+        model = CoSinGAN(cfg.model, [tuple(s) for s in ckpt["sizes"]], pairs).place(dev)
         try:
             model.load_state_dict(ckpt["model"])
         except RuntimeError as e:

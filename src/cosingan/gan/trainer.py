@@ -83,7 +83,7 @@ class Trainer:
                 n = self.tc.aug_bank // len(imgs) + (i < self.tc.aug_bank % len(imgs))
                 bank += deform_bank(imgs[i], labs[i], n, seed=cfg.seed + 1 + i)
         self.bank = [build_pyramids(i, l, sizes, self.mc, self.device) for i, l in bank]
-        self.model = CoSinGAN(self.mc, sizes, len(imgs)).to(self.device)
+        self.model = CoSinGAN(self.mc, sizes, len(imgs)).place(self.device)
         self.d_aug = parse(self.tc.d_aug)
         self.rec_loss = MixedReconstruction(self.tc.mixed_rec, self.tc.rec_teacher_weight, self.tc.rec_ssim_weight)
         self.stage, self.iter, self.log, self.stage_ends = 0, 0, [], []
