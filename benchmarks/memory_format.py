@@ -1,8 +1,12 @@
 """Channels-last against the default memory format, and the map modulation's cost, side by side in one run.
 
     python benchmarks/memory_format.py [--threads 2] [--repeats 15] [--sizes 33 100 256] [--downstream-size 128]
+        [--trainer-size 256] [--trainer-iters 3] [--trainer-rounds 4]
 
-Times, on the CPU, (1) one scale's generator (`cpu`-preset width, 5 convs, two stages; batch 4) training
+Times, on the CPU, (0) whole training iterations of a `cpu`-preset few-shot generator (two phantom pairs;
+2 critic and 1 generator updates with the gradient penalty and reconstruction) at the third and the last
+stage, the model placed as training places it (channels-last) and converted back to NCHW, the two
+interleaved; (1) one scale's generator (`cpu`-preset width, 5 convs, two stages; batch 4) training
 step and inference at 33, 100 and 256 px, with the model and its inputs in the default (NCHW) and the
 channels-last memory format; (2) the same generator with `model.modulation` beside the plain one; (3) the
 experiment's U-Net and classifier training steps (batch 8, 128 px) in both formats. Prints each pair's
@@ -44,6 +48,50 @@ def generator_ms(modulation: bool, size: int, train: bool, channels_last: bool, 
     return _ms(step, repeats)
 
 
+def trainer_ms(size: int, iters: int, repeats: int) -> list[tuple[str, float, float]]:
+    """(stage, NCHW ms, channels-last ms) per timed stage: medians of `repeats` alternating rounds."""
+    import statistics
+    import time
+    from dataclasses import replace
+    from pathlib import Path
+
+    from cosingan.data.labelmap import body_from_image, to_label4
+    from cosingan.data.phantom import chest_phantom
+    from cosingan.gan.config import preset
+    from cosingan.gan.trainer import Trainer, stack_pairs
+
+    cfg = preset("cpu")
+    cfg = replace(cfg, model=replace(cfg.model, max_size=size, min_size=min(size, cfg.model.min_size)))
+    pairs = []
+    for seed in (0, 1):
+        img, lab = chest_phantom(size, seed)
+        pairs.append((img, to_label4(lab, body_from_image(img, lab))))
+    img, lab = stack_pairs(pairs)
+    trainers = {}
+    for fmt in (torch.contiguous_format, torch.channels_last):
+        torch.manual_seed(0)
+        t = Trainer(Path("unused"), cfg, img, lab)  # nothing is written: only steps run
+        t.model.to(memory_format=fmt)
+        trainers[fmt] = t
+    n = len(trainers[fmt].sizes)
+    rows = []
+    for stage in sorted({min(2, n - 1), n - 1}):
+        times: dict = {fmt: [] for fmt in trainers}
+        for t in trainers.values():
+            t.stage, t.iter = stage, 0
+            t._begin_stage(fresh=True)
+            t.step()  # warm-up
+        for _ in range(repeats):
+            for fmt, t in trainers.items():
+                t0 = time.perf_counter()
+                for _ in range(iters):
+                    t.step()
+                times[fmt].append((time.perf_counter() - t0) / iters * 1000)
+        h, w = trainers[fmt].sizes[stage]
+        rows.append((f"stage {stage + 1}/{n} ({h}x{w})", *(statistics.median(times[f]) for f in trainers)))
+    return rows
+
+
 def downstream_ms(kind: str, size: int, channels_last: bool, repeats: int) -> float:
     from cosingan.downstream import cls, seg
 
@@ -68,9 +116,14 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=15)
     ap.add_argument("--sizes", type=int, nargs="+", default=[33, 100, 256], help="generator input sides (px)")
     ap.add_argument("--downstream-size", type=int, default=128, help="U-Net and classifier input side (px)")
+    ap.add_argument("--trainer-size", type=int, default=256, help="the training iterations' finest long side (px)")
+    ap.add_argument("--trainer-iters", type=int, default=3, help="training iterations per timed round")
+    ap.add_argument("--trainer-rounds", type=int, default=4, help="alternating timed rounds per format")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     print(f"torch {torch.__version__}, {a.threads} threads; ms per call (ratio = first / second)")
+    for stage, nchw, last in trainer_ms(a.trainer_size, a.trainer_iters, a.trainer_rounds):
+        print(f"generator training iteration, {stage}: NCHW {nchw:.0f}, channels-last {last:.0f} ({nchw / last:.2f}x)")
     for size in a.sizes:
         for train in (True, False):
             what = f"generator {size} px {'train step' if train else 'inference'}"
