@@ -7,7 +7,7 @@ import torch
 
 from cosingan.gan.encoding import one_hot
 from cosingan.gan.config import ModelConfig
-from cosingan.gan.model import CoSinGAN, ScaleGenerator
+from cosingan.gan.model import CoSinGAN, Critic, ScaleGenerator
 from cosingan.gan.pyramid import condition_pyramid, scale_sizes
 
 SIZES = scale_sizes(40, 32, 12, 40, 0.7)
@@ -178,3 +178,32 @@ def test_cpu_placement_is_channels_last_and_computes_the_same(modulation):
     # a checkpoint written from either loads into the other
     nchw.load_state_dict(last.state_dict())
     torch.testing.assert_close(nchw(conds, noises)[1], a, rtol=0, atol=0)
+
+
+def test_critic_layout_path_sees_four_times_as_far_and_keeps_the_score_map_size():
+    """A 3-layer critic's score at a pixel depends on 7 x 7 input pixels; the layout path on the 4x pooled
+    input reaches ~4x as far, and its scores come back at the input's size."""
+    cond = _conds(1)[-1]
+    x = torch.zeros(1, 1, *cond.shape[-2:], requires_grad=True)
+    reach = {}
+    for layout in (False, True):
+        torch.manual_seed(0)
+        critic = Critic(ModelConfig(channels=8, critic_layout=layout), 3)
+        out = critic(x, cond)
+        assert out.shape == (1, 1, *cond.shape[-2:])
+        (g,) = torch.autograd.grad(out[0, 0, 20, 16], x)
+        rows = g[0, 0].abs().sum(1).nonzero().flatten()
+        reach[layout] = int(rows.max() - rows.min()) + 1
+    assert reach[False] == 7 and reach[True] >= 20
+
+
+def test_critic_layout_trains_with_the_penalty_and_odd_sizes():
+    from cosingan.gan.losses import critic_loss
+
+    cond = _conds(2)[-1][..., :37, :29]  # not a multiple of the pooling
+    critic = Critic(ModelConfig(channels=8, critic_layout=True), 3)
+    real, fake = torch.rand(2, 1, 37, 29), torch.rand(2, 1, 37, 29)
+    loss, _ = critic_loss(critic, real, fake, cond, 0.1)
+    loss.backward()
+    weights = [p for p in critic.layout.parameters() if p.dim() == 4]  # (the last bias cancels in a WGAN loss)
+    assert torch.isfinite(loss) and all(p.grad is not None and p.grad.abs().sum() > 0 for p in weights)

@@ -205,6 +205,16 @@ def test_map_modulation_trains_loads_from_its_checkpoint_and_samples(tmp_path, p
     assert a.shape == (2, *t.label4.shape) and np.isfinite(a).all() and np.array_equal(a, run(t.label4, [1, 2]))
 
 
+def test_critic_layout_trains_loads_from_its_checkpoint_and_samples(tmp_path, phantom_files):
+    sl = load_slice(*phantom_files)
+    t = train(tmp_path / "lay", sl, tiny(model={"critic_layout": True}), progress=False)
+    assert t.model.critics[-1].layout is not None and t.model.lung_critics[-1].layout is not None
+    run = TrainedRun.from_pretrained(tmp_path / "lay")
+    assert run.config.model.critic_layout
+    a = run(t.label4, [1, 2])
+    assert a.shape == (2, *t.label4.shape) and np.isfinite(a).all()
+
+
 def test_reconstruction_study_measures_every_scale(tiny_run):
     """studies/reconstruction.py: one row per scale; the coarsest scale's two reconstructions are one."""
     from studies.reconstruction import per_scale

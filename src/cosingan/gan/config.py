@@ -65,6 +65,8 @@ class ModelConfig:
     # the map also scales and shifts every hidden layer of the generators per pixel (SPADE-style), not only
     # concatenated at their input
     modulation: bool = False
+    # the critics also judge their input average-pooled 4x (a layout path: 4x the receptive field, 1/16 the cost)
+    critic_layout: bool = False
     # --- the three CoSinGAN parts, each switchable ---
     two_stage: bool = True  # per scale: structure G + lung-masked refinement G with a lung critic
     refine_layers: int = 3  # conv blocks of the refinement generator
@@ -74,7 +76,7 @@ class ModelConfig:
                                "scale_factor": (float, 0.05, 0.99), "channels": (int, 1, 1024),
                                "num_layers": (int, 1, 64), "coarse_layers": (int, 0, 64), "coarse_max": (int, 1, 4096),
                                "body_channel": (bool,), "body_fields": (bool,), "padding": (PADDINGS,),
-                               "modulation": (bool,), "two_stage": (bool,), "refine_layers": (int, 1, 64)})
+                               "modulation": (bool,), "critic_layout": (bool,), "two_stage": (bool,), "refine_layers": (int, 1, 64)})
         if self.min_size > self.max_size:
             raise ValueError(f"model.min_size ({self.min_size}) must not exceed model.max_size ({self.max_size})")
 

@@ -83,15 +83,28 @@ class ScaleGenerator(nn.Module):
         return x1, x2
 
 
+LAYOUT_POOL = 4  # the layout path's downsampling: a 3-layer critic's 7 px patches become 28 px
+
+
 class Critic(nn.Module):
-    """Conditional patch critic (WGAN): a score map, one score per receptive-field patch."""
+    """Conditional patch critic (WGAN): a score map, one score per receptive-field patch. With
+    `model.critic_layout` a second net judges the input average-pooled `LAYOUT_POOL`x: patches that span
+    how structures are arranged (spine, ribs, vessels' course) instead of their texture; its scores,
+    repeated back to the input's size, add to the patch scores, so losses and penalties stay per pixel."""
 
     def __init__(self, cfg: ModelConfig, layers: int):
         super().__init__()
-        self.net = conv_net(1 + num_channels(cfg.body_channel, cfg.body_fields), cfg.channels, layers, 1)
+        c = 1 + num_channels(cfg.body_channel, cfg.body_fields)
+        self.net = conv_net(c, cfg.channels, layers, 1)
+        self.layout = conv_net(c, cfg.channels, layers, 1) if cfg.critic_layout else None
 
     def forward(self, x: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
-        return self.net(torch.cat([x, cond], 1))
+        h = torch.cat([x, cond], 1)
+        out = self.net(h)
+        if self.layout is None:
+            return out
+        coarse = self.layout(F.avg_pool2d(h, LAYOUT_POOL, ceil_mode=True))
+        return out + F.interpolate(coarse, size=out.shape[-2:], mode="nearest")
 
 
 class CoSinGAN(nn.Module):
