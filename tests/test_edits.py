@@ -248,3 +248,23 @@ def test_outer_depth_is_the_distance_to_the_hull_of_every_lung_pixel():
     dot = np.zeros((9, 9), bool)
     dot[4, 4] = True
     np.testing.assert_array_equal(_outer_depth(dot), ndimage.distance_transform_edt(dot))
+
+
+def test_convex_rows_match_a_point_in_hull_test_of_every_pixel():
+    # random hulls of lattice points, edges through lattice points included: the per-row runs equal
+    # Delaunay's point location (which `_outer_depth` used before) pixel for pixel
+    from scipy.spatial import ConvexHull, Delaunay
+
+    from cosingan.data.edits import _convex_rows
+
+    rng = np.random.default_rng(0)
+    for _ in range(40):
+        pts = rng.integers(0, rng.integers(5, 60), size=(int(rng.integers(3, 30)), 2))
+        try:
+            hull = ConvexHull(pts)
+        except Exception:  # collinear draws
+            continue
+        (y0, x0), (y1, x1) = pts.min(0), pts.max(0) + 1
+        box = np.indices((y1 - y0, x1 - x0)).reshape(2, -1).T + (y0, x0)
+        want = (Delaunay(pts[hull.vertices]).find_simplex(box) >= 0).reshape(y1 - y0, x1 - x0)
+        np.testing.assert_array_equal(_convex_rows(hull.equations, y0, y1, x0, x1), want)
