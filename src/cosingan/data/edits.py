@@ -210,8 +210,8 @@ def _outer_depth(lung: np.ndarray) -> np.ndarray:
 
 def _convex_rows(equations: np.ndarray, y0: int, y1: int, x0: int, x1: int, tol: float = 1e-9) -> np.ndarray:
     """Pixels (y, x) of the box with a·y + b·x + c <= tol for every hull facet (a, b, c): a convex region
-    meets each row in one run of columns, so each row needs only its two ends (a point-in-simplex test of
-    every pixel costs 20x more). `tol` keeps pixels on an edge, which lie exactly on a facet's line."""
+    meets each row in one run of columns, so each row needs only its two ends, not a point-location test
+    of every pixel. `tol` keeps pixels on an edge, which lie exactly on a facet's line."""
     y = np.arange(y0, y1, dtype=np.float64)[:, None]
     a, b, c = equations[:, 0], equations[:, 1], equations[:, 2]
     lo = np.full(len(y), -np.inf)

@@ -76,7 +76,8 @@ class ModelConfig:
                                "scale_factor": (float, 0.05, 0.99), "channels": (int, 1, 1024),
                                "num_layers": (int, 1, 64), "coarse_layers": (int, 0, 64), "coarse_max": (int, 1, 4096),
                                "body_channel": (bool,), "body_fields": (bool,), "padding": (PADDINGS,),
-                               "modulation": (bool,), "critic_layout": (bool,), "two_stage": (bool,), "refine_layers": (int, 1, 64)})
+                               "modulation": (bool,), "critic_layout": (bool,), "two_stage": (bool,),
+                               "refine_layers": (int, 1, 64)})
         if self.min_size > self.max_size:
             raise ValueError(f"model.min_size ({self.min_size}) must not exceed model.max_size ({self.max_size})")
 
