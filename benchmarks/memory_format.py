@@ -55,25 +55,23 @@ def trainer_ms(size: int, iters: int, repeats: int) -> list[tuple[str, float, fl
     from dataclasses import replace
     from pathlib import Path
 
-    from cosingan.data.labelmap import body_from_image, to_label4
     from cosingan.data.phantom import chest_phantom
+    from cosingan.data.readers import Slice
     from cosingan.gan.config import preset
+    from cosingan.gan.train import prepare_pair
     from cosingan.gan.trainer import Trainer, stack_pairs
 
     cfg = preset("cpu")
     cfg = replace(cfg, model=replace(cfg.model, max_size=size, min_size=min(size, cfg.model.min_size)))
-    pairs = []
-    for seed in (0, 1):
-        img, lab = chest_phantom(size, seed)
-        pairs.append((img, to_label4(lab, body_from_image(img, lab))))
-    img, lab = stack_pairs(pairs)
+    img, lab = stack_pairs([prepare_pair(Slice(*chest_phantom(size, seed), None, "npy"), size) for seed in (0, 1)])
     trainers = {}
     for fmt in (torch.contiguous_format, torch.channels_last):
         torch.manual_seed(0)
         t = Trainer(Path("unused"), cfg, img, lab)  # nothing is written: only steps run
         t.model.to(memory_format=fmt)
         trainers[fmt] = t
-    n = len(trainers[fmt].sizes)
+    sizes = trainers[torch.channels_last].sizes
+    n = len(sizes)
     rows = []
     for stage in sorted({min(2, n - 1), n - 1}):
         times: dict = {fmt: [] for fmt in trainers}
@@ -87,7 +85,7 @@ def trainer_ms(size: int, iters: int, repeats: int) -> list[tuple[str, float, fl
                 for _ in range(iters):
                     t.step()
                 times[fmt].append((time.perf_counter() - t0) / iters * 1000)
-        h, w = trainers[fmt].sizes[stage]
+        h, w = sizes[stage]
         rows.append((f"stage {stage + 1}/{n} ({h}x{w})", *(statistics.median(times[f]) for f in trainers)))
     return rows
 

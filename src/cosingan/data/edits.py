@@ -214,17 +214,12 @@ def _convex_rows(equations: np.ndarray, y0: int, y1: int, x0: int, x1: int, tol:
     of every pixel. `tol` keeps pixels on an edge, which lie exactly on a facet's line."""
     y = np.arange(y0, y1, dtype=np.float64)[:, None]
     a, b, c = equations[:, 0], equations[:, 1], equations[:, 2]
-    lo = np.full(len(y), -np.inf)
-    hi = np.full(len(y), np.inf)
     rest = tol - c - a * y  # b·x <= rest, per row and facet
-    with np.errstate(divide="ignore", invalid="ignore"):
-        bound = rest / b
     pos, neg, flat = b > 1e-12, b < -1e-12, np.abs(b) <= 1e-12
-    if pos.any():
-        hi = bound[:, pos].min(1)
-    if neg.any():
-        lo = bound[:, neg].max(1)
-    ok = (rest[:, flat] >= 0).all(1) if flat.any() else np.ones(len(y), bool)
+    # (empty reductions get their identities: no bound from that side, no row ruled out)
+    hi = np.min(rest[:, pos] / b[pos], axis=1, initial=np.inf)
+    lo = np.max(rest[:, neg] / b[neg], axis=1, initial=-np.inf)
+    ok = (rest[:, flat] >= 0).all(1)
     x = np.arange(x0, x1)
     return ok[:, None] & (x >= lo[:, None]) & (x <= hi[:, None])
 
