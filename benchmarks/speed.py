@@ -1,7 +1,8 @@
 """Training and sampling speed, side by side in one run on one machine; writes JSON, prints ratios.
 
     python benchmarks/speed.py --image IMG --label LABEL [--out bench.json] [--device cpu|cuda]
-                               [--presets tiny cpu] [--quick N] [--ref-iters 3] [--parts gan downstream]
+                               [--presets tiny cpu] [--quick N] [--ref-iters 3] [--gen-iters 5]
+                               [--parts gan downstream]
 
 Measures, each part in its own process (so peak memory is that part's own):
 1. our training, per stage and per model, for each preset (a full run; `--quick N` trains N
@@ -11,12 +12,14 @@ Measures, each part in its own process (so peak memory is that part's own):
    each iteration 3 critic steps and 3 generator steps with WGAN-GP and the reconstruction loss, the
    frozen coarser scales run again at every step as SinGAN does; `--ref-iters` timed iterations per
    scale, extrapolated to SinGAN's 2000 iterations per scale;
-3. synthesis throughput of the trained cpu model (images/s, batches of label maps, and one map at a
+3. one training iteration of the last preset's generator at every stage, its FLOPs beside its time and the
+   limit they set (`--gen-iters` timed iterations per stage);
+4. synthesis throughput of the trained cpu model (images/s, batches of label maps, and one map at a
    time), beside its FLOPs per image and the machine's measured convolution throughput: the limit it could reach;
-4. the downstream networks: a U-Net step and a classifier step (the experiment's sizes, batch 8) with the
+5. the downstream networks: a U-Net step and a classifier step (the experiment's sizes, batch 8) with the
    strong augmentation of whole batches (`BatchAugment`, today's) beside MONAI's per-item transforms (the
    earlier path, `augment.monai_strong`), and without augmentation, each beside its FLOP-based limit;
-5. peak memory: the process's peak resident set (CPU), or torch's peak allocation (CUDA).
+6. peak memory: the process's peak resident set (CPU), or torch's peak allocation (CUDA).
 """
 
 from __future__ import annotations
@@ -150,9 +153,10 @@ def _synthesis(run_dir: str, device: str, n: int, batch: int, q) -> None:
     from cosingan.gan import TrainedRun
 
     model = TrainedRun.from_pretrained(run_dir, device)
+    batch = batch or model.batch
     label4 = model.train_label4
     flops = _flops(lambda: model(label4, [0], 1))
-    model(label4, list(range(batch)), batch)  # warm-up
+    model(label4, list(range(16)), 16)  # warm-up
     if device.startswith("cuda"):
         torch.cuda.synchronize()
 
@@ -165,17 +169,68 @@ def _synthesis(run_dir: str, device: str, n: int, batch: int, q) -> None:
 
     batched = rate(n, batch)
     single = rate(max(1, n // 4), 1)  # one map at a time, as datasets were made before batching over maps
+    sixteen = rate(n, 16)  # the batch of every device before the CPU's default became 2
     q.put({"images": n, "batch": batch, "size": list(label4.shape[-2:]), "images_per_s": batched,
-           "images_per_s_one_at_a_time": single, "flops_per_image": flops, "peak_mb": _peak_mb(device)})
+           "images_per_s_one_at_a_time": single, "images_per_s_batch16": sixteen, "flops_per_image": flops,
+           "peak_mb": _peak_mb(device)})
+
+
+def _generator_iterations(image: str, label: str, preset: str, device: str, iters: int, q) -> None:
+    """FLOPs and seconds of one training iteration at every stage of a `preset` generator on the slice (the
+    trainer's own step: critic and generator updates with the gradient penalty and the reconstruction),
+    each stage entered as training enters it; weights untrained, which changes neither."""
+    import statistics
+
+    import torch
+
+    from cosingan.data.readers import load_slice
+    from cosingan.gan.config import merge, preset as get_preset
+    from cosingan.gan.train import prepare_pair
+    from cosingan.gan.trainer import Trainer
+
+    cfg = merge(get_preset(preset), {"device": device}, "benchmark")
+    torch.manual_seed(0)
+    t = Trainer(Path("unused"), cfg, *prepare_pair(load_slice(image, label), cfg.model.max_size))  # writes nothing
+    rows = []
+    for stage, (h, w) in enumerate(t.sizes):
+        t.stage, t.iter = stage, 0
+        t._begin_stage(fresh=True)
+        flops = _flops(t.step)  # also the warm-up
+        times = []
+        for _ in range(iters):
+            if device.startswith("cuda"):
+                torch.cuda.synchronize()
+            t0 = time.perf_counter()
+            t.step()
+            if device.startswith("cuda"):
+                torch.cuda.synchronize()
+            times.append(time.perf_counter() - t0)
+        rows.append({"stage": stage + 1, "size": [h, w], "flops": flops, "s_per_iter": statistics.median(times)})
+    q.put({"preset": preset, "iters_per_stage": cfg.train.iters, "stages": rows})
 
 
 def _flops(fn) -> float:
-    """FLOPs that one call of fn runs (torch's counter: convolutions and matrix products)."""
+    """FLOPs that one call of fn runs (torch's FLOP formulas: convolutions and matrix products, backward
+    included). Counted by a dispatch mode of our own, because `FlopCounterMode`'s module hooks break the
+    gradient penalty's `autograd.grad` ("A leaf node was passed to _will_engine_execute_node")."""
+    from torch.utils._python_dispatch import TorchDispatchMode
     from torch.utils.flop_counter import FlopCounterMode
 
-    with FlopCounterMode(display=False) as c:
+    formulas = FlopCounterMode(display=False).flop_registry
+
+    class Count(TorchDispatchMode):
+        total = 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            out = func(*args, **(kwargs or {}))
+            formula = formulas.get(func._overloadpacket)
+            if formula is not None:
+                Count.total += formula(*args, **(kwargs or {}), out_val=out)
+            return out
+
+    with Count():
         fn()
-    return float(c.get_total_flops())
+    return float(Count.total)
 
 
 def _timed(fn, device: str, n: int) -> float:
@@ -199,12 +254,13 @@ def _conv_throughput(device: str, q) -> None:
 
     out = {}
     for size, batch in ((128, 8), (256, 4)):
-        conv = torch.nn.Conv2d(32, 32, 3, padding=1).to(device)
-        x = torch.randn(batch, 32, size, size, device=device)
-        with torch.no_grad():
-            f = _flops(lambda: conv(x))
-            s = _timed(lambda: conv(x), device, 20)
-        out[f"{size}px_batch{batch}"] = f / s / 1e9
+        for fmt, tag in ((torch.contiguous_format, ""), (torch.channels_last, "_channels_last")):
+            conv = torch.nn.Conv2d(32, 32, 3, padding=1).to(device, memory_format=fmt)
+            x = torch.randn(batch, 32, size, size, device=device).contiguous(memory_format=fmt)
+            with torch.no_grad():
+                f = _flops(lambda: conv(x))
+                s = _timed(lambda: conv(x), device, 20)
+            out[f"{size}px_batch{batch}{tag}"] = f / s / 1e9
     q.put(out)
 
 
@@ -269,11 +325,19 @@ def _downstream(device: str, steps: int, q) -> None:
 
 def _in_process(fn, *args):
     """Run one part in a fresh process (its own peak memory); return what it reports."""
+    import queue
+
     ctx = mp.get_context("spawn")
     q = ctx.Queue()
     p = ctx.Process(target=fn, args=(*args, q))
     p.start()
-    out = q.get()
+    while True:  # a part that dies reports nothing: stop with its name instead of waiting for ever
+        try:
+            out = q.get(timeout=5)
+            break
+        except queue.Empty:
+            if not p.is_alive() and q.empty():
+                raise SystemExit(f"benchmark part {fn.__name__} failed (exit code {p.exitcode}); its error is above")
     p.join()
     return out
 
@@ -307,8 +371,9 @@ def main() -> None:
     ap.add_argument("--presets", nargs="+", default=["tiny", "cpu"])
     ap.add_argument("--quick", type=int, default=0, help="iterations per stage to time (0: full runs)")
     ap.add_argument("--ref-iters", type=int, default=3, help="timed reference iterations per scale")
+    ap.add_argument("--gen-iters", type=int, default=5, help="timed generator iterations per stage (FLOPs beside)")
     ap.add_argument("--samples", type=int, default=64)
-    ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--batch", type=int, default=0, help="synthesis batch (0: the trained run's default)")
     ap.add_argument("--steps", type=int, default=20, help="timed steps of each downstream network")
     ap.add_argument("--parts", nargs="+", default=["gan", "downstream"], choices=["gan", "downstream"])
     a = ap.parse_args()
@@ -338,6 +403,18 @@ def main() -> None:
                   f"({'extrapolated from ' + str(o['measured_iters_per_stage']) + ' it/stage' if o['extrapolated'] else 'measured'}), "
                   f"stages {' / '.join(f'{s:.0f}' for s in o['stage_seconds'])} s, peak {o['peak_mb']:.0f} MB", flush=True)
         last = a.presets[-1]
+        gi = res["generator_iterations"] = _in_process(_generator_iterations, a.image, a.label, last, a.device,
+                                                       a.gen_iters)
+        for row in gi["stages"]:
+            limit = row["flops"] / (peak * 1e9)
+            print(f"generator iteration ({last}), stage {row['stage']} ({row['size'][0]}x{row['size'][1]}): "
+                  f"{row['flops'] / 1e9:.2f} GFLOP, limit {limit * 1e3:.0f} ms at {peak:.0f} GFLOP/s, measured "
+                  f"{row['s_per_iter'] * 1e3:.0f} ms ({limit / row['s_per_iter']:.2f} of the limit)", flush=True)
+        total = sum(r["flops"] for r in gi["stages"]) * gi["iters_per_stage"]
+        measured = sum(r["s_per_iter"] for r in gi["stages"]) * gi["iters_per_stage"]
+        print(f"generator ({last}), every stage's iterations: {total / 1e12:.2f} TFLOP, limit "
+              f"{total / (peak * 1e9) / 60:.1f} min, iterations alone {measured / 60:.1f} min "
+              f"({total / (peak * 1e9) / measured:.2f} of the limit)", flush=True)
         max_size = res["ours"][last]["sizes"][-1]
         ref = _in_process(_reference, a.image, a.label, max(max_size), a.device, a.ref_iters)
         res["reference"] = ref
@@ -350,6 +427,7 @@ def main() -> None:
               f"{syn['images_per_s']:.1f} images/s ({syn['flops_per_image'] / 1e9:.2f} GFLOP per image: at most "
               f"{peak * 1e9 / syn['flops_per_image']:.0f} images/s at {peak:.0f} GFLOP/s), one at a time "
               f"{syn['images_per_s_one_at_a_time']:.1f} images/s (batched {syn['images_per_s'] / syn['images_per_s_one_at_a_time']:.2f}x), "
+              f"batch 16 {syn['images_per_s_batch16']:.1f} images/s, "
               f"peak {syn['peak_mb']:.0f} MB")
     ours = res["ours"][last]["model_seconds"]
     finest_ours = res["ours"][last]["stage_seconds"][-1] / res["ours"][last]["iters_per_stage"]

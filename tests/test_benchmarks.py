@@ -21,7 +21,7 @@ def test_speed_benchmark_runs_every_part(tmp_path):
     out = tmp_path / "bench.json"
     r = subprocess.run([sys.executable, str(BENCH / "speed.py"), "--image", str(tmp_path / "i.png"), "--label",
                         str(tmp_path / "l.png"), "--out", str(out), "--presets", "tiny", "--quick", "1",
-                        "--ref-iters", "1", "--samples", "2", "--batch", "2", "--steps", "1"],
+                        "--ref-iters", "1", "--gen-iters", "1", "--samples", "2", "--batch", "2", "--steps", "1"],
                        capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-2000:]
     res = json.loads(out.read_text())
@@ -29,6 +29,10 @@ def test_speed_benchmark_runs_every_part(tmp_path):
     assert res["synthesis"]["images_per_s_one_at_a_time"] > 0 and "one at a time" in r.stdout
     assert set(res["downstream"]["unet_s_per_step"]) == {"no augmentation", "batched strong", "monai per-item strong"}
     assert "per-item / batched" in r.stdout and "images/s" in r.stdout
+    stages = res["generator_iterations"]["stages"]
+    assert len(stages) == len(res["ours"]["tiny"]["sizes"]) and all(s["flops"] > 0 for s in stages)
+    assert sum(x.startswith("generator iteration (tiny), stage") for x in r.stdout.splitlines()) == len(stages)
+    assert any(k.endswith("_channels_last") for k in res["conv_gflops"])
 
 
 def test_seg_nets_benchmark_runs():

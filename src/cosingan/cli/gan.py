@@ -158,7 +158,8 @@ def add_sample(sub) -> None:
                    "labels/ folder (image), an estimate from the lungs (label), or image when found (auto)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu", help=DEVICE_HELP)
-    p.add_argument("--batch", type=int, default=16)
+    p.add_argument("--batch", type=int, default=None,
+                   help="samples drawn at once (default: 2 on the CPU, 16 on a GPU; the images do not depend on it)")
     p.add_argument("--quiet", action="store_true")
 
 

@@ -208,7 +208,7 @@ class Synthesizer:
 
     def make_many(self, rows: list[dict]) -> list[tuple]:
         """`make` for each row, each generator called once for its rows' maps of one shape (a sample does
-        not depend on its batch: the same bytes as one at a time)."""
+        not depend on its batch, to float rounding)."""
         conds = [self._condition(r) for r in rows]
         groups: dict[tuple, list[int]] = {}
         for j, (r, (lab4, _)) in enumerate(zip(rows, conds)):

@@ -43,7 +43,7 @@ def load_conditions(run: TrainedRun, labels: list[str], body: str = "auto") -> l
 
 
 def sample_run(run: str | Path, n: int, out: str | Path, labels: list[str] | None = None, seed: int = 0,
-               device: str = "cpu", body: str = "auto", batch: int = 16, progress: bool = True) -> list[Path]:
+               device: str = "cpu", body: str = "auto", batch: int | None = None, progress: bool = True) -> list[Path]:
     if n < 1:
         raise InputError(f"--n must be at least 1, got {n}")
     trained = TrainedRun.from_pretrained(run, device)
@@ -61,7 +61,8 @@ def sample_run(run: str | Path, n: int, out: str | Path, labels: list[str] | Non
         return _write_samples(trained, conds, n, out, seed, batch, progress)
 
 
-def _write_samples(trained: TrainedRun, conds, n: int, out: Path, seed: int, batch: int, progress: bool) -> list[Path]:
+def _write_samples(trained: TrainedRun, conds, n: int, out: Path, seed: int, batch: int | None,
+                   progress: bool) -> list[Path]:
     from tqdm.auto import tqdm
 
     nifti = trained.kind == "nifti"
