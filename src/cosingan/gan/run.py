@@ -80,8 +80,8 @@ class TrainedRun:
 
     @property
     def batch(self) -> int:
-        """Samples drawn at once unless told: two on the CPU, where larger batches overflow the caches (batch
-        16 drew 1.5x fewer images per second than 2 on the 2-core machine), 16 on a GPU."""
+        """Samples drawn at once unless told: two on the CPU, where larger batches overflow the caches
+        (docs/performance.md), 16 on a GPU (the batch the CPU used before)."""
         return 2 if self.device.type == "cpu" else 16
 
     @property
@@ -108,9 +108,10 @@ class TrainedRun:
                     carried: list[tuple[np.ndarray, np.ndarray] | None] | None = None, at: int = 0
                     ) -> np.ndarray:
         """Images in [-1, 1], (len(seeds), H, W), one per (4-class map, seed); the maps share one shape.
-        A sample does not depend on its batch, to float rounding (~1e-7; a pixel on a rounding edge may move by
-        one grey level in its PNG). `carried`: per map an image and its weight (0..1) at the maps' size, or None; each is blended
-        into scale `at`'s output, and the finer scales draw over it (`synth.anatomy`'s inject)."""
+        A sample does not depend on its batch, to float rounding (~1e-7; a pixel on a rounding edge may move
+        by one grey level in its PNG). `carried`: per map an image and its weight (0..1) at the maps' size, or
+        None; each is blended into scale `at`'s output, and the finer scales draw over it (`synth.anatomy`'s
+        inject)."""
         if len(label4s) != len(seeds) or len({m.shape for m in label4s}) > 1:
             raise ValueError("sample_maps: one seed per map, and maps of one shape")
         if carried is not None and len(carried) != len(seeds):
