@@ -7,7 +7,7 @@ import torch
 
 from cosingan.gan.encoding import one_hot
 from cosingan.gan.config import ModelConfig
-from cosingan.gan.model import CoSinGAN, Critic, ScaleGenerator
+from cosingan.gan.model import CoSinGAN, Critic, OutConv, ScaleGenerator
 from cosingan.gan.pyramid import condition_pyramid, scale_sizes
 
 SIZES = scale_sizes(40, 32, 12, 40, 0.7)
@@ -207,3 +207,35 @@ def test_critic_layout_trains_with_the_penalty_and_odd_sizes():
     loss.backward()
     weights = [p for p in critic.layout.parameters() if p.dim() == 4]  # (the last bias cancels in a WGAN loss)
     assert torch.isfinite(loss) and all(p.grad is not None and p.grad.abs().sum() > 0 for p in weights)
+
+
+@pytest.mark.parametrize("padding", ["zeros", "replicate", "reflect"])
+@pytest.mark.parametrize("cout", [1, 2])
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_last_conv_at_inference_is_the_conv_as_nine_shifted_taps(padding, cout, channels_last):
+    torch.manual_seed(0)
+    conv = OutConv(5, cout, 3, padding=1, padding_mode=padding)
+    x = torch.randn(2, 5, 9, 11)
+    if channels_last:
+        conv, x = conv.to(memory_format=torch.channels_last), x.contiguous(memory_format=torch.channels_last)
+    plain = torch.nn.Conv2d.forward(conv, x)
+    torch.testing.assert_close(conv(x), plain, rtol=0, atol=0)  # training: the conv itself
+    conv.eval()
+    out = conv(x)
+    assert out.shape == plain.shape
+    torch.testing.assert_close(out, plain, rtol=0, atol=1e-5)
+    conv.weight.data[:, :, 0, 2] += 1.0  # one tap moved: the taps are not a blur of the conv
+    assert (conv(x) - out).abs().amax() > 0.1
+
+
+def test_a_model_at_inference_draws_what_it_draws_in_training():
+    cfg = ModelConfig(channels=8, num_layers=3, refine_layers=2)
+    torch.manual_seed(0)
+    m = CoSinGAN(cfg, SIZES).place(torch.device("cpu"))
+    m.noise_amp.fill_(0.3)
+    conds = _conds(2)
+    noises = m.draw_noise(conds, torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        a = m(conds, noises)[1]
+        b = m.eval()(conds, noises)[1]
+    torch.testing.assert_close(b, a, rtol=0, atol=1e-5)
