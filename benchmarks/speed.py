@@ -14,8 +14,9 @@ Measures, each part in its own process (so peak memory is that part's own):
    scale, extrapolated to SinGAN's 2000 iterations per scale;
 3. one training iteration of the last preset's generator at every stage, its FLOPs beside its time and the
    limit they set (`--gen-iters` timed iterations per stage);
-4. synthesis throughput of the trained cpu model (images/s, batches of label maps, and one map at a
-   time), beside its FLOPs per image and the machine's measured convolution throughput: the limit it could reach;
+4. synthesis throughput of the trained cpu model (images/s, batches of label maps, one map at a time, and
+   with `--precision bf16`), beside its FLOPs per image and the machine's measured convolution throughput:
+   the limit it could reach;
 5. the downstream networks: a U-Net step and a classifier step (the experiment's sizes, batch 8) with the
    strong augmentation of whole batches (`BatchAugment`, today's) beside MONAI's per-item transforms (the
    earlier path, `augment.monai_strong`), and without augmentation, each beside its FLOP-based limit;
@@ -148,6 +149,8 @@ def _reference(image: str, label: str, max_size: int, device: str, iters: int, q
 
 
 def _synthesis(run_dir: str, device: str, n: int, batch: int, q) -> None:
+    from dataclasses import replace
+
     import torch
 
     from cosingan.gan import TrainedRun
@@ -160,9 +163,9 @@ def _synthesis(run_dir: str, device: str, n: int, batch: int, q) -> None:
     if device.startswith("cuda"):
         torch.cuda.synchronize()
 
-    def rate(count: int, b: int) -> float:
+    def rate(count: int, b: int, m=model) -> float:
         t = time.perf_counter()
-        model(label4, list(range(count)), b)
+        m(label4, list(range(count)), b)
         if device.startswith("cuda"):
             torch.cuda.synchronize()
         return count / (time.perf_counter() - t)
@@ -170,8 +173,12 @@ def _synthesis(run_dir: str, device: str, n: int, batch: int, q) -> None:
     batched = rate(n, batch)
     single = rate(max(1, n // 4), 1)  # one map at a time, as datasets were made before batching over maps
     sixteen = rate(n, 16)  # the batch of every device before the CPU's default became 2
+    bf16 = replace(model, precision="bf16")
+    rate(batch, batch, bf16)  # warm-up: other kernels
+    half = rate(n, batch, bf16)
     q.put({"images": n, "batch": batch, "size": list(label4.shape[-2:]), "images_per_s": batched,
-           "images_per_s_one_at_a_time": single, "images_per_s_batch16": sixteen, "flops_per_image": flops,
+           "images_per_s_one_at_a_time": single, "images_per_s_batch16": sixteen, "images_per_s_bf16": half,
+           "flops_per_image": flops,
            "peak_mb": _peak_mb(device)})
 
 
@@ -428,6 +435,7 @@ def main() -> None:
               f"{peak * 1e9 / syn['flops_per_image']:.0f} images/s at {peak:.0f} GFLOP/s), one at a time "
               f"{syn['images_per_s_one_at_a_time']:.1f} images/s (batched {syn['images_per_s'] / syn['images_per_s_one_at_a_time']:.2f}x), "
               f"batch 16 {syn['images_per_s_batch16']:.1f} images/s, "
+              f"--precision bf16 {syn['images_per_s_bf16']:.1f} images/s ({syn['images_per_s_bf16'] / syn['images_per_s']:.2f}x), "
               f"peak {syn['peak_mb']:.0f} MB")
     ours = res["ours"][last]["model_seconds"]
     finest_ours = res["ours"][last]["stage_seconds"][-1] / res["ours"][last]["iters_per_stage"]

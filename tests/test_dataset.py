@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 
 import nibabel as nib
 import numpy as np
@@ -277,3 +278,17 @@ def test_pairs_made_in_batches_are_the_pairs_made_one_at_a_time(two_runs, tmp_pa
     assert batched.keys() == single.keys()
     for n, a in batched.items():  # the same maps; images to float rounding (a pixel on an edge: one grey level)
         assert np.array_equal(a, single[n]) if n.startswith("labels/") else np.abs(a - single[n]).max() <= 1
+
+
+def test_bf16_sets_record_their_precision_and_do_not_resume_an_fp32_set(two_runs, tmp_path, capsys):
+    root, runs = two_runs
+    args = ["synthesize", "--runs", *runs, "--n", "4", "--seed", "2", "--quiet"]
+    assert main(args + ["--out", str(tmp_path / "fp32")]) == 0
+    assert "precision" not in json.loads((tmp_path / "fp32" / "synthesize.json").read_text())  # earlier sets resume
+    assert main(args + ["--out", str(tmp_path / "bf16"), "--precision", "bf16"]) == 0
+    assert json.loads((tmp_path / "bf16" / "synthesize.json").read_text())["precision"] == "bf16"
+    a, b = (np.asarray(Image.open(tmp_path / d / "images" / "syn_00000.png"), dtype=int) for d in ("fp32", "bf16"))
+    assert 0 < np.abs(a - b).mean() < 2
+    capsys.readouterr()
+    assert main(args + ["--out", str(tmp_path / "fp32"), "--precision", "bf16"]) == 2
+    assert "made with other settings" in capsys.readouterr().err

@@ -113,6 +113,18 @@ def test_sampling_draws_two_at_once_on_the_cpu_and_the_batch_changes_no_image(ti
         run(lab, seeds, 0)
 
 
+def test_bf16_sampling_draws_the_same_images_to_bf16_rounding_and_unknown_precisions_are_refused(tiny_run):
+    fp32 = TrainedRun.from_pretrained(tiny_run)
+    bf16 = TrainedRun.from_pretrained(tiny_run, precision="bf16")
+    lab, seeds = fp32.train_label4, [3, 1, 4]
+    a, b = fp32(lab, seeds), bf16(lab, seeds)
+    assert b.dtype == np.float32 and b.shape == a.shape
+    assert 0 < np.abs(a - b).mean() < 0.02  # bf16's 8-bit mantissa, not another image
+    assert np.array_equal(b, bf16(lab, seeds))  # deterministic too
+    with pytest.raises(InputError, match="--precision must be one of fp32, bf16"):
+        TrainedRun.from_pretrained(tiny_run, precision="fp16")
+
+
 def test_sampling_is_deterministic_and_diverse(tmp_path, phantom_files):
     sl = load_slice(*phantom_files)
     train(tmp_path / "r", sl, tiny(), progress=False)

@@ -59,6 +59,7 @@ def cmd_masks(args: argparse.Namespace) -> int:
 
 
 def add_synthesize(sub) -> None:
+    from ..gan.run import PRECISION_HELP, PRECISIONS
     from ..synth.anatomy import ANATOMY
     from ..synth.density import DEFAULT_CONSOLIDATION
 
@@ -82,6 +83,7 @@ def add_synthesize(sub) -> None:
     p.add_argument("--format", default="png", choices=["png", "nnunet"])
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu", help=DEVICE_HELP)
+    p.add_argument("--precision", choices=PRECISIONS, default="fp32", help=PRECISION_HELP + "; default %(default)s")
     p.add_argument("--quiet", action="store_true")
 
 
@@ -90,7 +92,7 @@ def cmd_synthesize(args: argparse.Namespace) -> int:
 
     t0 = time.time()
     syn = Synthesizer(args.runs, args.conditions, edit_list(args.edits), args.negative_share, args.seed, args.device,
-                      args.consolidation, args.anatomy)
+                      args.consolidation, args.anatomy, args.precision)
     dataset_spec(syn, args.out, args.format)  # refuses misfits before the output folder is made
     with output(args.out, "synthesize", (args.conditions, *args.runs)) as out:
         rep = synthesize(syn, args.n, out, args.format, progress=not args.quiet)

@@ -146,6 +146,8 @@ def cmd_train_many(args: argparse.Namespace) -> int:
 
 
 def add_sample(sub) -> None:
+    from ..gan.run import PRECISION_HELP, PRECISIONS
+
     p = sub.add_parser("sample", help="generate slices from a trained run",
                        description="Generate N slices for the training label map or for each --label.")
     p.add_argument("run", help="run folder made by `cosingan train`")
@@ -160,6 +162,7 @@ def add_sample(sub) -> None:
     p.add_argument("--device", default="cpu", help=DEVICE_HELP)
     p.add_argument("--batch", type=int, default=None,
                    help="samples drawn at once (default: 2 on the CPU, 16 on a GPU; the images do not depend on it)")
+    p.add_argument("--precision", choices=PRECISIONS, default="fp32", help=PRECISION_HELP + "; default %(default)s")
     p.add_argument("--quiet", action="store_true")
 
 
@@ -168,7 +171,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
 
     t0 = time.time()
     files = sample_run(args.run, args.n, args.out, args.label, args.seed, args.device, args.body, args.batch,
-                       progress=not args.quiet)
+                       progress=not args.quiet, precision=args.precision)
     dt = time.time() - t0
     print(f"wrote {len(files)} samples to {args.out}/images (label maps in {args.out}/labels), "
           f"grid: {args.out}/grid.png ({len(files) / dt:.1f} images/s)")

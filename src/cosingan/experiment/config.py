@@ -9,6 +9,7 @@ from ..data.edits import default_edits
 from ..devices import DEVICE_HELP, resolve_device
 from ..downstream.seg import MIN_SLICES_TO_HOLD_OUT, SCHEDULES, SegConfig, check_config
 from ..gan.config import PRESETS, merge
+from ..gan.run import PRECISION_HELP, PRECISIONS
 from ..settings import check_settings, setting
 from ..synth.anatomy import ANATOMY
 from ..synth.density import DEFAULT_CONSOLIDATION
@@ -67,6 +68,7 @@ class ExperimentConfig:
                            "transplant (each generator's training slice's anatomy, warped onto the condition) or inject (the same "
                            "carried in at a coarse scale, the finer scales drawing over it)",
                            choices=ANATOMY)
+    precision: str = setting("fp32", PRECISION_HELP, choices=PRECISIONS)
     consolidation: float = setting(DEFAULT_CONSOLIDATION, "fraction of synthetic slices with part of their infection "
                                    "rendered as dense consolidation (a prior on lesion density; 0: off)", low=0.0,
                                    high=1.0)

@@ -143,7 +143,7 @@ class Synthesizer:
 
     def __init__(self, runs: list[str], conditions: str | None, edits: list[str], negatives: float,
                  seed: int, device: str = "cpu", consolidation: float = DEFAULT_CONSOLIDATION,
-                 anatomy: str = "generated"):
+                 anatomy: str = "generated", precision: str = "fp32"):
         check_edits(edits)
         if anatomy not in ANATOMY:
             raise InputError(f"--anatomy must be one of {', '.join(ANATOMY)}, got {anatomy!r}")
@@ -154,7 +154,8 @@ class Synthesizer:
             raise InputError(f"--consolidation must be a fraction in [0, 1], got {consolidation}")
         self.consolidation = consolidation  # share of slices with part of their infection made dense
         self.runs = [str(r) for r in runs]
-        self.models = [TrainedRun.from_pretrained(r, device) for r in self.runs]
+        self.precision = precision
+        self.models = [TrainedRun.from_pretrained(r, device, precision=precision) for r in self.runs]
         self.conditions, self.edits, self.negatives, self.seed = conditions, list(edits), negatives, seed
         self.shared = sources_from_folder(conditions) if conditions else None  # one condition set for every run
         self.sources = {r: self.shared or _own_sources(r, m) for r, m in zip(self.runs, self.models)}
@@ -169,7 +170,9 @@ class Synthesizer:
         another generator)."""
         return {"runs": self.runs, "generators": [m.digest for m in self.models], "conditions": self.conditions,
                 "edits": self.edits, "negatives": self.negatives, "seed": self.seed, "plan": PLAN_VERSION,
-                "consolidation": self.consolidation, "anatomy": self.anatomy}
+                "consolidation": self.consolidation, "anatomy": self.anatomy,
+                # only when not the default, so that datasets made before the setting existed resume
+                **({"precision": self.precision} if self.precision != "fp32" else {})}
 
     def plan(self, i: int) -> dict:
         """The recipe of sample i (a manifest row without the edits applied). With a condition folder, the

@@ -43,10 +43,11 @@ def load_conditions(run: TrainedRun, labels: list[str], body: str = "auto") -> l
 
 
 def sample_run(run: str | Path, n: int, out: str | Path, labels: list[str] | None = None, seed: int = 0,
-               device: str = "cpu", body: str = "auto", batch: int | None = None, progress: bool = True) -> list[Path]:
+               device: str = "cpu", body: str = "auto", batch: int | None = None, progress: bool = True,
+               precision: str = "fp32") -> list[Path]:
     if n < 1:
         raise InputError(f"--n must be at least 1, got {n}")
-    trained = TrainedRun.from_pretrained(run, device)
+    trained = TrainedRun.from_pretrained(run, device, precision=precision)
     own = trained.train_pairs
     conds = load_conditions(trained, labels, body) if labels else (
         [("train", own[0][1])] if len(own) == 1 else [(f"train_{i}", lab) for i, (_, lab) in enumerate(own)])
