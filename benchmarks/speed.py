@@ -435,7 +435,8 @@ def main() -> None:
               f"{peak * 1e9 / syn['flops_per_image']:.0f} images/s at {peak:.0f} GFLOP/s), one at a time "
               f"{syn['images_per_s_one_at_a_time']:.1f} images/s (batched {syn['images_per_s'] / syn['images_per_s_one_at_a_time']:.2f}x), "
               f"batch 16 {syn['images_per_s_batch16']:.1f} images/s, "
-              f"--precision bf16 {syn['images_per_s_bf16']:.1f} images/s ({syn['images_per_s_bf16'] / syn['images_per_s']:.2f}x), "
+              f"--precision bf16 {syn['images_per_s_bf16']:.1f} images/s "
+              f"({syn['images_per_s_bf16'] / syn['images_per_s']:.2f}x), "
               f"peak {syn['peak_mb']:.0f} MB")
     ours = res["ours"][last]["model_seconds"]
     finest_ours = res["ours"][last]["stage_seconds"][-1] / res["ours"][last]["iters_per_stage"]
