@@ -25,13 +25,22 @@ class OutConv(nn.Conv2d):
         if self.training:
             return super().forward(x)
         cout, h, w = self.out_channels, x.shape[-2], x.shape[-1]
-        taps = F.conv2d(x, self.weight.permute(2, 3, 0, 1).reshape(9 * cout, -1, 1, 1)).contiguous()
-        mode = "constant" if self.padding_mode == "zeros" else self.padding_mode
-        taps = F.pad(taps, (1, 1, 1, 1), mode=mode)
-        out = taps[:, 4 * cout:5 * cout, 1:1 + h, 1:1 + w] + self.bias.view(1, cout, 1, 1)
-        for k in (0, 1, 2, 3, 5, 6, 7, 8):  # the centre tap started the sum
-            i, j = divmod(k, 3)
-            out += taps[:, k * cout:(k + 1) * cout, i:i + h, j:j + w]
+        taps = F.conv2d(x, self.weight.permute(2, 3, 0, 1).reshape(9 * cout, -1, 1, 1))
+        # summed in the bias's precision (float32 under bf16 autocast): one cast here, not one per tap
+        taps = taps.to(torch.promote_types(taps.dtype, self.bias.dtype), memory_format=torch.contiguous_format)
+        if self.padding_mode != "zeros":
+            taps = F.pad(taps, (1, 1, 1, 1), mode=self.padding_mode)
+            out = taps[:, 4 * cout:5 * cout, 1:1 + h, 1:1 + w] + self.bias.view(1, cout, 1, 1)
+            for k in (0, 1, 2, 3, 5, 6, 7, 8):  # the centre tap started the sum
+                i, j = divmod(k, 3)
+                out += taps[:, k * cout:(k + 1) * cout, i:i + h, j:j + w]
+            return out
+        # zeros: each tap adds where its shifted source lies inside the image, no padded copy needed
+        out = taps[:, 4 * cout:5 * cout] + self.bias.view(1, cout, 1, 1)
+        for k in (0, 1, 2, 3, 5, 6, 7, 8):
+            dy, dx = k // 3 - 1, k % 3 - 1
+            out[:, :, max(0, -dy):h - max(0, dy), max(0, -dx):w - max(0, dx)].add_(
+                taps[:, k * cout:(k + 1) * cout, max(0, dy):h - max(0, -dy), max(0, dx):w - max(0, -dx)])
         return out
 
 

@@ -134,20 +134,20 @@ class TrainedRun:
         sizes = sizes_like(self.sizes, *label4s[0].shape)
         mc = self.config.model
         out = []
-        bf16 = torch.autocast(device.type, torch.bfloat16, enabled=self.precision == "bf16")
-        for b0 in range(0, len(seeds), batch):
-            maps = torch.from_numpy(np.stack(label4s[b0: b0 + batch])).to(device)
-            pyr = condition_pyramid(condition(maps, mc.body_channel, mc.body_fields), sizes)
-            # one generator per sample, drawn scale by scale: a sample does not depend on its batch
-            noise = _per_scale_noise(pyr, seeds[b0: b0 + batch], device)
-            with bf16:
+        # one autocast region for every batch: it keeps the weights' bf16 copies from batch to batch
+        with torch.autocast(device.type, torch.bfloat16, enabled=self.precision == "bf16"):
+            for b0 in range(0, len(seeds), batch):
+                maps = torch.from_numpy(np.stack(label4s[b0: b0 + batch])).to(device)
+                pyr = condition_pyramid(condition(maps, mc.body_channel, mc.body_fields), sizes)
+                # one generator per sample, drawn scale by scale: a sample does not depend on its batch
+                noise = _per_scale_noise(pyr, seeds[b0: b0 + batch], device)
                 if carried is None:
                     x = self.model(pyr, noise)[1]
                 else:
                     x = self.model(pyr, noise, stop=at + 1)[1]
                     x = _blend_in(x, carried[b0: b0 + batch], sizes[at], device)
                     x = self.model(pyr, noise, start=at + 1, x=x)[1]
-            out.append(x[:, 0].float().clamp(-1, 1).cpu().numpy())
+                out.append(x[:, 0].float().clamp(-1, 1).cpu().numpy())
         return np.concatenate(out)
 
 
