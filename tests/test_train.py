@@ -121,6 +121,7 @@ def test_bf16_sampling_draws_the_same_images_to_bf16_rounding_and_unknown_precis
     assert b.dtype == np.float32 and b.shape == a.shape
     assert 0 < np.abs(a - b).mean() < 0.02  # bf16's 8-bit mantissa, not another image
     assert np.array_equal(b, bf16(lab, seeds))  # deterministic too
+    assert bf16.batch == 4 and fp32.batch == 2  # bf16's activations are half the bytes: twice as many fit
     with pytest.raises(InputError, match="--precision must be one of fp32, bf16"):
         TrainedRun.from_pretrained(tiny_run, precision="fp16")
 
