@@ -27,7 +27,7 @@ def test_speed_benchmark_runs_every_part(tmp_path):
     res = json.loads(out.read_text())
     assert res["conv_gflops"] and res["synthesis"]["flops_per_image"] > 0
     assert res["synthesis"]["images_per_s_one_at_a_time"] > 0 and "one at a time" in r.stdout
-    assert res["synthesis"]["images_per_s_bf16"] > 0 and "--precision bf16" in r.stdout
+    assert res["synthesis"]["images_per_s_bf16"] > 0 and "--precision bf16 (batch 2)" in r.stdout
     assert set(res["downstream"]["unet_s_per_step"]) == {"no augmentation", "batched strong", "monai per-item strong"}
     assert "per-item / batched" in r.stdout and "images/s" in r.stdout
     stages = res["generator_iterations"]["stages"]
