@@ -69,6 +69,8 @@ class ExperimentConfig:
                            "carried in at a coarse scale, the finer scales drawing over it)",
                            choices=ANATOMY)
     precision: str = setting("fp32", PRECISION_HELP, choices=PRECISIONS)
+    lesion_margins: float = setting(0.0, "fraction of synthetic slices whose lesion edges fade into the lung as in "
+                                    "real slices (0: off)", low=0.0, high=1.0)
     consolidation: float = setting(DEFAULT_CONSOLIDATION, "fraction of synthetic slices with part of their infection "
                                    "rendered as dense consolidation (a prior on lesion density; 0: off)", low=0.0,
                                    high=1.0)

@@ -23,7 +23,7 @@ from ..data.readers import read_image
 from ..errors import InputError
 from ..gan.run import TrainedRun
 from .anatomy import ANATOMY, sample
-from .density import DEFAULT_CONSOLIDATION, consolidate
+from .density import DEFAULT_CONSOLIDATION, consolidate, fade_margins
 from .nnunet import nnunet_name_ok, write_nnunet_json
 
 MANIFEST = "manifest.csv"
@@ -143,7 +143,7 @@ class Synthesizer:
 
     def __init__(self, runs: list[str], conditions: str | None, edits: list[str], negatives: float,
                  seed: int, device: str = "cpu", consolidation: float = DEFAULT_CONSOLIDATION,
-                 anatomy: str = "generated", precision: str = "fp32"):
+                 anatomy: str = "generated", precision: str = "fp32", lesion_margins: float = 0.0):
         check_edits(edits)
         if anatomy not in ANATOMY:
             raise InputError(f"--anatomy must be one of {', '.join(ANATOMY)}, got {anatomy!r}")
@@ -153,6 +153,9 @@ class Synthesizer:
         if not 0.0 <= consolidation <= 1.0:
             raise InputError(f"--consolidation must be a fraction in [0, 1], got {consolidation}")
         self.consolidation = consolidation  # share of slices with part of their infection made dense
+        if not 0.0 <= lesion_margins <= 1.0:
+            raise InputError(f"--lesion-margins must be a fraction in [0, 1], got {lesion_margins}")
+        self.lesion_margins = lesion_margins  # share of slices whose lesion edges fade as in real slices
         self.runs = [str(r) for r in runs]
         self.precision = precision
         self.models = [TrainedRun.from_pretrained(r, device, precision=precision) for r in self.runs]
@@ -172,7 +175,8 @@ class Synthesizer:
                 "edits": self.edits, "negatives": self.negatives, "seed": self.seed, "plan": PLAN_VERSION,
                 "consolidation": self.consolidation, "anatomy": self.anatomy,
                 # only when not the default, so that datasets made before the setting existed resume
-                **({"precision": self.precision} if self.precision != "fp32" else {})}
+                **({"precision": self.precision} if self.precision != "fp32" else {}),
+                **({"lesion_margins": self.lesion_margins} if self.lesion_margins else {})}
 
     def plan(self, i: int) -> dict:
         """The recipe of sample i (a manifest row without the edits applied). With a condition folder, the
@@ -239,10 +243,13 @@ class Synthesizer:
         return self.model_of(row["run"]).resize_label4(lab4), chain
 
     def _finish(self, row: dict, img: np.ndarray, lab4: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(image, 0/1/2 label) of a generated image (its anatomy already carried): consolidation applied."""
+        """(image, 0/1/2 label) of a generated image (its anatomy already carried): consolidation and lesion
+        margins applied."""
         label = label4_to_label(lab4)
         if self.consolidation:
             img = consolidate(img, label, np.random.default_rng([int(row["noise_seed"]), 11]), self.consolidation)
+        if self.lesion_margins:
+            img = fade_margins(img, label, np.random.default_rng([int(row["noise_seed"]), 13]), self.lesion_margins)
         return img, label
 
 
