@@ -292,3 +292,17 @@ def test_bf16_sets_record_their_precision_and_do_not_resume_an_fp32_set(two_runs
     capsys.readouterr()
     assert main(args + ["--out", str(tmp_path / "fp32"), "--precision", "bf16"]) == 2
     assert "made with other settings" in capsys.readouterr().err
+
+
+def test_lesion_margins_are_recorded_and_change_only_the_images(two_runs, tmp_path):
+    root, runs = two_runs
+    args = ["synthesize", "--runs", *runs, "--n", "4", "--seed", "2", "--quiet", "--consolidation", "0"]
+    assert main(args + ["--out", str(tmp_path / "plain")]) == 0
+    assert main(args + ["--out", str(tmp_path / "faded"), "--lesion-margins", "1"]) == 0
+    assert "lesion_margins" not in json.loads((tmp_path / "plain" / "synthesize.json").read_text())
+    assert json.loads((tmp_path / "faded" / "synthesize.json").read_text())["lesion_margins"] == 1.0
+    a, b = ({p.relative_to(tmp_path / d).as_posix(): np.asarray(Image.open(p), dtype=int)
+             for p in sorted((tmp_path / d).rglob("syn_*.png"))} for d in ("plain", "faded"))
+    assert a.keys() == b.keys()
+    assert all(np.array_equal(a[n], b[n]) for n in a if n.startswith("labels/"))
+    assert any(not np.array_equal(a[n], b[n]) for n in a if n.startswith("images/"))

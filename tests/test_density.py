@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from cosingan.data.phantom import chest_phantom
-from cosingan.synth.density import consolidate, tissue_level
+from cosingan.synth.density import consolidate, fade_margins, tissue_level
 
 
 def _slice():
@@ -37,3 +37,38 @@ def test_consolidation_is_seeded_and_can_be_off():
     assert np.array_equal(consolidate(img, lab, np.random.default_rng(5), p=0.0), img)
     healthy = np.where(lab == 2, 1, lab)
     assert np.array_equal(consolidate(img, healthy, np.random.default_rng(5), p=1.0), img)
+
+
+def _edge_profile(img, lab):
+    """Mean grey of normal lung 1-2 px outside the infection and of infection 1-2 px inside its edge."""
+    from scipy import ndimage
+
+    inf, lung = lab == 2, lab == 1
+    d_out, d_in = ndimage.distance_transform_edt(~inf), ndimage.distance_transform_edt(inf)
+    return img[lung & (d_out <= 2)].mean(), img[inf & (d_in <= 2)].mean()
+
+
+def test_lesion_margins_fade_the_edge_from_both_sides_and_touch_nothing_far_from_it():
+    from scipy import ndimage
+
+    img, lab = _slice()
+    out = fade_margins(img, lab, np.random.default_rng(0), p=1.0)
+    assert out.dtype == img.dtype and out.shape == img.shape
+    body = lab == 0
+    assert np.array_equal(out[body], img[body])  # body and air untouched
+    far = (lab == 1) & (ndimage.distance_transform_edt(lab != 2) > 12)
+    assert far.any() and np.abs(out[far] - img[far]).max() < 0.02  # the fade dies out with distance
+    lung_near, rim = _edge_profile(img, lab)
+    lung_near2, rim2 = _edge_profile(out, lab)
+    assert lung_near2 > lung_near + 0.01 and rim2 < rim - 0.01  # lung brightened toward the lesion, rim darkened
+    assert (out[lab == 1] >= img[lab == 1] - 1e-6).all() and (out[lab == 2] <= img[lab == 2] + 1e-6).all()
+
+
+def test_lesion_margins_are_seeded_and_can_be_off():
+    img, lab = _slice()
+    a = fade_margins(img, lab, np.random.default_rng(5), p=1.0)
+    assert np.array_equal(a, fade_margins(img, lab, np.random.default_rng(5), p=1.0))
+    assert not np.array_equal(a, fade_margins(img, lab, np.random.default_rng(6), p=1.0))
+    assert np.array_equal(fade_margins(img, lab, np.random.default_rng(5), p=0.0), img)
+    healthy = np.where(lab == 2, 1, lab)
+    assert np.array_equal(fade_margins(img, healthy, np.random.default_rng(5), p=1.0), img)
