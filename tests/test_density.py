@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from cosingan.data.phantom import chest_phantom
 from cosingan.synth.density import consolidate, fade_margins, tissue_level
@@ -29,14 +30,15 @@ def test_consolidation_brightens_infection_toward_tissue_and_nothing_else():
     assert out[inf].mean() > img[inf].mean()
 
 
-def test_consolidation_is_seeded_and_can_be_off():
+@pytest.mark.parametrize("step", [consolidate, fade_margins])
+def test_lesion_steps_are_seeded_and_can_be_off(step):
     img, lab = _slice()
-    a = consolidate(img, lab, np.random.default_rng(5), p=1.0)
-    assert np.array_equal(a, consolidate(img, lab, np.random.default_rng(5), p=1.0))
-    assert not np.array_equal(a, consolidate(img, lab, np.random.default_rng(6), p=1.0))
-    assert np.array_equal(consolidate(img, lab, np.random.default_rng(5), p=0.0), img)
+    a = step(img, lab, np.random.default_rng(5), p=1.0)
+    assert np.array_equal(a, step(img, lab, np.random.default_rng(5), p=1.0))
+    assert not np.array_equal(a, step(img, lab, np.random.default_rng(6), p=1.0))
+    assert np.array_equal(step(img, lab, np.random.default_rng(5), p=0.0), img)
     healthy = np.where(lab == 2, 1, lab)
-    assert np.array_equal(consolidate(img, healthy, np.random.default_rng(5), p=1.0), img)
+    assert np.array_equal(step(img, healthy, np.random.default_rng(5), p=1.0), img)
 
 
 def _edge_profile(img, lab):
@@ -63,12 +65,3 @@ def test_lesion_margins_fade_the_edge_from_both_sides_and_touch_nothing_far_from
     assert lung_near2 > lung_near + 0.01 and rim2 < rim - 0.01  # lung brightened toward the lesion, rim darkened
     assert (out[lab == 1] >= img[lab == 1] - 1e-6).all() and (out[lab == 2] <= img[lab == 2] + 1e-6).all()
 
-
-def test_lesion_margins_are_seeded_and_can_be_off():
-    img, lab = _slice()
-    a = fade_margins(img, lab, np.random.default_rng(5), p=1.0)
-    assert np.array_equal(a, fade_margins(img, lab, np.random.default_rng(5), p=1.0))
-    assert not np.array_equal(a, fade_margins(img, lab, np.random.default_rng(6), p=1.0))
-    assert np.array_equal(fade_margins(img, lab, np.random.default_rng(5), p=0.0), img)
-    healthy = np.where(lab == 2, 1, lab)
-    assert np.array_equal(fade_margins(img, healthy, np.random.default_rng(5), p=1.0), img)
