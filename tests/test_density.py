@@ -65,3 +65,21 @@ def test_lesion_margins_fade_the_edge_from_both_sides_and_touch_nothing_far_from
     assert lung_near2 > lung_near + 0.01 and rim2 < rim - 0.01  # lung brightened toward the lesion, rim darkened
     assert (out[lab == 1] >= img[lab == 1] - 1e-6).all() and (out[lab == 2] <= img[lab == 2] + 1e-6).all()
 
+
+
+def test_the_edge_study_sees_a_sharp_edge_and_the_faded_one():
+    """studies/lesion_edges.py: a lesion drawn sharp reads 1 inside and 0 outside its label; faded, its
+    profile steps down across the edge instead."""
+    from studies.lesion_edges import edge_profile
+
+    lab = np.zeros((256, 256), np.uint8)
+    lab[20:236, 20:236] = 1
+    lab[60:180, 60:180] = 2
+    img = np.where(lab == 2, 200.0, np.where(lab == 1, 60.0, 120.0))
+    sharp = edge_profile(img, lab)
+    assert np.allclose(sharp[:6], 1) and np.allclose(sharp[6:], 0)
+    faded = fade_margins(img / 127.5 - 1, lab, np.random.default_rng(0), p=1.0)
+    p = edge_profile((faded + 1) * 127.5, lab)
+    assert 0.1 < p[6] < 0.5 and p[6] > p[8] > p[11] >= 0  # outside: a fading halo
+    assert 0.5 < p[5] < 0.9 and p[5] < p[3] < p[0] <= 1  # inside: a fading rim
+    assert edge_profile(np.where(lab == 2, 62.0, img), lab) is None  # lesion too faint to measure
