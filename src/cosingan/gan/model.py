@@ -17,9 +17,9 @@ from .pyramid import upsample
 
 class OutConv(nn.Conv2d):
     """A net's last 3x3 conv, to one or a few channels. At inference it runs as 1x1 convs to its nine taps,
-    summed shifted: oneDNN's kernels for so few output channels run a 3x3 conv at a tenth of their usual
-    throughput, and this is 3x faster (docs/performance.md). Equal to the conv to float rounding; a 1x1 conv
-    without bias commutes with any of the paddings. Training keeps the plain conv, whose backward is faster."""
+    summed shifted: oneDNN's 3x3 kernels for so few output channels are far slower than the taps
+    (docs/performance.md). Equal to the conv to float rounding; a 1x1 conv without bias commutes with any
+    of the paddings. Training keeps the plain conv, whose backward is faster."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.training:
@@ -64,7 +64,7 @@ class ModulatedNet(nn.Module):
     def __init__(self, in_ch: int, cond_ch: int, ch: int, layers: int, out_ch: int, padding: str = "zeros"):
         super().__init__()
         widths = [in_ch] + [ch] * (layers - 1) + [out_ch]
-        self.convs = nn.ModuleList((OutConv if b == out_ch and i == layers - 1 else nn.Conv2d)(
+        self.convs = nn.ModuleList((OutConv if i == layers - 1 else nn.Conv2d)(
             a, b, 3, padding=1, padding_mode=padding) for i, (a, b) in enumerate(zip(widths, widths[1:])))
         self.mods = nn.ModuleList(nn.Conv2d(cond_ch, 2 * ch, 3, padding=1, padding_mode=padding)
                                   for _ in range(layers - 1))

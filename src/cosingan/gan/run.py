@@ -28,10 +28,10 @@ from .model import CoSinGAN
 from .pyramid import condition_pyramid, resize_image, resize_labels, sizes_like
 
 
-#: the generators' arithmetic when sampling: float32, or bfloat16 autocast (convolutions in bf16, about 1.6x
-#: the images per second on CPUs with AVX-512 BF16; slower on CPUs without; docs/performance.md)
+#: the generators' arithmetic when sampling: float32, or bfloat16 autocast (convolutions in bf16; faster on
+#: CPUs with AVX-512 BF16 and on GPUs, slower on CPUs without; docs/performance.md)
 PRECISIONS = ("fp32", "bf16")
-PRECISION_HELP = ("the generators' arithmetic when sampling: fp32, or bf16 (about 1.6x faster on CPUs with AVX-512 "
+PRECISION_HELP = ("the generators' arithmetic when sampling: fp32, or bf16 (about 1.45x faster on CPUs with AVX-512 "
                   "BF16 and on GPUs, slower on other CPUs; images within a grey level of fp32's on average)")
 
 
@@ -136,7 +136,6 @@ class TrainedRun:
         sizes = sizes_like(self.sizes, *label4s[0].shape)
         mc = self.config.model
         out = []
-        # one autocast region for every batch: it keeps the weights' bf16 copies from batch to batch
         with torch.autocast(device.type, torch.bfloat16, enabled=self.precision == "bf16"):
             for b0 in range(0, len(seeds), batch):
                 maps = torch.from_numpy(np.stack(label4s[b0: b0 + batch])).to(device)

@@ -55,11 +55,11 @@ def consolidate(image: np.ndarray, label: np.ndarray, rng: np.random.Generator, 
 
 
 # ------------------------------------------------------------------------ lesion margins
-# A radiologist's infection label is drawn inside the opacity's fading edge: on the 50 dev slices the grey
-# level 1-6 px (at 256 px) outside the label is still 0.53-0.15 of the way from the normal lung to the
-# lesion, and 1-6 px inside it only 0.68-0.91 of the way. A generator draws the lesion where the map says,
-# with a sharp edge (0.38-0.08 outside, 0.82-0.99 inside), so a segmenter trained on its slices learns that
-# infection ends where opacity ends, and on real slices labels the fading edge too.
+# A radiologist's infection label is drawn inside the opacity's fading edge: in real slices the grey level
+# still rises toward the lesion's for a few pixels outside the label and is lower on its rim. A generator
+# draws the lesion where the map says with a sharp edge, so a segmenter trained on its slices learns that
+# infection ends where opacity ends and labels the fading edge of real lesions too. Measured, and off by
+# default: docs/results.md, "Lesion edges faded as in real slices".
 
 MARGIN_REACH = 3.0  # px (at 256 px) over which the blend fades, beyond its first 2 px
 
