@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -436,6 +438,26 @@ def test_shared_few_shot_generator_arm(tmp_path, phantom_folder):
     assert "one few-shot CoSinGAN shared by the k real slices" in (out / "report.md").read_text()
     assert main(args) == 0  # the per-slice generators beside it: new runs, sets and models, nothing reused
     assert len(list((out / "gan").iterdir())) == 3 and (out / "seg" / "r0_k2_A_synthetic_allmaps_strongaug").is_dir()
+
+
+def test_several_generators_per_slice_each_with_its_own_seed(tmp_path, phantom_folder):
+    """--gan-seeds 2: two generators per chosen slice, the first named and seeded as ever, the second with
+    its own seed; the synthetic set spreads over all of them and quality measures each."""
+    from cosingan.gan.checkpoint import load_checkpoint
+
+    out = tmp_path / "seeds"
+    assert main(["experiment", "few-shot", "--data", str(phantom_folder), "--k", "1", "--out", str(out), "--preset",
+                 "tiny", "--regimes", "allmaps", "--n-synth", "4", "--seg-steps", "1", "--seg-size", "32",
+                 "--cls-steps", "2", "--quiet", "--gan-seeds", "2"]) == 0
+    rec = json.loads((out / "results.json").read_text())
+    stem = rec["runs"][0]["slices"][0].removesuffix(".png")
+    runs = sorted(p.name for p in (out / "gan").iterdir())
+    assert runs == [f"{stem}_s0", f"{stem}_s0_g1"]
+    seeds = [load_checkpoint(out / "gan" / r, map_location="cpu")["config"]["seed"] for r in runs]
+    assert seeds[0] == 0 and seeds[1] != 0
+    rows = list(csv.DictReader(open(out / "synthetic" / "r0_k1_allmaps" / "manifest.csv")))
+    assert {Path(r["run"]).name for r in rows} == set(runs)
+    assert len(rec["quality"]) == 2
 
 
 def test_fidelity_table_without_the_maps_with_infection_apart(tmp_path):

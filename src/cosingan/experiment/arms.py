@@ -70,21 +70,31 @@ def generator_groups(ctx: Context, d: Draw) -> list[list[tuple[Path, Path]]]:
     return [list(d.chosen)] if ctx.cfg.shared_generator else [[c] for c in d.chosen]
 
 
-def generator_folder(ctx: Context, d: Draw, group: list[tuple[Path, Path]], variant: str = "") -> Path:
-    return ctx.out / "gan" / f"{'+'.join(ip.stem for ip, _ in group)}_s{d.seed}{variant}"
+def generator_folder(ctx: Context, d: Draw, group: list[tuple[Path, Path]], variant: str = "", j: int = 0) -> Path:
+    """Generator j of a group (`gan_seeds`): the first keeps the name and seed it always had."""
+    return ctx.out / "gan" / f"{'+'.join(ip.stem for ip, _ in group)}_s{d.seed}{f'_g{j}' if j else ''}{variant}"
+
+
+def generator_seed(d: Draw, j: int) -> int:
+    return d.seed + 1_000_003 * j
+
+
+def generator_runs(ctx: Context, d: Draw, variant: str = "") -> list[tuple[list[tuple[Path, Path]], Path, int]]:
+    """(group, folder, seed) of each of this draw's generators: `gan_seeds` per group."""
+    return [(g, generator_folder(ctx, d, g, variant, j), generator_seed(d, j))
+            for g in generator_groups(ctx, d) for j in range(ctx.cfg.gan_seeds)]
 
 
 def generators(ctx: Context, d: Draw, variant: str = "", overrides: dict | None = None) -> list[str]:
     """This draw's generators, trained, resumed or reused (`ensure_trained` decides)."""
     base = merge(preset(ctx.cfg.preset), ctx.cfg.gan_config, "--gan-config")
-    cfg = merge(replace(base, seed=d.seed, device=ctx.cfg.device), overrides or {}, "ablation")
+    cfg = merge(replace(base, device=ctx.cfg.device), overrides or {}, "ablation")
     paths, pending = [], None
-    for group in generator_groups(ctx, d):  # every one sent out before waiting for any (`Jobs`)
-        run = generator_folder(ctx, d, group, variant)
+    for group, run, seed in generator_runs(ctx, d, variant):  # every one sent out before waiting for any (`Jobs`)
         t0 = time.time()
         read = lambda g=group: [load_slice(ip, lp) for ip, lp in g]  # noqa: E731  (read only when training)
         try:
-            if ctx.jobs.generator(run, read, cfg, ctx.progress) != "done":  # reuse costs no time
+            if ctx.jobs.generator(run, read, replace(cfg, seed=seed), ctx.progress) != "done":  # reuse costs no time
                 ctx.add_time("gan_train", time.time() - t0)
         except Pending as e:
             pending = e

@@ -57,6 +57,8 @@ class ExperimentConfig:
                           "of the pairs), with B's strong augmentation and the same budget")
     shared_generator: bool = setting(False, "one few-shot CoSinGAN trained on all k slices (one pyramid shared by "
                                      "the k pairs) instead of one per slice")
+    gan_seeds: int = setting(1, "generators trained per slice (per group with --shared-generator), each with its own "
+                             "seed; the synthetic sets spread their pairs over all of them", low=1, high=16)
     synth_aug: str = setting("strong", "augmentation of the networks trained on synthetic data (arm A): strong (as "
                              "every arm) or standard (lighter: flips and small affine moves)", choices=AUGS)
     real_aug: str = setting("strong", "augmentation of the networks trained on all real slices (arm C): strong (as "

@@ -31,7 +31,7 @@ from ..downstream.seg import load_seg
 from ..errors import InputError
 from ..gan.checkpoint import CKPT, versions
 from ..synth.quality import QualityConfig, assess
-from .arms import ARMS, Arm, anatomy_suffix, generator_folder, generator_groups
+from .arms import ARMS, Arm, anatomy_suffix, generator_runs
 from .config import ExperimentConfig
 from .context import Context
 from .jobs import Jobs, Pending
@@ -101,8 +101,7 @@ def generator_quality(ctx: Context, d: Draw, reference: str) -> list[dict]:
                          anatomy=c.anatomy)  # budgets follow the experiment's
     held = ctx.split.test_slices[: qcfg.maps]
     ref = ctx.out / "seg" / reference / "model.pt"
-    for group in generator_groups(ctx, d):
-        run = generator_folder(ctx, d, group)
+    for group, run, _ in generator_runs(ctx, d):
         if not (run / CKPT).exists():  # still training elsewhere
             raise Pending(run)
 
