@@ -440,15 +440,16 @@ def test_shared_few_shot_generator_arm(tmp_path, phantom_folder):
     assert len(list((out / "gan").iterdir())) == 3 and (out / "seg" / "r0_k2_A_synthetic_allmaps_strongaug").is_dir()
 
 
-def test_several_generators_per_slice_each_with_its_own_seed(tmp_path, phantom_folder):
+def test_several_generators_per_slice_each_with_its_own_seed(tmp_path, phantom_folder, capsys):
     """--gan-seeds 2: two generators per chosen slice, the first named and seeded as ever, the second with
     its own seed; the synthetic set spreads over all of them and quality measures each."""
     from cosingan.gan.checkpoint import load_checkpoint
 
     out = tmp_path / "seeds"
-    assert main(["experiment", "few-shot", "--data", str(phantom_folder), "--k", "1", "--out", str(out), "--preset",
-                 "tiny", "--regimes", "allmaps", "--n-synth", "4", "--seg-steps", "1", "--seg-size", "32",
-                 "--cls-steps", "2", "--quiet", "--gan-seeds", "2"]) == 0
+    args = ["experiment", "few-shot", "--data", str(phantom_folder), "--k", "1", "--out", str(out), "--preset",
+            "tiny", "--regimes", "allmaps", "--n-synth", "4", "--seg-steps", "1", "--seg-size", "32", "--cls-steps",
+            "2", "--quiet"]
+    assert main(args + ["--gan-seeds", "2"]) == 0
     rec = json.loads((out / "results.json").read_text())
     stem = rec["runs"][0]["slices"][0].removesuffix(".png")
     runs = sorted(p.name for p in (out / "gan").iterdir())
@@ -458,6 +459,9 @@ def test_several_generators_per_slice_each_with_its_own_seed(tmp_path, phantom_f
     rows = list(csv.DictReader(open(out / "synthetic" / "r0_k1_allmaps" / "manifest.csv")))
     assert {Path(r["run"]).name for r in rows} == set(runs)
     assert len(rec["quality"]) == 2
+    capsys.readouterr()
+    assert main(args) == 2  # one generator per slice in this folder: its sets were made from two
+    assert "made with other settings" in capsys.readouterr().err
 
 
 def test_fidelity_table_without_the_maps_with_infection_apart(tmp_path):
