@@ -26,8 +26,8 @@ MIN_CONTRAST = 10.0
 
 
 def edge_profile(image: np.ndarray, label: np.ndarray) -> np.ndarray | None:
-    """One slice's profile (grey levels 0-255, 0/1/2 map), NaN where a distance has under 10 pixels; None if
-    the slice is skipped."""
+    """One slice's profile (image in any linear grey scale, 0/1/2 map), NaN where a distance has under 10
+    pixels; None if the slice is skipped."""
     from scipy import ndimage
 
     inf, lung = label == 2, label >= 1
@@ -50,21 +50,14 @@ def edge_profile(image: np.ndarray, label: np.ndarray) -> np.ndarray | None:
 
 
 def folder_profile(folder: Path, limit: int, fade: bool) -> tuple[np.ndarray, int]:
-    from PIL import Image
-
+    from cosingan.data.readers import list_slice_folder, load_slice
     from cosingan.synth.density import fade_margins
 
     rows = []
-    for i, lp in enumerate(sorted((folder / "labels").glob("*.png"))[:limit]):
-        label = np.asarray(Image.open(lp))
-        ip = next((folder / "images").glob(lp.stem + ".*"))
-        image = np.asarray(Image.open(ip).convert("L"), dtype=np.float64)
-        if image.shape != label.shape:
-            continue
-        if fade:
-            faded = fade_margins(image / 127.5 - 1.0, label, np.random.default_rng(i), p=1.0)
-            image = np.round((faded + 1.0) * 127.5)
-        p = edge_profile(image, label)
+    for i, (ip, lp) in enumerate(list_slice_folder(folder)[:limit]):
+        sl = load_slice(ip, lp)
+        image = fade_margins(sl.image, sl.label, np.random.default_rng(i), p=1.0) if fade else sl.image
+        p = edge_profile(np.round((image.astype(np.float64) + 1.0) * 127.5), sl.label)  # 8-bit grey levels
         if p is not None:
             rows.append(p)
     return np.nanmean(rows, axis=0) if rows else np.full(len(DISTANCES), np.nan), len(rows)
