@@ -7,7 +7,15 @@ arm's U-Net of the chosen repeats (not the fidelity reference, which trained on 
 the repeat's test slices: infection precision and recall, and the false-positive infection inside and
 outside the true lung, each as a share of the true infection.
 
-    python -m studies.error_location EXP [--repeats 0 1 2] [--arms allreal prior]
+With --sites, the false positives inside the lung are split by where they lie (distances in pixels of the
+slice scaled to a 256 px long side): on the true lesions' edge (within 3 px, where the labels' fading-edge
+convention decides), near them (3-15 px), or far from every lesion; the far ones by their grey level among
+the slice's healthy lung pixels (dense: its top 5 %, vessels and other bright structures; hazy: 75-95 %;
+dark: below) and by place (pleural: within 5 px of the lung border; medial: the central 40 % of the lungs'
+width, hila and mediastinal border; dependent: the lungs' lowest third of rows, posterior in these
+slices), each as a share of the true infection.
+
+    python -m studies.error_location EXP [--repeats 0 1 2] [--arms allreal prior] [--sites]
 
 EXP is a finished `cosingan experiment few-shot` folder; nothing in it is written.
 """
@@ -19,7 +27,10 @@ import json
 from pathlib import Path
 
 import numpy as np
+from scipy import ndimage
 from studies.common import split_folder
+
+SITES = ("edge", "near", "far", "far dense", "far hazy", "far dark", "far pleural", "far medial", "far dependent")
 
 
 def errors(pred: np.ndarray, label: np.ndarray) -> np.ndarray:
@@ -36,6 +47,28 @@ def summary(counts: np.ndarray) -> tuple[float, float, float, float]:
     return tp / max(tp + fp_in + fp_out, 1.0), tp / truth, fp_in / truth, fp_out / truth
 
 
+def sites(pred: np.ndarray, label: np.ndarray, image: np.ndarray) -> np.ndarray:
+    """Infection pixels called in the true healthy lung, counted per SITES entry (see the module text)."""
+    healthy = label == 1
+    fp = (pred == 2) & healthy
+    scale = 256.0 / max(label.shape)
+    lesion = label == 2
+    to_lesion = ndimage.distance_transform_edt(~lesion) * scale if lesion.any() else np.full(label.shape, np.inf)
+    to_border = ndimage.distance_transform_edt(label >= 1) * scale
+    ref = np.sort(image[healthy])
+    rank = np.searchsorted(ref, image, side="right") / max(ref.size, 1)
+    rows, cols = np.nonzero((label >= 1).any(1))[0], np.nonzero((label >= 1).any(0))[0]
+    dependent, medial = np.zeros(label.shape, bool), np.zeros(label.shape, bool)
+    if rows.size:
+        dependent[rows[0] + 2 * (rows[-1] + 1 - rows[0]) // 3:] = True
+        width = cols[-1] + 1 - cols[0]
+        medial[:, cols[0] + round(0.3 * width): cols[0] + round(0.7 * width)] = True
+    far = fp & (to_lesion > 15)
+    masks = (fp & (to_lesion <= 3), fp & (to_lesion > 3) & (to_lesion <= 15), far, far & (rank >= 0.95),
+             far & (rank >= 0.75) & (rank < 0.95), far & (rank < 0.75), far & (to_border <= 5), far & medial, far & dependent)
+    return np.array([m.sum() for m in masks], dtype=np.int64)
+
+
 def main() -> None:
     from cosingan.downstream import seg
 
@@ -44,12 +77,14 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, nargs="+", default=None, help="repeats (default every one)")
     ap.add_argument("--arms", nargs="+", default=None,
                     help="U-Nets whose folder name contains one of these (default every arm)")
+    ap.add_argument("--sites", action="store_true", help="split the false positives in the lung by site")
     a = ap.parse_args()
     exp = Path(a.exp)
     results = json.loads((exp / "results.json").read_text())
     repeats = a.repeats if a.repeats is not None else range(len(results["splits"]))
-    print("| U-Net | test slices | precision | recall | FP in lung / truth | FP outside lung / truth |")
-    print("| --- | --- | --- | --- | --- | --- |")
+    head = ["precision", "recall", "FP in lung / truth", "FP outside lung / truth"] + (list(SITES) if a.sites else [])
+    print("| U-Net | test slices | " + " | ".join(head) + " |")
+    print("| --- " * (len(head) + 2) + "|")
     for r in repeats:
         test = seg.load_folders([split_folder(exp, results, r, "test")])
         for d in sorted((exp / "seg").glob(f"r{r}_*")):
@@ -57,9 +92,13 @@ def main() -> None:
             if arm.startswith("F_") or (a.arms and not any(x in arm for x in a.arms)):
                 continue
             net, scfg = seg.load_seg(d, "cpu")
-            counts = sum(errors(seg.predict(net, s, scfg.size), s.label) for s in test)
-            print(f"| {d.name} | {len(test)} | " + " | ".join(f"{x:.3f}" for x in summary(counts)) + " |",
-                  flush=True)
+            preds = [seg.predict(net, s, scfg.size) for s in test]
+            counts = sum(errors(p, s.label) for p, s in zip(preds, test))
+            row = list(summary(counts))
+            if a.sites:
+                truth = max(float(counts[0] + counts[1]), 1.0)
+                row += list(sum(sites(p, s.label, s.image) for p, s in zip(preds, test)) / truth)
+            print(f"| {d.name} | {len(test)} | " + " | ".join(f"{x:.3f}" for x in row) + " |", flush=True)
 
 
 if __name__ == "__main__":

@@ -100,7 +100,7 @@ def test_few_shot_experiment_report_and_no_leakage(tmp_path, phantom_folder, nor
     from studies import error_location
 
     capsys.readouterr()
-    monkeypatch.setattr(sys, "argv", ["error_location", str(moved)])
+    monkeypatch.setattr(sys, "argv", ["error_location", str(moved), "--sites"])
     error_location.main()
     table = capsys.readouterr().out
     nets = [d.name for d in (moved / "seg").glob("r0_*")]
@@ -119,6 +119,24 @@ def test_error_location_counts_false_positives_inside_and_outside_the_lung():
     pred[0, 0:2] = 2  # two outside it
     assert errors(pred, label).tolist() == [3, 1, 1, 2]
     assert summary(errors(pred, label)) == pytest.approx((3 / 6, 3 / 4, 1 / 4, 2 / 4))
+
+
+def test_error_location_sites_split_lung_false_positives_by_distance_grey_and_place():
+    from studies.error_location import SITES, sites
+
+    label = np.zeros((256, 256), np.uint8)
+    label[20:236, 20:236] = 1  # lung rows 20-235: the dependent third from row 164; medial columns 85-170
+    label[40:60, 100:120] = 2
+    image = np.linspace(-1, 0, 256 * 256, dtype=np.float32).reshape(256, 256)  # grey rises down the rows
+    pred = label.copy()
+    pred[40:60, 121:123] = 2  # 2 px from the lesion: edge
+    pred[40:60, 130] = 2  # 10 px: near
+    pred[100, 100:110] = 2  # far, mid-grey, interior, medial
+    pred[231:233, 100:105] = 2  # far, the brightest rows, 4-5 px from the border, dependent
+    pred[0:5, 0:5] = 2  # outside the lung: not counted
+    got = dict(zip(SITES, sites(pred, label, image).tolist()))
+    assert got == {"edge": 40, "near": 20, "far": 20, "far dense": 10, "far hazy": 0, "far dark": 10,
+                   "far pleural": 10, "far medial": 20, "far dependent": 10}
 
 
 def test_each_repeat_has_its_own_split_unless_fixed(tmp_path, phantom_folder, capsys):
