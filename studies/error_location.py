@@ -65,7 +65,8 @@ def sites(pred: np.ndarray, label: np.ndarray, image: np.ndarray) -> np.ndarray:
         medial[:, cols[0] + round(0.3 * width): cols[0] + round(0.7 * width)] = True
     far = fp & (to_lesion > 15)
     masks = (fp & (to_lesion <= 3), fp & (to_lesion > 3) & (to_lesion <= 15), far, far & (rank >= 0.95),
-             far & (rank >= 0.75) & (rank < 0.95), far & (rank < 0.75), far & (to_border <= 5), far & medial, far & dependent)
+             far & (rank >= 0.75) & (rank < 0.95), far & (rank < 0.75), far & (to_border <= 5), far & medial,
+             far & dependent)
     return np.array([m.sum() for m in masks], dtype=np.int64)
 
 
@@ -82,7 +83,8 @@ def main() -> None:
     exp = Path(a.exp)
     results = json.loads((exp / "results.json").read_text())
     repeats = a.repeats if a.repeats is not None else range(len(results["splits"]))
-    head = ["precision", "recall", "FP in lung / truth", "FP outside lung / truth"] + (list(SITES) if a.sites else [])
+    head = ["precision", "recall", "FP in lung / truth", "FP outside lung / truth"]
+    head += list(SITES) if a.sites else []
     print("| U-Net | test slices | " + " | ".join(head) + " |")
     print("| --- " * (len(head) + 2) + "|")
     for r in repeats:

@@ -294,13 +294,16 @@ def test_bf16_sets_record_their_precision_and_do_not_resume_an_fp32_set(two_runs
     assert "made with other settings" in capsys.readouterr().err
 
 
-def test_lesion_margins_are_recorded_and_change_only_the_images(two_runs, tmp_path):
+@pytest.mark.parametrize("flag, value, dense", [("--lesion-margins", "1", "0"), ("--lung-tone", "1", "0"),
+                                               ("--consolidation-depth", "10", "1")])
+def test_image_steps_are_recorded_and_change_only_the_images(two_runs, tmp_path, flag, value, dense):
     root, runs = two_runs
-    args = ["synthesize", "--runs", *runs, "--n", "4", "--seed", "2", "--quiet", "--consolidation", "0"]
+    args = ["synthesize", "--runs", *runs, "--n", "4", "--seed", "2", "--quiet", "--consolidation", dense]
+    key = flag[2:].replace("-", "_")
     assert main(args + ["--out", str(tmp_path / "plain")]) == 0
-    assert main(args + ["--out", str(tmp_path / "faded"), "--lesion-margins", "1"]) == 0
-    assert "lesion_margins" not in json.loads((tmp_path / "plain" / "synthesize.json").read_text())
-    assert json.loads((tmp_path / "faded" / "synthesize.json").read_text())["lesion_margins"] == 1.0
+    assert main(args + ["--out", str(tmp_path / "faded"), flag, value]) == 0
+    assert key not in json.loads((tmp_path / "plain" / "synthesize.json").read_text())
+    assert json.loads((tmp_path / "faded" / "synthesize.json").read_text())[key] == float(value)
     a, b = ({p.relative_to(tmp_path / d).as_posix(): np.asarray(Image.open(p), dtype=int)
              for p in sorted((tmp_path / d).rglob("syn_*.png"))} for d in ("plain", "faded"))
     assert a.keys() == b.keys()

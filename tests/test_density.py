@@ -1,5 +1,5 @@
 """Lesion density (synth/density.py): dense patches inside the infection only, seeded, and through
-`cosingan synthesize --consolidation` (tests/test_dataset.py)."""
+`cosingan synthesize --consolidation` (tests/test_dataset.py); lesion margins; the normal lung's tone."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from cosingan.data.phantom import chest_phantom
-from cosingan.synth.density import consolidate, fade_margins, tissue_level
+from cosingan.synth.density import consolidate, fade_margins, lung_quantiles, match_lung_tone, tissue_level
 
 
 def _slice():
@@ -28,6 +28,21 @@ def test_consolidation_brightens_infection_toward_tissue_and_nothing_else():
     # the dense part moved toward soft tissue: closer to it than before, on average
     assert np.abs(out[changed] - tissue).mean() < np.abs(img[changed] - tissue).mean()
     assert out[inf].mean() > img[inf].mean()
+
+
+def test_consolidation_depth_keeps_lesion_rims_and_small_lesions_as_drawn():
+    from scipy import ndimage
+
+    img, lab = _slice()
+    plain = consolidate(img, lab, np.random.default_rng(0), p=1.0)
+    assert np.array_equal(consolidate(img, lab, np.random.default_rng(0), p=1.0, depth=0.0), plain)
+    out = consolidate(img, lab, np.random.default_rng(0), p=1.0, depth=4.0)
+    px = ndimage.distance_transform_edt(lab == 2)
+    core, rim = px * 256.0 / max(lab.shape) > 4.0, px == 1  # the lesions' outermost pixels: 2.7 px at 256
+    moved, moved_plain = np.abs(out - img), np.abs(plain - img)
+    assert moved[core].mean() > 0.05  # the core made dense
+    assert moved[rim].mean() < 0.4 * moved_plain[rim].mean()  # the rim far less than without a depth (blur only)
+    assert np.array_equal(consolidate(img, lab, np.random.default_rng(0), p=1.0, depth=255.0), img)  # none so deep
 
 
 @pytest.mark.parametrize("step", [consolidate, fade_margins])
@@ -65,6 +80,24 @@ def test_lesion_margins_fade_the_edge_from_both_sides_and_touch_nothing_far_from
     assert lung_near2 > lung_near + 0.01 and rim2 < rim - 0.01  # lung brightened toward the lesion, rim darkened
     assert (out[lab == 1] >= img[lab == 1] - 1e-6).all() and (out[lab == 2] <= img[lab == 2] + 1e-6).all()
 
+
+
+def test_lung_tone_gives_the_normal_lung_the_reference_grey_levels_and_touches_nothing_else():
+    img, lab = _slice()
+    lung = lab == 1
+    brighter = img.copy()
+    brighter[lung] = np.clip(img[lung] + 0.6 * (img[lung] - np.median(img[lung])) + 0.1, -1, 1)  # wider and brighter
+    ref = lung_quantiles(brighter, lab)
+    out = match_lung_tone(img, lab, ref, np.random.default_rng(0), p=1.0)
+    assert out.dtype == img.dtype and np.array_equal(out[~lung], img[~lung])  # lesions, body and air untouched
+    for q in (50, 95):
+        want, before, after = (np.percentile(x[lung], q) for x in (brighter, img, out))
+        assert abs(after - want) < 0.5 * abs(before - want)  # most of the way to the reference
+    order = np.argsort(img[lung])  # a monotone mapping of the smooth part: bright stays brighter than dark
+    assert np.corrcoef(img[lung][order], out[lung][order])[0, 1] > 0.9
+    assert np.array_equal(match_lung_tone(img, lab, None, np.random.default_rng(0)), img)  # no reference
+    assert np.array_equal(match_lung_tone(img, lab, ref, np.random.default_rng(0), p=0.0), img)  # p = 0: off
+    assert lung_quantiles(img, np.zeros_like(lab)) is None  # no normal lung to read
 
 
 def test_the_edge_study_sees_a_sharp_edge_and_the_faded_one():

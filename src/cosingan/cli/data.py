@@ -80,9 +80,15 @@ def add_synthesize(sub) -> None:
     p.add_argument("--consolidation", type=float, default=DEFAULT_CONSOLIDATION,
                    help="fraction of pairs with part of their infection rendered as dense consolidation, "
                    "a prior on lesion density (default %(default)s; 0: the generators' images as they are)")
+    p.add_argument("--consolidation-depth", type=float, default=0.0,
+                   help="dense patches only where the infection lies deeper than this inside its lesion (px at "
+                   "256 px; default %(default)s: anywhere in it)")
     p.add_argument("--lesion-margins", type=float, default=0.0,
                    help="fraction of pairs whose lesion edges fade into the lung as in real slices, where the "
                    "label is drawn inside the fading edge (default %(default)s: off)")
+    p.add_argument("--lung-tone", type=float, default=0.0,
+                   help="fraction of pairs whose normal lung takes the grey-level distribution of its generator's "
+                   "training slice's normal lung, vessels as bright (default %(default)s: off)")
     p.add_argument("--format", default="png", choices=["png", "nnunet"])
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu", help=DEVICE_HELP)
@@ -95,7 +101,8 @@ def cmd_synthesize(args: argparse.Namespace) -> int:
 
     t0 = time.time()
     syn = Synthesizer(args.runs, args.conditions, edit_list(args.edits), args.negative_share, args.seed, args.device,
-                      args.consolidation, args.anatomy, args.precision, args.lesion_margins)
+                      args.consolidation, args.anatomy, args.precision, args.lesion_margins, args.lung_tone,
+                      args.consolidation_depth)
     dataset_spec(syn, args.out, args.format)  # refuses misfits before the output folder is made
     with output(args.out, "synthesize", (args.conditions, *args.runs)) as out:
         rep = synthesize(syn, args.n, out, args.format, progress=not args.quiet)

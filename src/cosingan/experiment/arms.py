@@ -146,7 +146,7 @@ def _conditions(ctx: Context, d: Draw, regime: str):
 def _synthetic_set(ctx: Context, runs: list[str], masks, name: str, seed: int):
     folder = ctx.out / "synthetic" / name
     syn = Synthesizer(runs, str(masks), [], 0.0, seed, ctx.cfg.device, ctx.cfg.consolidation, ctx.cfg.anatomy,
-                      ctx.cfg.precision, ctx.cfg.lesion_margins)
+                      ctx.cfg.precision, ctx.cfg.lesion_margins, ctx.cfg.lung_tone, ctx.cfg.consolidation_depth)
     made = ctx.timed("synthesize", lambda: synthesize(syn, ctx.cfg.n_synth, folder, "png", ctx.progress))
     if name not in ctx.coverage:
         ctx.coverage[name] = made["coverage"]

@@ -73,9 +73,13 @@ class ExperimentConfig:
     precision: str = setting("fp32", PRECISION_HELP, choices=PRECISIONS)
     lesion_margins: float = setting(0.0, "fraction of synthetic slices whose lesion edges fade into the lung as in "
                                     "real slices (0: off)", low=0.0, high=1.0)
+    lung_tone: float = setting(0.0, "fraction of synthetic slices whose normal lung takes the grey levels of its "
+                               "generator's training slice's normal lung (0: off)", low=0.0, high=1.0)
     consolidation: float = setting(DEFAULT_CONSOLIDATION, "fraction of synthetic slices with part of their infection "
                                    "rendered as dense consolidation (a prior on lesion density; 0: off)", low=0.0,
                                    high=1.0)
+    consolidation_depth: float = setting(0.0, "dense patches only where the infection is deeper than this inside "
+                                         "its lesion (px at 256 px; 0: anywhere in it)", low=0.0, high=256.0)
     seg_steps: int = setting(1200, "U-Net budget for every arm", low=1)
     seg_size: int = setting(128, "U-Net input size (px)", low=16, high=4096)
     seg_checkpoint: str = setting(

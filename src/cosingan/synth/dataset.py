@@ -23,7 +23,7 @@ from ..data.readers import read_image
 from ..errors import InputError
 from ..gan.run import TrainedRun
 from .anatomy import ANATOMY, sample
-from .density import DEFAULT_CONSOLIDATION, consolidate, fade_margins
+from .density import DEFAULT_CONSOLIDATION, consolidate, fade_margins, lung_quantiles, match_lung_tone
 from .nnunet import nnunet_name_ok, write_nnunet_json
 
 MANIFEST = "manifest.csv"
@@ -143,7 +143,8 @@ class Synthesizer:
 
     def __init__(self, runs: list[str], conditions: str | None, edits: list[str], negatives: float,
                  seed: int, device: str = "cpu", consolidation: float = DEFAULT_CONSOLIDATION,
-                 anatomy: str = "generated", precision: str = "fp32", lesion_margins: float = 0.0):
+                 anatomy: str = "generated", precision: str = "fp32", lesion_margins: float = 0.0,
+                 lung_tone: float = 0.0, consolidation_depth: float = 0.0):
         check_edits(edits)
         if anatomy not in ANATOMY:
             raise InputError(f"--anatomy must be one of {', '.join(ANATOMY)}, got {anatomy!r}")
@@ -153,9 +154,15 @@ class Synthesizer:
         if not 0.0 <= consolidation <= 1.0:
             raise InputError(f"--consolidation must be a fraction in [0, 1], got {consolidation}")
         self.consolidation = consolidation  # share of slices with part of their infection made dense
+        if consolidation_depth < 0:
+            raise InputError(f"--consolidation-depth must be >= 0 px, got {consolidation_depth}")
+        self.consolidation_depth = consolidation_depth  # dense patches only this deep inside the infection
         if not 0.0 <= lesion_margins <= 1.0:
             raise InputError(f"--lesion-margins must be a fraction in [0, 1], got {lesion_margins}")
         self.lesion_margins = lesion_margins  # share of slices whose lesion edges fade as in real slices
+        if not 0.0 <= lung_tone <= 1.0:
+            raise InputError(f"--lung-tone must be a fraction in [0, 1], got {lung_tone}")
+        self.lung_tone = lung_tone  # share of slices whose normal lung takes its training slice's grey levels
         self.runs = [str(r) for r in runs]
         self.precision = precision
         self.models = [TrainedRun.from_pretrained(r, device, precision=precision) for r in self.runs]
@@ -163,6 +170,8 @@ class Synthesizer:
         self.shared = sources_from_folder(conditions) if conditions else None  # one condition set for every run
         self.sources = {r: self.shared or _own_sources(r, m) for r, m in zip(self.runs, self.models)}
         self.turns = _turns(self.shared) if self.shared else []
+        self.tones = {r: lung_quantiles(m.train_image, label4_to_label(m.train_label4)) if lung_tone else None
+                      for r, m in zip(self.runs, self.models)}  # each generator's training slices' normal lung
 
     def model_of(self, run: str) -> TrainedRun:
         return self.models[self.runs.index(run)]
@@ -176,7 +185,9 @@ class Synthesizer:
                 "consolidation": self.consolidation, "anatomy": self.anatomy,
                 # only when not the default, so that datasets made before the setting existed resume
                 **({"precision": self.precision} if self.precision != "fp32" else {}),
-                **({"lesion_margins": self.lesion_margins} if self.lesion_margins else {})}
+                **({"lesion_margins": self.lesion_margins} if self.lesion_margins else {}),
+                **({"lung_tone": self.lung_tone} if self.lung_tone else {}),
+                **({"consolidation_depth": self.consolidation_depth} if self.consolidation_depth else {})}
 
     def plan(self, i: int) -> dict:
         """The recipe of sample i (a manifest row without the edits applied). With a condition folder, the
@@ -243,11 +254,15 @@ class Synthesizer:
         return self.model_of(row["run"]).resize_label4(lab4), chain
 
     def _finish(self, row: dict, img: np.ndarray, lab4: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(image, 0/1/2 label) of a generated image (its anatomy already carried): consolidation and lesion
-        margins applied."""
+        """(image, 0/1/2 label) of a generated image (its anatomy already carried): the normal lung's tone,
+        consolidation and lesion margins applied."""
         label = label4_to_label(lab4)
+        if self.lung_tone:
+            rng = np.random.default_rng([int(row["noise_seed"]), 17])
+            img = match_lung_tone(img, label, self.tones[row["run"]], rng, self.lung_tone)
         if self.consolidation:
-            img = consolidate(img, label, np.random.default_rng([int(row["noise_seed"]), 11]), self.consolidation)
+            img = consolidate(img, label, np.random.default_rng([int(row["noise_seed"]), 11]), self.consolidation,
+                              depth=self.consolidation_depth)
         if self.lesion_margins:
             img = fade_margins(img, label, np.random.default_rng([int(row["noise_seed"]), 13]), self.lesion_margins)
         return img, label

@@ -32,9 +32,11 @@ def tissue_level(image: np.ndarray, label: np.ndarray) -> float:
 
 
 def consolidate(image: np.ndarray, label: np.ndarray, rng: np.random.Generator, p: float = 0.5,
-                max_share: float = 0.8) -> np.ndarray:
+                max_share: float = 0.8, depth: float = 0.0) -> np.ndarray:
     """`image` (in [-1, 1]) with, in a fraction `p` of slices that have infection, a share in
-    [0.1, max_share] of the infection made dense; the label is unchanged (consolidation is infection)."""
+    [0.1, max_share] of the infection made dense; the label is unchanged (consolidation is infection).
+    With `depth` > 0 only infection deeper than that (px at 256 px) inside its lesion is made dense: small
+    lesions and lesion rims stay as drawn."""
     from scipy import ndimage  # here: the CLI reads DEFAULT_CONSOLIDATION without loading scipy
 
     from ..data.labelmap import MAP_INFECTION
@@ -43,10 +45,13 @@ def consolidate(image: np.ndarray, label: np.ndarray, rng: np.random.Generator, 
     if not inf.any() or rng.random() >= p:
         return image
     h, w = image.shape
+    core = inf if depth <= 0 else inf & (ndimage.distance_transform_edt(inf) * 256.0 / max(h, w) > depth)
+    if not core.any():
+        return image
     share = rng.uniform(0.1, max_share)
     field = ndimage.gaussian_filter(rng.standard_normal((h, w)), 0.03 * max(h, w))
     field = (field - field.mean()) / (field.std() + 1e-8) + 1.5 * np.linspace(0, 1, h)[:, None]  # dependent lung
-    dense = inf & (field >= np.quantile(field[inf], 1 - share))
+    dense = core & (field >= np.quantile(field[core], 1 - share))
     weight = np.minimum(ndimage.gaussian_filter(dense.astype(np.float64), 1.0), 1.0) * inf
     weight *= rng.uniform(0.75, 1.0)
     detail = image - ndimage.gaussian_filter(image, 1.5)  # fine structure kept inside the dense patch
@@ -90,3 +95,47 @@ def fade_margins(image: np.ndarray, label: np.ndarray, rng: np.random.Generator,
     out = (img + a * fade(d_inf) * lung * np.maximum(local_grey(inf)[iy, ix] - img, 0.0)
            + a * fade(d_lung) * inf * np.minimum(local_grey(lung)[ly, lx] - img, 0.0))
     return np.clip(out, -1.0, 1.0).astype(image.dtype)
+
+
+# ------------------------------------------------------------------------ normal-lung tone
+# A generator draws the normal lung's vessels dimmer than its training slice shows them (the brightest
+# percent of normal-lung pixels lower), so in a synthetic set the lung structures at soft-tissue brightness
+# are mostly lesions (the density step's patches among them), and a segmenter trained on it calls real
+# vessels and hila infection. This step gives the normal lung of a synthetic slice the grey-level
+# distribution of its generator's training slice's normal lung (a monotone mapping: every structure stays
+# where it was drawn). Measured, and off by default: docs/results.md, "Where the all-maps U-Net's false
+# positives lie".
+
+TONE_QUANTILES = np.linspace(0.0, 1.0, 101)
+TONE_SIGMA = 1.0  # px at 256 px: the scale below which a generator's lung texture is its noise
+
+
+def lung_quantiles(image: np.ndarray, label: np.ndarray) -> np.ndarray | None:
+    """The grey-level quantiles (TONE_QUANTILES) of the normal lung of one or more pairs (images in
+    [-1, 1], 0/1/2 maps, (h, w) or (k, h, w)); None without 100 normal-lung pixels."""
+    from ..data.labelmap import MAP_LUNG
+
+    lung = image[label == MAP_LUNG]
+    return np.quantile(lung, TONE_QUANTILES) if lung.size >= 100 else None
+
+
+def match_lung_tone(image: np.ndarray, label: np.ndarray, reference: np.ndarray | None, rng: np.random.Generator,
+                    p: float = 1.0) -> np.ndarray:
+    """`image` (in [-1, 1]) with, in a fraction `p` of slices, its normal lung's grey levels mapped so that
+    the quantiles of their smooth part are `reference`'s (from `lung_quantiles`); lesions, body and label
+    untouched."""
+    from ..data.labelmap import MAP_LUNG
+
+    if reference is None or lung_quantiles(image, label) is None or rng.random() >= p:
+        return image
+    from scipy import ndimage
+
+    # the mapping is read off and applied to the lung's smooth part (structures: vessels, haze), its fine
+    # residual (the generator's noise) added back unchanged, so a dark, noisy lung does not turn to speckle
+    lung = label == MAP_LUNG
+    smooth = ndimage.gaussian_filter(image.astype(np.float64), TONE_SIGMA * max(image.shape) / 256.0)
+    own = np.quantile(smooth[lung], TONE_QUANTILES)
+    x, first = np.unique(own, return_index=True)  # np.interp needs increasing x: keep each level's first
+    out = image.copy()
+    out[lung] = np.clip(np.interp(smooth[lung], x, reference[first]) + (image - smooth)[lung], -1.0, 1.0)
+    return out
