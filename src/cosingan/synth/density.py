@@ -108,15 +108,16 @@ def fade_margins(image: np.ndarray, label: np.ndarray, rng: np.random.Generator,
 
 TONE_QUANTILES = np.linspace(0.0, 1.0, 101)
 TONE_SIGMA = 1.0  # px at 256 px: the scale below which a generator's lung texture is its noise
+TONE_MIN_PX = 100  # fewer normal-lung pixels give no distribution to read or map
 
 
 def lung_quantiles(image: np.ndarray, label: np.ndarray) -> np.ndarray | None:
     """The grey-level quantiles (TONE_QUANTILES) of the normal lung of one or more pairs (images in
-    [-1, 1], 0/1/2 maps, (h, w) or (k, h, w)); None without 100 normal-lung pixels."""
+    [-1, 1], 0/1/2 maps, (h, w) or (k, h, w)); None with fewer than TONE_MIN_PX normal-lung pixels."""
     from ..data.labelmap import MAP_LUNG
 
     lung = image[label == MAP_LUNG]
-    return np.quantile(lung, TONE_QUANTILES) if lung.size >= 100 else None
+    return np.quantile(lung, TONE_QUANTILES) if lung.size >= TONE_MIN_PX else None
 
 
 def match_lung_tone(image: np.ndarray, label: np.ndarray, reference: np.ndarray | None, rng: np.random.Generator,
@@ -124,15 +125,15 @@ def match_lung_tone(image: np.ndarray, label: np.ndarray, reference: np.ndarray 
     """`image` (in [-1, 1]) with, in a fraction `p` of slices, its normal lung's grey levels mapped so that
     the quantiles of their smooth part are `reference`'s (from `lung_quantiles`); lesions, body and label
     untouched."""
-    from ..data.labelmap import MAP_LUNG
-
-    if reference is None or lung_quantiles(image, label) is None or rng.random() >= p:
-        return image
     from scipy import ndimage
 
-    # the mapping is read off and applied to the lung's smooth part (structures: vessels, haze), its fine
-    # residual (the generator's noise) added back unchanged, so a dark, noisy lung does not turn to speckle
+    from ..data.labelmap import MAP_LUNG
+
     lung = label == MAP_LUNG
+    if reference is None or lung.sum() < TONE_MIN_PX or rng.random() >= p:
+        return image
+    # the mapping is read off and applied to the lung's smooth part (structures: vessels, haze), its fine
+    # residual (the generator's noise) added back unchanged, so that noise is not stretched into speckle
     smooth = ndimage.gaussian_filter(image.astype(np.float64), TONE_SIGMA * max(image.shape) / 256.0)
     own = np.quantile(smooth[lung], TONE_QUANTILES)
     x, first = np.unique(own, return_index=True)  # np.interp needs increasing x: keep each level's first
