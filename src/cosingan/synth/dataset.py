@@ -149,19 +149,15 @@ class Synthesizer:
         if anatomy not in ANATOMY:
             raise InputError(f"--anatomy must be one of {', '.join(ANATOMY)}, got {anatomy!r}")
         self.anatomy = anatomy  # the body outside the lungs: the generator's, or carried from its training slice
-        if not 0.0 <= negatives <= 1.0:
-            raise InputError(f"--negatives must be a fraction in [0, 1], got {negatives}")
-        if not 0.0 <= consolidation <= 1.0:
-            raise InputError(f"--consolidation must be a fraction in [0, 1], got {consolidation}")
-        self.consolidation = consolidation  # share of slices with part of their infection made dense
+        for flag, share in (("negatives", negatives), ("consolidation", consolidation),
+                            ("lesion-margins", lesion_margins), ("lung-tone", lung_tone)):
+            if not 0.0 <= share <= 1.0:
+                raise InputError(f"--{flag} must be a fraction in [0, 1], got {share}")
         if consolidation_depth < 0:
             raise InputError(f"--consolidation-depth must be >= 0 px, got {consolidation_depth}")
+        self.consolidation = consolidation  # share of slices with part of their infection made dense
         self.consolidation_depth = consolidation_depth  # dense patches only this deep inside the infection
-        if not 0.0 <= lesion_margins <= 1.0:
-            raise InputError(f"--lesion-margins must be a fraction in [0, 1], got {lesion_margins}")
         self.lesion_margins = lesion_margins  # share of slices whose lesion edges fade as in real slices
-        if not 0.0 <= lung_tone <= 1.0:
-            raise InputError(f"--lung-tone must be a fraction in [0, 1], got {lung_tone}")
         self.lung_tone = lung_tone  # share of slices whose normal lung takes its training slice's grey levels
         self.runs = [str(r) for r in runs]
         self.precision = precision
