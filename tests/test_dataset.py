@@ -295,7 +295,7 @@ def test_bf16_sets_record_their_precision_and_do_not_resume_an_fp32_set(two_runs
 
 
 @pytest.mark.parametrize("flag, value, dense", [("--lesion-margins", "1", "0"), ("--lung-tone", "1", "0"),
-                                               ("--consolidation-depth", "10", "1")])
+                                               ("--consolidation-depth", "10", "1"), ("--dependent-density", "1", "0")])
 def test_image_steps_are_recorded_and_change_only_the_images(two_runs, tmp_path, flag, value, dense):
     root, runs = two_runs
     args = ["synthesize", "--runs", *runs, "--n", "4", "--seed", "2", "--quiet", "--consolidation", dense]

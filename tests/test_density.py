@@ -1,5 +1,6 @@
 """Lesion density (synth/density.py): dense patches inside the infection only, seeded, and through
-`cosingan synthesize --consolidation` (tests/test_dataset.py); lesion margins; the normal lung's tone."""
+`cosingan synthesize --consolidation` (tests/test_dataset.py); lesion margins; the normal lung's tone and its
+dependent density; the steps declared once for `synthesize` and the experiment."""
 
 from __future__ import annotations
 
@@ -7,7 +8,8 @@ import numpy as np
 import pytest
 
 from cosingan.data.phantom import chest_phantom
-from cosingan.synth.density import consolidate, fade_margins, lung_quantiles, match_lung_tone, tissue_level
+from cosingan.synth.density import (ImageSteps, consolidate, dependent_density, fade_margins, lung_quantiles,
+                                    match_lung_tone, tissue_level)
 
 
 def _slice():
@@ -116,3 +118,40 @@ def test_the_edge_study_sees_a_sharp_edge_and_the_faded_one():
     assert 0.1 < p[6] < 0.5 and p[6] > p[8] > p[11] >= 0  # outside: a fading halo
     assert 0.5 < p[5] < 0.9 and p[5] < p[3] < p[0] <= 1  # inside: a fading rim
     assert edge_profile(np.where(lab == 2, 62.0, img), lab) is None  # lesion too faint to measure
+
+
+def test_dependent_density_makes_the_normal_lung_denser_toward_the_back_and_touches_nothing_else():
+    img, lab = _slice()
+    out = dependent_density(img, lab, np.random.default_rng(0), p=1.0)
+    assert out.dtype == img.dtype and np.array_equal(out[lab != 1], img[lab != 1])  # lesions, body, air untouched
+    lung = lab == 1
+    shift = (out - img)[lung].astype(np.float64)
+    rows = np.nonzero(lung)[0]
+    assert abs(shift.mean()) < 1e-3  # a ramp, not a brighter lung
+    assert np.corrcoef(rows, shift)[0, 1] > 0.99  # rising linearly from front (top) to back
+    assert np.array_equal(dependent_density(img, lab, np.random.default_rng(0), p=1.0), out)  # seeded
+    assert np.array_equal(dependent_density(img, lab, np.random.default_rng(0), p=0.0), img)  # p = 0: off
+    slopes = [np.polyfit(rows, (dependent_density(img, lab, np.random.default_rng(s)) - img)[lung], 1)[0]
+              for s in range(20)]
+    assert min(slopes) > 0 and max(slopes) > 2 * min(slopes)  # drawn per slice
+
+
+def test_image_steps_are_one_declaration_for_synthesize_and_the_experiment():
+    from dataclasses import fields
+
+    from cosingan.errors import InputError
+    from cosingan.experiment.config import ExperimentConfig
+
+    assert ImageSteps().spec() == {"consolidation": 0.5}  # datasets made before the other steps resume
+    assert ImageSteps(consolidation=0.0, lung_tone=0.5).spec() == {"consolidation": 0.0, "lung_tone": 0.5}
+    cfg = ExperimentConfig(dependent_density=1.0, consolidation_depth=4.0)
+    assert ImageSteps.of(cfg) == ImageSteps(dependent_density=1.0, consolidation_depth=4.0)
+    assert {f.name for f in fields(ImageSteps)} <= {f.name for f in fields(ExperimentConfig)}
+    with pytest.raises(InputError, match="--dependent-density must be between 0.0 and 1.0"):
+        ExperimentConfig(dependent_density=1.5)
+    img, lab = _slice()
+    steps = ImageSteps(consolidation=1.0, dependent_density=1.0)
+    assert np.array_equal(steps.apply(img, lab, 5), steps.apply(img, lab, 5))
+    # a step switched on leaves the other steps' draws as they were: consolidation alone equals its own call
+    assert np.array_equal(ImageSteps(consolidation=1.0).apply(img, lab, 5),
+                          consolidate(img, lab, np.random.default_rng([5, 11]), 1.0))

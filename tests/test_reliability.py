@@ -201,7 +201,8 @@ def test_config_types_and_ranges(tmp_path, capsys, cfg, expected):
     (["masks", "--negative-share", "-1"], "--negative-share must be between 0.0 and 1.0"),
     (["masks", "--negative-share", "5"], "--negative-share must be between 0.0 and 1.0"),
     (["synthesize", "--consolidation", "1.5"], "--consolidation must be between 0.0 and 1.0"),
-    (["synthesize", "--consolidation", "nan"], "--consolidation must be between 0.0 and 1.0"),
+    (["synthesize", "--consolidation", "nan"], "--consolidation must be a number, got nan"),
+    (["synthesize", "--dependent-density", "2"], "--dependent-density must be between 0.0 and 1.0"),
 ])
 def test_argument_ranges(tmp_path, tiny_run, capsys, argv, expected):
     data = _folder(tmp_path / "real")

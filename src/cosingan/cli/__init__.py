@@ -31,8 +31,7 @@ MAX_PAIRS = 10**7  # maps, samples, synthetic pairs: far beyond any dataset, bef
 ARG_LIMITS = {"seed": (0, 2**63 - 1), "n": (1, MAX_PAIRS), "batch": (1, None), "steps": (1, None), "epochs": (1, None),
               "size": (16, 4096), "workers": (1, None), "threads": (1, None), "maps": (1, None),
               "seg_steps": (1, None), "c2st_steps": (1, None), "c2st_seeds": (1, None), "negative_share": (0.0, 1.0),
-              "consolidation": (0.0, 1.0), "lesion_margins": (0.0, 1.0), "lung_tone": (0.0, 1.0),
-              "consolidation_depth": (0.0, 256.0), "spacing": (1e-3, 100.0), "per_volume": (1, None)}
+              "spacing": (1e-3, 100.0), "per_volume": (1, None)}
 
 
 def check_args(args: argparse.Namespace) -> None:

@@ -8,6 +8,7 @@ import time
 from ..data.outputs import output
 from ..devices import DEVICE_HELP, resolve_device
 from ..errors import InputError
+from .flags import add_flags, from_args
 
 
 def edit_list(text: str) -> list[str]:
@@ -61,7 +62,7 @@ def cmd_masks(args: argparse.Namespace) -> int:
 def add_synthesize(sub) -> None:
     from ..gan.run import PRECISION_HELP, PRECISIONS
     from ..synth.anatomy import ANATOMY
-    from ..synth.density import DEFAULT_CONSOLIDATION
+    from ..synth.density import ImageSteps
 
     p = sub.add_parser("synthesize", help="a synthetic image/label dataset from trained generators",
                        description="N paired samples spread over the runs, with a manifest to regenerate each.")
@@ -77,18 +78,7 @@ def add_synthesize(sub) -> None:
                    "training slice's spine, heart, vessels and airways, warped onto the condition; lungs, "
                    "lesions and labels untouched) or inject (the same carried in at a coarse scale, the finer "
                    "scales drawing over it); default %(default)s")
-    p.add_argument("--consolidation", type=float, default=DEFAULT_CONSOLIDATION,
-                   help="fraction of pairs with part of their infection rendered as dense consolidation, "
-                   "a prior on lesion density (default %(default)s; 0: the generators' images as they are)")
-    p.add_argument("--consolidation-depth", type=float, default=0.0,
-                   help="dense patches only where the infection lies deeper than this inside its lesion (px at "
-                   "256 px; default %(default)s: anywhere in it)")
-    p.add_argument("--lesion-margins", type=float, default=0.0,
-                   help="fraction of pairs whose lesion edges fade into the lung as in real slices, where the "
-                   "label is drawn inside the fading edge (default %(default)s: off)")
-    p.add_argument("--lung-tone", type=float, default=0.0,
-                   help="fraction of pairs whose normal lung takes the grey-level distribution of its generator's "
-                   "training slice's normal lung, vessels as bright (default %(default)s: off)")
+    add_flags(p, ImageSteps)  # --consolidation, --lesion-margins, ...
     p.add_argument("--format", default="png", choices=["png", "nnunet"])
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu", help=DEVICE_HELP)
@@ -98,11 +88,11 @@ def add_synthesize(sub) -> None:
 
 def cmd_synthesize(args: argparse.Namespace) -> int:
     from ..synth.dataset import Synthesizer, coverage_text, dataset_spec, synthesize
+    from ..synth.density import ImageSteps
 
     t0 = time.time()
     syn = Synthesizer(args.runs, args.conditions, edit_list(args.edits), args.negative_share, args.seed, args.device,
-                      args.consolidation, args.anatomy, args.precision, args.lesion_margins, args.lung_tone,
-                      args.consolidation_depth)
+                      from_args(ImageSteps, args), args.anatomy, args.precision)
     dataset_spec(syn, args.out, args.format)  # refuses misfits before the output folder is made
     with output(args.out, "synthesize", (args.conditions, *args.runs)) as out:
         rep = synthesize(syn, args.n, out, args.format, progress=not args.quiet)

@@ -19,6 +19,7 @@ from ..errors import InputError
 from ..data.readers import load_slice
 from ..gan.config import merge, preset
 from ..synth.dataset import Synthesizer, coverage_text, synthesize
+from ..synth.density import ImageSteps
 from .config import ABLATIONS, REGIMES
 from .context import Context
 from .jobs import Pending
@@ -145,8 +146,8 @@ def _conditions(ctx: Context, d: Draw, regime: str):
 
 def _synthetic_set(ctx: Context, runs: list[str], masks, name: str, seed: int):
     folder = ctx.out / "synthetic" / name
-    syn = Synthesizer(runs, str(masks), [], 0.0, seed, ctx.cfg.device, ctx.cfg.consolidation, ctx.cfg.anatomy,
-                      ctx.cfg.precision, ctx.cfg.lesion_margins, ctx.cfg.lung_tone, ctx.cfg.consolidation_depth)
+    syn = Synthesizer(runs, str(masks), [], 0.0, seed, ctx.cfg.device, ImageSteps.of(ctx.cfg), ctx.cfg.anatomy,
+                      ctx.cfg.precision)
     made = ctx.timed("synthesize", lambda: synthesize(syn, ctx.cfg.n_synth, folder, "png", ctx.progress))
     if name not in ctx.coverage:
         ctx.coverage[name] = made["coverage"]

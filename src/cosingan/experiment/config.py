@@ -12,7 +12,7 @@ from ..gan.config import PRESETS, merge
 from ..gan.run import PRECISION_HELP, PRECISIONS
 from ..settings import check_settings, setting
 from ..synth.anatomy import ANATOMY
-from ..synth.density import DEFAULT_CONSOLIDATION
+from ..synth.density import ImageSteps
 
 MAX_PAIRS = 10**7  # synthetic pairs: far beyond any dataset, before memory runs out
 
@@ -39,9 +39,10 @@ ABLATIONS = {"two-stage": {"model": {"two_stage": False}}, "mixed-rec": {"train"
 
 
 @dataclass(frozen=True)
-class ExperimentConfig:
-    """Every setting of the few-shot experiment, each declared once: its flag, help, choices and range
-    (`settings.setting`), checked where the config is made. Why a default is what it is: docs/design.md."""
+class ExperimentConfig(ImageSteps):
+    """Every setting of the few-shot experiment (the synthetic sets' image steps, `ImageSteps`, among them),
+    each declared once: its flag, help, choices and range (`settings.setting`), checked where the config is
+    made. Why a default is what it is: docs/design.md."""
 
     ks: tuple[int, ...] = setting((1, 2), "numbers of real slices", flag="--k", low=1, many=True)
     repeats: int = setting(1, "repeats: each a new split, draw of the k slices and seeds", low=1)
@@ -71,15 +72,6 @@ class ExperimentConfig:
                            "carried in at a coarse scale, the finer scales drawing over it)",
                            choices=ANATOMY)
     precision: str = setting("fp32", PRECISION_HELP, choices=PRECISIONS)
-    lesion_margins: float = setting(0.0, "fraction of synthetic slices whose lesion edges fade into the lung as in "
-                                    "real slices (0: off)", low=0.0, high=1.0)
-    lung_tone: float = setting(0.0, "fraction of synthetic slices whose normal lung takes the grey levels of its "
-                               "generator's training slice's normal lung (0: off)", low=0.0, high=1.0)
-    consolidation: float = setting(DEFAULT_CONSOLIDATION, "fraction of synthetic slices with part of their infection "
-                                   "rendered as dense consolidation (a prior on lesion density; 0: off)", low=0.0,
-                                   high=1.0)
-    consolidation_depth: float = setting(0.0, "dense patches only where the infection is deeper than this inside "
-                                         "its lesion (px at 256 px; 0: anywhere in it)", low=0.0, high=256.0)
     seg_steps: int = setting(1200, "U-Net budget for every arm", low=1)
     seg_size: int = setting(128, "U-Net input size (px)", low=16, high=4096)
     seg_checkpoint: str = setting(

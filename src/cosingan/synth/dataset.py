@@ -23,7 +23,7 @@ from ..data.readers import read_image
 from ..errors import InputError
 from ..gan.run import TrainedRun
 from .anatomy import ANATOMY, sample
-from .density import DEFAULT_CONSOLIDATION, consolidate, fade_margins, lung_quantiles, match_lung_tone
+from .density import ImageSteps, lung_quantiles
 from .nnunet import nnunet_name_ok, write_nnunet_json
 
 MANIFEST = "manifest.csv"
@@ -142,23 +142,15 @@ class Synthesizer:
     """Loads the generators and condition sources once; makes and regenerates samples."""
 
     def __init__(self, runs: list[str], conditions: str | None, edits: list[str], negatives: float,
-                 seed: int, device: str = "cpu", consolidation: float = DEFAULT_CONSOLIDATION,
-                 anatomy: str = "generated", precision: str = "fp32", lesion_margins: float = 0.0,
-                 lung_tone: float = 0.0, consolidation_depth: float = 0.0):
+                 seed: int, device: str = "cpu", steps: ImageSteps = ImageSteps(), anatomy: str = "generated",
+                 precision: str = "fp32"):
         check_edits(edits)
         if anatomy not in ANATOMY:
             raise InputError(f"--anatomy must be one of {', '.join(ANATOMY)}, got {anatomy!r}")
+        if not 0.0 <= negatives <= 1.0:
+            raise InputError(f"--negatives must be a fraction in [0, 1], got {negatives}")
         self.anatomy = anatomy  # the body outside the lungs: the generator's, or carried from its training slice
-        for flag, share in (("negatives", negatives), ("consolidation", consolidation),
-                            ("lesion-margins", lesion_margins), ("lung-tone", lung_tone)):
-            if not 0.0 <= share <= 1.0:
-                raise InputError(f"--{flag} must be a fraction in [0, 1], got {share}")
-        if consolidation_depth < 0:
-            raise InputError(f"--consolidation-depth must be >= 0 px, got {consolidation_depth}")
-        self.consolidation = consolidation  # share of slices with part of their infection made dense
-        self.consolidation_depth = consolidation_depth  # dense patches only this deep inside the infection
-        self.lesion_margins = lesion_margins  # share of slices whose lesion edges fade as in real slices
-        self.lung_tone = lung_tone  # share of slices whose normal lung takes its training slice's grey levels
+        self.steps = steps  # what is done to each generated image before it is saved
         self.runs = [str(r) for r in runs]
         self.precision = precision
         self.models = [TrainedRun.from_pretrained(r, device, precision=precision) for r in self.runs]
@@ -166,7 +158,7 @@ class Synthesizer:
         self.shared = sources_from_folder(conditions) if conditions else None  # one condition set for every run
         self.sources = {r: self.shared or _own_sources(r, m) for r, m in zip(self.runs, self.models)}
         self.turns = _turns(self.shared) if self.shared else []
-        self.tones = {r: lung_quantiles(m.train_image, label4_to_label(m.train_label4)) if lung_tone else None
+        self.tones = {r: lung_quantiles(m.train_image, label4_to_label(m.train_label4)) if steps.lung_tone else None
                       for r, m in zip(self.runs, self.models)}  # each generator's training slices' normal lung
 
     def model_of(self, run: str) -> TrainedRun:
@@ -178,12 +170,9 @@ class Synthesizer:
         another generator)."""
         return {"runs": self.runs, "generators": [m.digest for m in self.models], "conditions": self.conditions,
                 "edits": self.edits, "negatives": self.negatives, "seed": self.seed, "plan": PLAN_VERSION,
-                "consolidation": self.consolidation, "anatomy": self.anatomy,
+                "anatomy": self.anatomy, **self.steps.spec(),
                 # only when not the default, so that datasets made before the setting existed resume
-                **({"precision": self.precision} if self.precision != "fp32" else {}),
-                **({"lesion_margins": self.lesion_margins} if self.lesion_margins else {}),
-                **({"lung_tone": self.lung_tone} if self.lung_tone else {}),
-                **({"consolidation_depth": self.consolidation_depth} if self.consolidation_depth else {})}
+                **({"precision": self.precision} if self.precision != "fp32" else {})}
 
     def plan(self, i: int) -> dict:
         """The recipe of sample i (a manifest row without the edits applied). With a condition folder, the
@@ -250,18 +239,9 @@ class Synthesizer:
         return self.model_of(row["run"]).resize_label4(lab4), chain
 
     def _finish(self, row: dict, img: np.ndarray, lab4: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(image, 0/1/2 label) of a generated image (its anatomy already carried): the normal lung's tone,
-        consolidation and lesion margins applied."""
+        """(image, 0/1/2 label) of a generated image (its anatomy already carried), the image steps applied."""
         label = label4_to_label(lab4)
-        if self.lung_tone:
-            rng = np.random.default_rng([int(row["noise_seed"]), 17])
-            img = match_lung_tone(img, label, self.tones[row["run"]], rng, self.lung_tone)
-        if self.consolidation:
-            img = consolidate(img, label, np.random.default_rng([int(row["noise_seed"]), 11]), self.consolidation,
-                              depth=self.consolidation_depth)
-        if self.lesion_margins:
-            img = fade_margins(img, label, np.random.default_rng([int(row["noise_seed"]), 13]), self.lesion_margins)
-        return img, label
+        return self.steps.apply(img, label, int(row["noise_seed"]), self.tones[row["run"]]), label
 
 
 def dataset_spec(syn: Synthesizer, out: Path, fmt: str) -> dict:

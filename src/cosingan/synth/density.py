@@ -14,11 +14,64 @@ downstream (docs/results.md).
 
 from __future__ import annotations
 
+from dataclasses import dataclass, fields
+
 import numpy as np
+
+from ..settings import check_settings, setting
 
 # share of synthetic slices given a dense patch: the default of `synthesize` and of the experiment (why:
 # docs/design.md)
 DEFAULT_CONSOLIDATION = 0.5
+
+
+@dataclass(frozen=True)
+class ImageSteps:
+    """What is done to a generated image before it is saved, each step on a share of the slices (0: off).
+    Declared once: `synthesize` and the experiment build their flags from these fields."""
+
+    consolidation: float = setting(DEFAULT_CONSOLIDATION, "fraction of synthetic slices with part of their "
+                                   "infection rendered as dense consolidation (a prior on lesion density; 0: off)",
+                                   low=0.0, high=1.0)
+    consolidation_depth: float = setting(0.0, "dense patches only where the infection is deeper than this inside "
+                                         "its lesion (px at 256 px; 0: anywhere in it)", low=0.0, high=256.0)
+    lesion_margins: float = setting(0.0, "fraction of synthetic slices whose lesion edges fade into the lung as in "
+                                    "real slices, where the label is drawn inside the fading edge (0: off)",
+                                    low=0.0, high=1.0)
+    lung_tone: float = setting(0.0, "fraction of synthetic slices whose normal lung takes the grey levels of its "
+                               "generator's training slice's normal lung (0: off)", low=0.0, high=1.0)
+    dependent_density: float = setting(0.0, "fraction of synthetic slices whose normal lung grows denser toward "
+                                       "the dependent (posterior) side as real lungs do (0: off)", low=0.0, high=1.0)
+
+    def __post_init__(self):
+        check_settings(self)
+
+    @classmethod
+    def of(cls, settings) -> "ImageSteps":
+        """The steps of any object that has their fields (an experiment's config)."""
+        return cls(**{f.name: getattr(settings, f.name) for f in fields(cls)})
+
+    def spec(self) -> dict:
+        """The steps as a dataset records them: consolidation always, the others only when on (so that datasets
+        made before a step existed resume)."""
+        return {"consolidation": self.consolidation,
+                **{f.name: getattr(self, f.name) for f in fields(self)[1:] if getattr(self, f.name)}}
+
+    def apply(self, image: np.ndarray, label: np.ndarray, noise_seed: int,
+              tone: np.ndarray | None = None) -> np.ndarray:
+        """`image` (in [-1, 1]) with the steps applied for its 0/1/2 `label`, each from its own stream of the
+        pair's noise seed (a step switched on leaves the others' draws as they were); `tone`: the normal-lung
+        quantiles of its generator's training slice (`lung_quantiles`), for `lung_tone`."""
+        if self.lung_tone:
+            image = match_lung_tone(image, label, tone, np.random.default_rng([noise_seed, 17]), self.lung_tone)
+        if self.dependent_density:
+            image = dependent_density(image, label, np.random.default_rng([noise_seed, 19]), self.dependent_density)
+        if self.consolidation:
+            image = consolidate(image, label, np.random.default_rng([noise_seed, 11]), self.consolidation,
+                                depth=self.consolidation_depth)
+        if self.lesion_margins:
+            image = fade_margins(image, label, np.random.default_rng([noise_seed, 13]), self.lesion_margins)
+        return image
 
 
 def tissue_level(image: np.ndarray, label: np.ndarray) -> float:
@@ -139,4 +192,34 @@ def match_lung_tone(image: np.ndarray, label: np.ndarray, reference: np.ndarray 
     x, first = np.unique(own, return_index=True)  # np.interp needs increasing x: keep each level's first
     out = image.copy()
     out[lung] = np.clip(np.interp(smooth[lung], x, reference[first]) + (image - smooth)[lung], -1.0, 1.0)
+    return out
+
+
+# ------------------------------------------------------------------------ dependent density
+# Real lungs are denser toward the dependent side (posterior: lower in the image), from gravity on blood
+# and lung tissue; a generator draws normal lung with one grey level from front to back (the condition map
+# does not say where the back is). A segmenter trained on its slices calls the denser dependent lung of real
+# slices infection. This step adds a linear ramp across the lungs' height to the normal lung (lesions, body
+# and label untouched), its slope drawn per slice from the spread of the dev slices' slopes. Measured:
+# docs/results.md, "Dependent density".
+
+DEPENDENT_SLOPE = 15.0 / 127.5  # median ramp over the lungs' height, in [-1, 1] grey levels (dev slices)
+DEPENDENT_SPREAD = 0.9  # log-normal spread of the slope between slices (dev slices)
+
+
+def dependent_density(image: np.ndarray, label: np.ndarray, rng: np.random.Generator, p: float = 1.0) -> np.ndarray:
+    """`image` (in [-1, 1]) with, in a fraction `p` of slices, its normal lung made denser from front to back:
+    a ramp across the lungs' rows (lung and lesion), zero on average over the normal lung, its slope drawn
+    log-normal around DEPENDENT_SLOPE (at most 4 times it)."""
+    from ..data.labelmap import MAP_LUNG
+
+    lung = label == MAP_LUNG
+    if lung.sum() < TONE_MIN_PX or rng.random() >= p:
+        return image
+    rows = np.flatnonzero((label >= MAP_LUNG).any(axis=1))
+    pos = (np.arange(image.shape[0]) - rows[0]) / max(rows[-1] - rows[0], 1)
+    slope = min(DEPENDENT_SLOPE * np.exp(DEPENDENT_SPREAD * rng.standard_normal()), 4 * DEPENDENT_SLOPE)
+    ramp = np.broadcast_to(slope * pos[:, None], image.shape)[lung]
+    out = image.copy()
+    out[lung] = np.clip(image[lung] + ramp - ramp.mean(), -1.0, 1.0)
     return out
