@@ -155,3 +155,22 @@ def test_image_steps_are_one_declaration_for_synthesize_and_the_experiment():
     # a step switched on leaves the other steps' draws as they were: consolidation alone equals its own call
     assert np.array_equal(ImageSteps(consolidation=1.0).apply(img, lab, 5),
                           consolidate(img, lab, np.random.default_rng([5, 11]), 1.0))
+
+
+def test_lung_gradient_study_reads_a_ramp_in_the_normal_lung_and_none_in_a_flat_one():
+    """studies/lung_gradient.py: a lung drawn flat reads 0 in every tenth; with the dependent-density step it
+    rises from front to back, by about the drawn slope."""
+    from studies.lung_gradient import gradient_profile, slope
+
+    lab = np.zeros((128, 128), np.uint8)
+    lab[20:110, 10:60] = 1
+    lab[20:110, 70:120] = 1
+    lab[40:50, 20:30] = 2  # infection: its surroundings are left out
+    flat = np.where(lab > 0, 60.0, 200.0)
+    p = gradient_profile(flat, lab)
+    assert p is not None and np.allclose(p, 0.0)
+    img = flat / 127.5 - 1.0
+    ramped = (dependent_density(img, lab, np.random.default_rng(0)) + 1.0) * 127.5
+    p = gradient_profile(ramped, lab)
+    assert np.all(np.diff(p) > 0) and slope(p) > 0
+    assert gradient_profile(flat[:40, :40], lab[:40, :40]) is None  # too little lung to read
