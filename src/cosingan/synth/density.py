@@ -200,8 +200,8 @@ def match_lung_tone(image: np.ndarray, label: np.ndarray, reference: np.ndarray 
 # and lung tissue; a generator draws normal lung with one grey level from front to back (the condition map
 # does not say where the back is). A segmenter trained on its slices calls the denser dependent lung of real
 # slices infection. This step adds a linear ramp across the lungs' height to the normal lung (lesions, body
-# and label untouched), its slope drawn per slice from the spread of the dev slices' slopes. Measured:
-# docs/results.md, "Dependent density".
+# and label untouched), its slope drawn per slice from the spread of the dev slices' slopes. Measured, and off
+# by default: docs/results.md, "Dependent density".
 
 DEPENDENT_SLOPE = 15.0 / 127.5  # median ramp over the lungs' height, in [-1, 1] grey levels (dev slices)
 DEPENDENT_SPREAD = 0.9  # log-normal spread of the slope between slices (dev slices)
