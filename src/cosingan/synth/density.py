@@ -54,8 +54,8 @@ class ImageSteps:
     def spec(self) -> dict:
         """The steps as a dataset records them: consolidation always, the others only when on (so that datasets
         made before a step existed resume)."""
-        return {"consolidation": self.consolidation,
-                **{f.name: getattr(self, f.name) for f in fields(self)[1:] if getattr(self, f.name)}}
+        return {f.name: getattr(self, f.name) for f in fields(self)
+                if f.name == "consolidation" or getattr(self, f.name)}
 
     def apply(self, image: np.ndarray, label: np.ndarray, noise_seed: int,
               tone: np.ndarray | None = None) -> np.ndarray:
