@@ -4,7 +4,9 @@ For each slice folder (images/ + labels/, 0/1/2 maps), per slice: every normal-l
 from any infection, placed by its row between the first and last lung row of its column (0 front, 1 back);
 the median grey level (of 255) in each tenth of that height minus the slice's normal-lung median. Printed:
 the mean over the slices of each folder, and the percentiles of the per-slice slope (a line through the
-first nine tenths, grey levels per lung height; the tenth holds the lung border's partial volume).
+first nine tenths, grey levels per lung height; the tenth holds the lung border's partial volume), and the
+median over slices of the normal lung's interquartile range (the window's contrast in the lung, to compare
+slopes between sources windowed differently).
 `--step` first applies `synth.density.dependent_density` (p = 1, one seed per slice) to every image;
 `--normals DIR` adds a folder of unannotated slices, their lungs found by `lungs_from_image`.
 
@@ -57,42 +59,46 @@ def slope(profile: np.ndarray) -> float:
     return float(np.polyfit(x, y, 1)[0]) if not np.isnan(y).any() else float("nan")
 
 
-def _pairs(folder: Path, limit: int, step: bool):
-    from PIL import Image
+def _grey(image: np.ndarray) -> np.ndarray:
+    return np.round((image.astype(np.float64) + 1.0) * 127.5)  # [-1, 1] back to 8-bit grey levels
 
+
+def _pairs(folder: Path, limit: int, step: bool):
+    from cosingan.data.readers import list_slice_folder, load_slice
     from cosingan.synth.density import dependent_density
 
-    for i, lp in enumerate(sorted((folder / "labels").glob("*.png"))[:limit]):
-        label = np.asarray(Image.open(lp))
-        grey = np.asarray(Image.open(folder / "images" / lp.name).convert("L"))
-        if grey.shape != label.shape:
-            continue
-        if step:
-            img = dependent_density(grey.astype(np.float32) / 127.5 - 1.0, label, np.random.default_rng(i))
-            grey = np.clip(np.round((img + 1.0) * 127.5), 0, 255)
-        yield grey, label
+    for i, (ip, lp) in enumerate(list_slice_folder(folder)[:limit]):
+        sl = load_slice(ip, lp)
+        image = dependent_density(sl.image, sl.label, np.random.default_rng(i)) if step else sl.image
+        yield _grey(image), sl.label
 
 
 def _normals(folder: Path, limit: int):
-    from PIL import Image
-
     from cosingan.data.labelmap import label4_to_label, lungs_from_image
+    from cosingan.data.readers import read_image
 
     for p in sorted(q for q in folder.iterdir() if q.suffix.lower() in (".png", ".jpg", ".jpeg"))[:limit]:
-        grey = np.asarray(Image.open(p).convert("L")).astype(np.float64)
+        image = read_image(p)[0]
         try:
-            lab = lungs_from_image(grey / 127.5 - 1.0, crop=False)
+            label4 = lungs_from_image(image, crop=False)  # air / body / lung
         except ValueError:
             continue
-        yield grey, label4_to_label(lab) if lab.max() > 2 else lab
+        yield _grey(image), label4_to_label(label4)
 
 
 def _row(name: str, pairs) -> None:
-    profiles = [p for p in (gradient_profile(g, lab) for g, lab in pairs) if p is not None]
+    profiles, spread = [], []
+    for grey, label in pairs:
+        p = gradient_profile(grey, label)
+        if p is not None:
+            profiles.append(p)
+            spread.append(np.subtract(*np.percentile(grey[label == 1], [75, 25])))
     slopes = np.array([s for s in map(slope, profiles) if not np.isnan(s)])
     mean = np.nanmean(profiles, axis=0) if profiles else np.full(TENTHS, np.nan)
     pct = " / ".join(f"{v:.1f}" for v in np.percentile(slopes, [10, 25, 50, 75, 90])) if slopes.size else "-"
-    print(f"| {name} | {len(profiles)} | " + " | ".join(f"{v:+.1f}" for v in mean) + f" | {pct} |", flush=True)
+    iqr = f"{np.median(spread):.1f}" if spread else "-"
+    print(f"| {name} | {len(profiles)} | " + " | ".join(f"{v:+.1f}" for v in mean) + f" | {pct} | {iqr} |",
+          flush=True)
 
 
 def main() -> None:
@@ -102,8 +108,9 @@ def main() -> None:
     ap.add_argument("--step", action="store_true", help="apply the dependent-density step first (synth.density)")
     ap.add_argument("--normals", help="a folder of unannotated slices (lungs found automatically)")
     a = ap.parse_args()
-    print("| folder | slices | " + " | ".join(f"{t + 1}" for t in range(TENTHS)) + " | slope p10 / 25 / 50 / 75 / 90 |")
-    print("| --- " * (TENTHS + 3) + "|")
+    print("| folder | slices | " + " | ".join(f"{t + 1}" for t in range(TENTHS)) + " | slope p10 / 25 / 50 / 75 / 90 "
+          "| lung IQR |")
+    print("| --- " * (TENTHS + 4) + "|")
     for f in a.folders:
         _row(f + (" (step)" if a.step else ""), _pairs(Path(f), a.limit, a.step))
     if a.normals:

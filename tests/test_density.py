@@ -174,3 +174,21 @@ def test_lung_gradient_study_reads_a_ramp_in_the_normal_lung_and_none_in_a_flat_
     p = gradient_profile(ramped, lab)
     assert np.all(np.diff(p) > 0) and slope(p) > 0
     assert gradient_profile(flat[:40, :40], lab[:40, :40]) is None  # too little lung to read
+
+
+def test_lung_gradient_study_reads_the_lungs_of_unannotated_slices_as_lung(tmp_path):
+    """studies/lung_gradient.py --normals: the automatic air/body/lung maps come back as 0/1/2 maps whose 1 is
+    the lung (not the body)."""
+    from PIL import Image
+
+    from studies.lung_gradient import _normals
+
+    yy, xx = np.mgrid[:128, :128]
+    body = (yy - 64) ** 2 / 50**2 + (xx - 64) ** 2 / 60**2 < 1
+    lungs = ((yy - 60) ** 2 / 30**2 + (xx - 40) ** 2 / 14**2 < 1) | \
+        ((yy - 60) ** 2 / 30**2 + (xx - 88) ** 2 / 14**2 < 1)
+    grey = np.where(lungs, 30, np.where(body, 180, 0)).astype(np.uint8)
+    Image.fromarray(grey).save(tmp_path / "n.png")
+    [(g, lab)] = list(_normals(tmp_path, 5))
+    assert set(np.unique(lab)) <= {0, 1} and (lab == 1).sum() > 0.9 * lungs.sum()
+    assert not (lab == 1)[body & ~lungs].any()
