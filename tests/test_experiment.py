@@ -105,6 +105,46 @@ def test_few_shot_experiment_report_and_no_leakage(tmp_path, phantom_folder, nor
     table = capsys.readouterr().out
     nets = [d.name for d in (moved / "seg").glob("r0_*")]
     assert all((f"| {n} | {len(test)} | " in table) == ("_F_" not in n) for n in nets), table  # F saw the test
+    from studies import gap_by_case
+
+    rows = gap_by_case.read_cases(moved)  # every test slice once, with every evaluated arm's infection DSC
+    assert sorted(r["case"] + ".png" for r in rows) == sorted(test)
+    per_case = {r["case"]: r for r in rows}
+    for f in (moved / "eval").glob("r0_*"):
+        for line in (f / "cases.csv").read_text().splitlines()[1:]:
+            case, dsc = line.split(",")[0], float(line.split(",")[3])
+            assert per_case[case][gap_by_case.arm_name(f.name)] == pytest.approx(dsc, nan_ok=True)
+    shares = gap_by_case.training_shares(moved)  # what C and each synthetic arm trained on
+    assert len(shares["C_allreal_strongaug"]) == len(pool)
+    assert len(shares["A_synthetic_allmaps_strongaug"]) == len(list((moved / "synthetic" / "r0_k1_allmaps" /
+                                                                     "labels").iterdir()))
+    monkeypatch.setattr(sys, "argv", ["gap_by_case", str(moved)])
+    gap_by_case.main()
+    assert "| A_synthetic_prior_strongaug | " in capsys.readouterr().out
+
+
+def test_gap_by_case_reads_traits_and_puts_each_arms_loss_in_the_third_of_its_slices():
+    from studies.gap_by_case import arm_name, gap_table, traits
+
+    label = np.zeros((10, 10), np.uint8)
+    label[1:9, 1:9] = 1
+    label[2:4, 2:6] = 2  # 8 px of a 64 px lung
+    grey = np.where(label == 2, 120.0, np.where(label == 1, 40.0, 200.0))
+    grey[7:9, 1:9] = 60.0  # 16 of the 56 normal-lung px denser: median 40, IQR 20
+    t = traits(grey, label)
+    assert t["infected share"] == pytest.approx(8 / 64) and t["lesion contrast"] == pytest.approx(80.0)
+    assert t["lung median"] == pytest.approx(40.0) and t["lung IQR"] == pytest.approx(20.0)
+    assert arm_name("r2_k2_A_synthetic_allmaps_strongaug") == "A_synthetic_allmaps_strongaug"
+    assert arm_name("r10_C_allreal_strongaug") == "C_allreal_strongaug"
+    # A loses 0.3 on the little-infected slices and nothing on the heavily infected: a negative correlation
+    rows = [{"exp": "e", "repeat": 0, "case": str(i), "infected share": s, "lesion contrast": 50.0 + i,
+             "lung median": 40.0, "lung IQR": 20.0, "C_all": 0.7, "A_syn": 0.7 - (0.3 if s < 0.2 else 0.0)}
+            for i, s in enumerate([0.05, 0.1, 0.15, 0.3, 0.4, 0.5])]
+    cuts, table = gap_table(rows)
+    assert cuts[0] < 0.15 < cuts[1] < 0.4
+    assert table["A_syn"]["thirds"][0] == pytest.approx((0.4, 0.3))
+    assert table["A_syn"]["thirds"][2][1] == pytest.approx(0.0)
+    assert table["A_syn"]["rho"]["infected share"] < -0.8 and table["A_syn"]["n"] == 6
 
 
 def test_error_location_counts_false_positives_inside_and_outside_the_lung():
