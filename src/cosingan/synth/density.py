@@ -161,16 +161,16 @@ def fade_margins(image: np.ndarray, label: np.ndarray, rng: np.random.Generator,
 
 TONE_QUANTILES = np.linspace(0.0, 1.0, 101)
 TONE_SIGMA = 1.0  # px at 256 px: the scale below which a generator's lung texture is its noise
-TONE_MIN_PX = 100  # fewer normal-lung pixels give no distribution to read or map
+MIN_NORMAL_LUNG_PX = 100  # lung tone, dependent density: fewer normal-lung px are too few to read or ramp
 
 
 def lung_quantiles(image: np.ndarray, label: np.ndarray) -> np.ndarray | None:
     """The grey-level quantiles (TONE_QUANTILES) of the normal lung of one or more pairs (images in
-    [-1, 1], 0/1/2 maps, (h, w) or (k, h, w)); None with fewer than TONE_MIN_PX normal-lung pixels."""
+    [-1, 1], 0/1/2 maps, (h, w) or (k, h, w)); None with fewer than MIN_NORMAL_LUNG_PX normal-lung pixels."""
     from ..data.labelmap import MAP_LUNG
 
     lung = image[label == MAP_LUNG]
-    return np.quantile(lung, TONE_QUANTILES) if lung.size >= TONE_MIN_PX else None
+    return np.quantile(lung, TONE_QUANTILES) if lung.size >= MIN_NORMAL_LUNG_PX else None
 
 
 def match_lung_tone(image: np.ndarray, label: np.ndarray, reference: np.ndarray | None, rng: np.random.Generator,
@@ -183,7 +183,7 @@ def match_lung_tone(image: np.ndarray, label: np.ndarray, reference: np.ndarray 
     from ..data.labelmap import MAP_LUNG
 
     lung = label == MAP_LUNG
-    if reference is None or lung.sum() < TONE_MIN_PX or rng.random() >= p:
+    if reference is None or lung.sum() < MIN_NORMAL_LUNG_PX or rng.random() >= p:
         return image
     # the mapping is read off and applied to the lung's smooth part (structures: vessels, haze), its fine
     # residual (the generator's noise) added back unchanged, so that noise is not stretched into speckle
@@ -214,7 +214,7 @@ def dependent_density(image: np.ndarray, label: np.ndarray, rng: np.random.Gener
     from ..data.labelmap import MAP_LUNG
 
     lung = label == MAP_LUNG
-    if lung.sum() < TONE_MIN_PX or rng.random() >= p:
+    if lung.sum() < MIN_NORMAL_LUNG_PX or rng.random() >= p:
         return image
     rows = np.flatnonzero((label >= MAP_LUNG).any(axis=1))
     pos = (np.arange(image.shape[0]) - rows[0]) / max(rows[-1] - rows[0], 1)
