@@ -138,6 +138,9 @@ def main() -> None:
     print("| arm | slices | DSC / gap to C: low third | middle | high | " + " | ".join(f"rho {t}" for t in TRAITS)
           + " |")
     print("| --- " * (5 + len(TRAITS)) + "|")
+    third = np.digitize([row["infected share"] for row in rows], cuts)
+    ref = np.array([row[c] for row in rows])
+    print(f"| {c} | {len(rows)} | " + " | ".join(f"{ref[third == t].mean():.3f}" for t in range(3)) + " |" * 5)
     for arm, v in table.items():
         cells = " | ".join(f"{d:.3f} / {g:+.3f}" for d, g in v["thirds"])
         print(f"| {arm} | {v['n']} | {cells} | " + " | ".join(f"{v['rho'][t]:+.2f}" for t in TRAITS) + " |")
@@ -147,8 +150,7 @@ def main() -> None:
             shares.setdefault(arm, []).extend(v)
     print("\nThe maps each arm trained on, by the same thirds (their share of the maps):\n")
     print("| arm | maps | low third | middle | high | median infected share |\n| --- | --- | --- | --- | --- | --- |")
-    test = np.digitize([row["infected share"] for row in rows], cuts)
-    print(f"| the test slices | {len(rows)} | " + " | ".join(f"{np.mean(test == t):.2f}" for t in range(3))
+    print(f"| the test slices | {len(rows)} | " + " | ".join(f"{np.mean(third == t):.2f}" for t in range(3))
           + f" | {np.median([row['infected share'] for row in rows]):.3f} |")
     for arm, v in shares.items():
         third = np.digitize(v, cuts)
