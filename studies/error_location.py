@@ -15,7 +15,12 @@ dark: below) and by place (pleural: within 5 px of the lung border; medial: the 
 width, hila and mediastinal border; dependent: the lungs' lowest third of rows, posterior in these
 slices), each as a share of the true infection.
 
-    python -m studies.error_location EXP [--repeats 0 1 2] [--arms allreal prior] [--sites]
+With --ranking, two measures that no threshold decides: how well the U-Net's infection probability ranks
+the true lung's pixels, infection above healthy lung (the ROC AUC and the average precision over the
+pixels of the true lung of the repeat's test slices). A change that only moves where the U-Net draws the
+line between faint infection and healthy lung moves precision and recall, not these.
+
+    python -m studies.error_location EXP [--repeats 0 1 2] [--arms allreal prior] [--sites] [--ranking]
 
 EXP is a finished `cosingan experiment few-shot` folder; nothing in it is written.
 """
@@ -70,6 +75,22 @@ def sites(pred: np.ndarray, label: np.ndarray, image: np.ndarray) -> np.ndarray:
     return np.array([m.sum() for m in masks], dtype=np.int64)
 
 
+def ranking(scores: np.ndarray, positive: np.ndarray) -> tuple[float, float]:
+    """(ROC AUC, average precision) of scores for a 0/1 target (pixels). The AUC is Mann-Whitney's, ties
+    counted half; for the average precision tied scores are ranked in the order given."""
+    from scipy.stats import rankdata
+
+    positive = positive.astype(bool)
+    if not positive.any() or positive.all():
+        return float("nan"), float("nan")
+    hits = positive[np.argsort(-scores, kind="stable")]
+    tp = np.cumsum(hits)
+    ap = float(np.sum(tp[hits] / (np.nonzero(hits)[0] + 1)) / hits.sum())
+    n_pos, n_neg = int(positive.sum()), int((~positive).sum())
+    auc = (rankdata(scores)[positive].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)
+    return float(auc), ap
+
+
 def main() -> None:
     from cosingan.downstream import seg
 
@@ -79,12 +100,15 @@ def main() -> None:
     ap.add_argument("--arms", nargs="+", default=None,
                     help="U-Nets whose folder name contains one of these (default every arm)")
     ap.add_argument("--sites", action="store_true", help="split the false positives in the lung by site")
+    ap.add_argument("--ranking", action="store_true",
+                    help="the infection probability's ROC AUC and average precision over the true lung's pixels")
     a = ap.parse_args()
     exp = Path(a.exp)
     results = json.loads((exp / "results.json").read_text())
     repeats = a.repeats if a.repeats is not None else range(len(results["splits"]))
     head = ["precision", "recall", "FP in lung / truth", "FP outside lung / truth"]
     head += list(SITES) if a.sites else []
+    head += ["infection AUC in the lung", "infection AP in the lung"] if a.ranking else []
     print("| U-Net | test slices | " + " | ".join(head) + " |")
     print("| --- " * (len(head) + 2) + "|")
     for r in repeats:
@@ -100,6 +124,10 @@ def main() -> None:
             if a.sites:
                 truth = max(float(counts[0] + counts[1]), 1.0)
                 row += list(sum(sites(p, s.label, s.image) for p, s in zip(preds, test)) / truth)
+            if a.ranking:
+                lung = [s.label >= 1 for s in test]
+                scores = np.concatenate([seg.infection_probability(net, s, scfg.size)[m] for s, m in zip(test, lung)])
+                row += list(ranking(scores, np.concatenate([s.label[m] == 2 for s, m in zip(test, lung)])))
             print(f"| {d.name} | {len(test)} | " + " | ".join(f"{x:.3f}" for x in row) + " |", flush=True)
 
 

@@ -100,9 +100,10 @@ def test_few_shot_experiment_report_and_no_leakage(tmp_path, phantom_folder, nor
     from studies import error_location
 
     capsys.readouterr()
-    monkeypatch.setattr(sys, "argv", ["error_location", str(moved), "--sites"])
+    monkeypatch.setattr(sys, "argv", ["error_location", str(moved), "--sites", "--ranking"])
     error_location.main()
     table = capsys.readouterr().out
+    assert "| infection AUC in the lung | infection AP in the lung |" in table
     nets = [d.name for d in (moved / "seg").glob("r0_*")]
     assert all((f"| {n} | {len(test)} | " in table) == ("_F_" not in n) for n in nets), table  # F saw the test
     from studies import gap_by_case
@@ -644,3 +645,28 @@ def test_ray_backend_gives_the_serial_results(tmp_path, phantom_folder):
         assert all(torch.equal(a[k], b[k]) for k in a), rel
     for p in (tmp_path / "ray" / "seg").iterdir():  # the experiment's own record of the data stays beside the model
         assert (p / "trained_on.json").exists() and (p / "train.json").exists()
+
+
+def test_error_location_ranking_scores_the_order_of_infection_above_healthy_lung():
+    from studies.error_location import ranking
+
+    target = np.array([1, 1, 0, 0, 0])
+    assert ranking(np.array([0.9, 0.8, 0.3, 0.2, 0.1]), target) == pytest.approx((1.0, 1.0))
+    # one healthy pixel above one of the two infected: 5 of 6 pairs in order; precision 1 then 2/3
+    assert ranking(np.array([0.9, 0.5, 0.6, 0.2, 0.1]), target) == pytest.approx((5 / 6, (1 + 2 / 3) / 2))
+    assert ranking(np.array([0.5, 0.5, 0.5, 0.5, 0.5]), target)[0] == pytest.approx(0.5)  # ties: chance
+    assert np.isnan(ranking(np.ones(3), np.zeros(3))[0])
+
+
+def test_infection_probability_is_the_softmax_whose_argmax_is_the_prediction():
+    from cosingan.data.readers import Slice
+    from cosingan.downstream import seg
+
+    img, lab = chest_phantom(40, seed=3)
+    sl = Slice(img, lab, None, "png")
+    net = seg.make_net(seg.SegConfig(size=32, channels=(4, 8, 16)))
+    prob = seg.infection_probability(net, sl, 32)
+    assert prob.shape == lab.shape and np.all((prob >= 0) & (prob <= 1))
+    logits = seg.logits_at_slice_size(net, sl, 32)
+    assert np.array_equal(seg.predict(net, sl, 32), logits.argmax(0))
+    assert np.allclose(prob, np.exp(logits[2]) / np.exp(logits).sum(0), atol=1e-6)

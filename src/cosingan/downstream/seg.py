@@ -88,9 +88,19 @@ def check_config(cfg: SegConfig) -> None:
                          f"{len(cfg.channels) - 1} times), got {cfg.size}")
 
 
-@torch.no_grad()
 def predict(net: torch.nn.Module, sl: Slice, size: int) -> np.ndarray:
     """Label map (0/1/2) at the slice's own size."""
+    return logits_at_slice_size(net, sl, size).argmax(0).astype(np.uint8)  # numpy's: 15x torch's on CPU
+
+
+def infection_probability(net: torch.nn.Module, sl: Slice, size: int) -> np.ndarray:
+    """The softmax probability of infection at every pixel of the slice (its own size)."""
+    return torch.softmax(torch.from_numpy(logits_at_slice_size(net, sl, size)), 0)[2].numpy()
+
+
+@torch.no_grad()
+def logits_at_slice_size(net: torch.nn.Module, sl: Slice, size: int) -> np.ndarray:
+    """The U-Net's (3, h, w) logits, the padding to its input size cut off and resized to the slice's size."""
     net.eval()
     d = prepare_slice(sl, size)
     logits = net(d["image"][None].to(net_device(net))).float().cpu()
@@ -100,7 +110,7 @@ def predict(net: torch.nn.Module, sl: Slice, size: int) -> np.ndarray:
     top, left = (size - rh) // 2, (size - rw) // 2  # SpatialPadd pads symmetrically
     logits = logits[..., top: top + rh, left: left + rw]
     logits = torch.nn.functional.interpolate(logits, size=(h, w), mode="bilinear", align_corners=False)
-    return logits[0].numpy().argmax(0).astype(np.uint8)  # numpy's argmax: 15x torch's over channels on CPU
+    return logits[0].numpy()
 
 
 # ---------------------------------------------------------------------------------------- training
