@@ -118,7 +118,8 @@ def main() -> None:
             if arm.startswith("F_") or (a.arms and not any(x in arm for x in a.arms)):
                 continue
             net, scfg = seg.load_seg(d, "cpu")
-            preds = [seg.predict(net, s, scfg.size) for s in test]
+            logits = [seg.logits_at_slice_size(net, s, scfg.size) for s in test]
+            preds = [x.argmax(0) for x in logits]
             counts = sum(errors(p, s.label) for p, s in zip(preds, test))
             row = list(summary(counts))
             if a.sites:
@@ -126,7 +127,7 @@ def main() -> None:
                 row += list(sum(sites(p, s.label, s.image) for p, s in zip(preds, test)) / truth)
             if a.ranking:
                 lung = [s.label >= 1 for s in test]
-                scores = np.concatenate([seg.infection_probability(net, s, scfg.size)[m] for s, m in zip(test, lung)])
+                scores = np.concatenate([seg.infection_probability(x)[m] for x, m in zip(logits, lung)])
                 row += list(ranking(scores, np.concatenate([s.label[m] == 2 for s, m in zip(test, lung)])))
             print(f"| {d.name} | {len(test)} | " + " | ".join(f"{x:.3f}" for x in row) + " |", flush=True)
 

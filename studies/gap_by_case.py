@@ -30,11 +30,13 @@ TRAITS = ("infected share", "lesion contrast", "lung median", "lung IQR")
 
 def traits(grey: np.ndarray, label: np.ndarray) -> dict[str, float]:
     """A slice's traits from its grey levels (of 255) and 0/1/2 map (NaN where there is nothing to read)."""
+    from cosingan.data.labelmap import areas
+
     lung, inf = label == 1, label == 2
     g = grey.astype(np.float64)
     lung_med = float(np.median(g[lung])) if lung.any() else float("nan")
     return {
-        "infected share": _share(label),
+        "infected share": areas(label)[1],
         "lesion contrast": float(np.median(g[inf]) - lung_med) if inf.any() else float("nan"),
         "lung median": lung_med,
         "lung IQR": float(np.subtract(*np.percentile(g[lung], [75, 25]))) if lung.any() else float("nan"),
@@ -48,33 +50,29 @@ def arm_name(folder: str) -> str:
 
 def read_cases(exp: Path) -> list[dict]:
     """One row per test slice and repeat: its traits and every arm's infection DSC (key: the arm's name)."""
+    from cosingan.data.pictures import image_to_uint8
     from cosingan.data.readers import list_slice_folder, load_slice
 
     results = json.loads((exp / "results.json").read_text())
     rows = []
     for r in sorted({run["repeat"] for run in results["runs"]}):
-        split = r if r < len(results["splits"]) else 0
         dsc: dict[str, dict[str, float]] = {}
         for f in sorted((exp / "eval").glob(f"r{r}_*")):
             with open(f / "cases.csv", newline="") as fh:
                 dsc[arm_name(f.name)] = {row["case"]: float(row["infection_dsc"]) for row in csv.DictReader(fh)}
-        for ip, lp in list_slice_folder(split_folder(exp, results, split, "test")):
+        for ip, lp in list_slice_folder(split_folder(exp, results, r, "test")):
             sl = load_slice(ip, lp)
-            row = {"exp": str(exp), "repeat": r, "case": Path(ip).stem,
-                   **traits(np.round((sl.image + 1.0) * 127.5), sl.label)}
+            row = {"exp": str(exp), "repeat": r, "case": Path(ip).stem, **traits(image_to_uint8(sl.image), sl.label)}
             row.update({arm: d[row["case"]] for arm, d in dsc.items() if row["case"] in d})
             rows.append(row)
     return rows
 
 
-def _share(label: np.ndarray) -> float:
-    return float((label == 2).sum() / max(1, (label >= 1).sum()))
-
-
 def training_shares(exp: Path) -> dict[str, list[float]]:
     """The infected share of the lung of the maps each arm trained on, over every repeat: arm C's pool and
     each synthetic arm's set (the maps its pairs were drawn with)."""
-    from cosingan.data.readers import list_slice_folder, load_slice
+    from cosingan.data.labelmap import areas
+    from cosingan.data.readers import list_slice_folder, read_label
 
     results = json.loads((exp / "results.json").read_text())
     out: dict[str, list[float]] = {}
@@ -82,13 +80,12 @@ def training_shares(exp: Path) -> dict[str, list[float]]:
         r = int(re.match(r"^r(\d+)_", f.name).group(1))
         m = re.match(r"^(r\d+_k\d+)_A_synthetic_([a-z]+)", f.name)
         if "_C_" in f.name:
-            folder = split_folder(exp, results, r if r < len(results["splits"]) else 0, "pool")
+            folder = split_folder(exp, results, r, "pool")
         elif m and (exp / "synthetic" / f"{m[1]}_{m[2]}").is_dir():
             folder = exp / "synthetic" / f"{m[1]}_{m[2]}"
         else:
             continue
-        out.setdefault(arm_name(f.name), []).extend(_share(load_slice(ip, lp).label)
-                                                    for ip, lp in list_slice_folder(folder))
+        out.setdefault(arm_name(f.name), []).extend(areas(read_label(lp))[1] for _, lp in list_slice_folder(folder))
     return out
 
 

@@ -59,22 +59,20 @@ def slope(profile: np.ndarray) -> float:
     return float(np.polyfit(x, y, 1)[0]) if not np.isnan(y).any() else float("nan")
 
 
-def _grey(image: np.ndarray) -> np.ndarray:
-    return np.round((image.astype(np.float64) + 1.0) * 127.5)  # [-1, 1] back to 8-bit grey levels
-
-
 def _pairs(folder: Path, limit: int, step: bool):
+    from cosingan.data.pictures import image_to_uint8
     from cosingan.data.readers import list_slice_folder, load_slice
     from cosingan.synth.density import dependent_density
 
     for i, (ip, lp) in enumerate(list_slice_folder(folder)[:limit]):
         sl = load_slice(ip, lp)
         image = dependent_density(sl.image, sl.label, np.random.default_rng(i)) if step else sl.image
-        yield _grey(image), sl.label
+        yield image_to_uint8(image), sl.label
 
 
 def _normals(folder: Path, limit: int):
     from cosingan.data.labelmap import label4_to_label, lungs_from_image
+    from cosingan.data.pictures import image_to_uint8
     from cosingan.data.readers import read_image
 
     for p in sorted(q for q in folder.iterdir() if q.suffix.lower() in (".png", ".jpg", ".jpeg"))[:limit]:
@@ -83,7 +81,7 @@ def _normals(folder: Path, limit: int):
             label4 = lungs_from_image(image, crop=False)  # air / body / lung
         except ValueError:
             continue
-        yield _grey(image), label4_to_label(label4)
+        yield image_to_uint8(image), label4_to_label(label4)
 
 
 def _row(name: str, pairs) -> None:

@@ -93,9 +93,9 @@ def predict(net: torch.nn.Module, sl: Slice, size: int) -> np.ndarray:
     return logits_at_slice_size(net, sl, size).argmax(0).astype(np.uint8)  # numpy's: 15x torch's on CPU
 
 
-def infection_probability(net: torch.nn.Module, sl: Slice, size: int) -> np.ndarray:
-    """The softmax probability of infection at every pixel of the slice (its own size)."""
-    return torch.softmax(torch.from_numpy(logits_at_slice_size(net, sl, size)), 0)[2].numpy()
+def infection_probability(logits: np.ndarray) -> np.ndarray:
+    """The softmax probability of infection at every pixel, from `logits_at_slice_size`'s (3, h, w) logits."""
+    return torch.softmax(torch.from_numpy(logits), 0)[2].numpy()
 
 
 @torch.no_grad()
