@@ -20,7 +20,10 @@ the true lung's pixels, infection above healthy lung (the ROC AUC and the averag
 pixels of the true lung of the repeat's test slices). A change that only moves where the U-Net draws the
 line between faint infection and healthy lung moves precision and recall, not these.
 
-    python -m studies.error_location EXP [--repeats 0 1 2] [--arms allreal prior] [--sites] [--ranking]
+With --thirds, each U-Net gets a row per third of the test slices' infected share of the lung (light,
+middle, heavy; cut where `studies.lesion_layouts.THIRDS` cuts, the dev test slices' thirds) instead of one.
+
+    python -m studies.error_location EXP [--repeats 0 1 2] [--arms allreal prior] [--sites] [--ranking] [--thirds]
 
 EXP is a finished `cosingan experiment few-shot` folder; nothing in it is written.
 """
@@ -34,6 +37,7 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 from studies.common import split_folder
+from studies.lesion_layouts import THIRDS
 
 SITES = ("edge", "near", "far", "far dense", "far hazy", "far dark", "far pleural", "far medial", "far dependent")
 
@@ -92,6 +96,7 @@ def ranking(scores: np.ndarray, positive: np.ndarray) -> tuple[float, float]:
 
 
 def main() -> None:
+    from cosingan.data import labelmap
     from cosingan.downstream import seg
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -102,6 +107,7 @@ def main() -> None:
     ap.add_argument("--sites", action="store_true", help="split the false positives in the lung by site")
     ap.add_argument("--ranking", action="store_true",
                     help="the infection probability's ROC AUC and average precision over the true lung's pixels")
+    ap.add_argument("--thirds", action="store_true", help="a row per third of the test slices' infected share")
     a = ap.parse_args()
     exp = Path(a.exp)
     results = json.loads((exp / "results.json").read_text())
@@ -113,6 +119,10 @@ def main() -> None:
     print("| --- " * (len(head) + 2) + "|")
     for r in repeats:
         test = seg.load_folders([split_folder(exp, results, r, "test")])
+        groups = [("", list(range(len(test))))]
+        if a.thirds:
+            third = np.digitize([labelmap.areas(s.label)[1] for s in test], THIRDS)
+            groups = [(f" ({n})", list(np.nonzero(third == t)[0])) for t, n in enumerate(("light", "middle", "heavy"))]
         for d in sorted((exp / "seg").glob(f"r{r}_*")):
             arm = d.name.split("_", 1)[1]
             if arm.startswith("F_") or (a.arms and not any(x in arm for x in a.arms)):
@@ -120,16 +130,25 @@ def main() -> None:
             net, scfg = seg.load_seg(d, "cpu")
             logits = [seg.logits_at_slice_size(net, s, scfg.size) for s in test]
             preds = [x.argmax(0) for x in logits]
-            counts = sum(errors(p, s.label) for p, s in zip(preds, test))
-            row = list(summary(counts))
-            if a.sites:
-                truth = max(float(counts[0] + counts[1]), 1.0)
-                row += list(sum(sites(p, s.label, s.image) for p, s in zip(preds, test)) / truth)
-            if a.ranking:
-                lung = [s.label >= 1 for s in test]
-                scores = np.concatenate([seg.infection_probability(x)[m] for x, m in zip(logits, lung)])
-                row += list(ranking(scores, np.concatenate([s.label[m] == 2 for s, m in zip(test, lung)])))
-            print(f"| {d.name} | {len(test)} | " + " | ".join(f"{x:.3f}" for x in row) + " |", flush=True)
+            for name, idx in (g for g in groups if g[1]):
+                row = table_row([logits[i] for i in idx], [preds[i] for i in idx], [test[i] for i in idx], a)
+                print(f"| {d.name}{name} | {len(idx)} | " + " | ".join(f"{x:.3f}" for x in row) + " |", flush=True)
+
+
+def table_row(logits: list, preds: list, test: list, a: argparse.Namespace) -> list[float]:
+    """One table row over the given test slices (their logits and predictions): the columns `main` prints."""
+    from cosingan.downstream import seg
+
+    counts = sum(errors(p, s.label) for p, s in zip(preds, test))
+    row = list(summary(counts))
+    if a.sites:
+        truth = max(float(counts[0] + counts[1]), 1.0)
+        row += list(sum(sites(p, s.label, s.image) for p, s in zip(preds, test)) / truth)
+    if a.ranking:
+        lung = [s.label >= 1 for s in test]
+        scores = np.concatenate([seg.infection_probability(x)[m] for x, m in zip(logits, lung)])
+        row += list(ranking(scores, np.concatenate([s.label[m] == 2 for s, m in zip(test, lung)])))
+    return row
 
 
 if __name__ == "__main__":

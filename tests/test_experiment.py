@@ -106,6 +106,11 @@ def test_few_shot_experiment_report_and_no_leakage(tmp_path, phantom_folder, nor
     assert "| infection AUC in the lung | infection AP in the lung |" in table
     nets = [d.name for d in (moved / "seg").glob("r0_*")]
     assert all((f"| {n} | {len(test)} | " in table) == ("_F_" not in n) for n in nets), table  # F saw the test
+    monkeypatch.setattr(sys, "argv", ["error_location", str(moved), "--thirds"])
+    error_location.main()
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| r0_")]
+    per_net = {n: sum(int(r.split(" | ")[1]) for r in rows if r.startswith(f"| {n} (")) for n in nets}
+    assert all(v == (len(test) if "_F_" not in n else 0) for n, v in per_net.items()), rows  # each slice once
     from studies import gap_by_case
 
     rows = gap_by_case.read_cases(moved)  # every test slice once, with every evaluated arm's infection DSC

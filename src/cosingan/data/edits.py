@@ -192,6 +192,22 @@ def _negative(label4, rng, lesion):
 
 SEVERITY_MIX = 0.5  # share of layouts whose infected share of the lung is drawn log-uniform in 2-50 %
 BLOB_ROUGHNESS = 0.4  # weight of the smooth noise in a lesion boundary (0: a disc cut to the lung)
+# COVID-19 infection is bilateral, the more so the more extensive: a lesion's centre favours the lung with
+# more healthy tissue left (weight: its healthy share ** LUNG_BALANCE), and no lesion takes more than
+# LESION_CAP of its lung's healthy tissue. Both set from the dev maps' bilateral balance, not downstream.
+LUNG_BALANCE = 4.0
+LESION_CAP = 0.5
+# Real lesions spread along the chest wall more than into the lung: a blob's growth is penalised by how much
+# deeper (hull depth, `_outer_depth`) a pixel lies than its centre, PERIPHERAL_GROWTH per blob radius.
+PERIPHERAL_GROWTH = 0.7
+# Real lesions are laced with spared lung (vessels, septa, islands): no lesion pixel of the dev maps lies far
+# from healthy lung. Drawn blobs are solid, and a generator renders a deep solid interior as bland haze;
+# LACE_WIDTH (of a unit-variance smooth field, ~8 % of the area) and LACE_SCALE (its smoothing, of the lung
+# height) set from the dev maps' distances to the lesion edge, not downstream.
+LACE_WIDTH = 0.1
+LACE_SCALE = 0.04
+LACE_DEPTH = 3.0  # pixels: lesion rims stay solid
+MIN_BLOB = 12  # pixels: the smallest lesion a layout draws (as `_clean`'s default)
 
 
 def _outer_depth(lung: np.ndarray) -> np.ndarray:
@@ -224,21 +240,24 @@ def _convex_rows(equations: np.ndarray, y0: int, y1: int, x0: int, x1: int, tol:
     return ok[:, None] & (x >= lo[:, None]) & (x <= hi[:, None])
 
 
-def _predilection(lung: np.ndarray) -> np.ndarray:
+def _predilection(lung: np.ndarray, depth: np.ndarray | None = None) -> np.ndarray:
     """Relative weight of each lung pixel as a lesion centre: peripheral (along the chest wall, not the
-    mediastinum) and posterior lung first."""
+    mediastinum) and posterior lung first. `depth`: the lungs' `_outer_depth`, when already computed."""
     rows = np.nonzero(lung.any(1))[0]
     scale = max(4.0, 0.08 * (rows.max() - rows.min() + 1))
-    depth = _outer_depth(lung)
+    depth = _outer_depth(lung) if depth is None else depth
     y = np.linspace(0.0, 1.0, lung.shape[0])[:, None]
     y = (y - rows.min() / lung.shape[0]) / max(1e-6, (rows.max() - rows.min()) / lung.shape[0])
     w = (np.exp(-depth / scale) + 0.15) * (0.3 + np.clip(y, 0, 1))
     return np.where(lung, w, 0.0)
 
 
-def _blob(lung: np.ndarray, centre: tuple[int, int], area: int, rng) -> np.ndarray:
+def _blob(lung: np.ndarray, centre: tuple[int, int], area: int, rng, depth: np.ndarray | None = None,
+          lace: float | None = None) -> np.ndarray:
     """`area` pixels of lung around `centre`: nearest first, with a smooth random boundary. Computed in
-    a window of a few radii around the centre (blobs may overlap: overlapping ones merge)."""
+    a window of a few radii around the centre (blobs may overlap: overlapping ones merge). With `depth`
+    (`_outer_depth`), pixels deeper than the centre come later, so the blob spreads along the chest wall.
+    With `lace` (pixels), healthy lines about that far apart cross the blob more than LACE_DEPTH inside it."""
     r = max(2.0, np.sqrt(area / np.pi))
     h = int(3 * r + 4)
     y0, y1 = max(0, centre[0] - h), min(lung.shape[0], centre[0] + h + 1)
@@ -248,12 +267,19 @@ def _blob(lung: np.ndarray, centre: tuple[int, int], area: int, rng) -> np.ndarr
     noise /= noise.std() + 1e-8
     yy, xx = np.indices(win.shape)
     score = -np.hypot(yy + y0 - centre[0], xx + x0 - centre[1]) / r + BLOB_ROUGHNESS * noise
+    if depth is not None:
+        score -= PERIPHERAL_GROWTH * np.maximum(0.0, depth[y0:y1, x0:x1] - depth[centre]) / r
     score[~win] = -np.inf
     out = np.zeros_like(lung)
     n = min(area, int(win.sum()))
     if n > 0:
         cut = np.partition(score.ravel(), -n)[-n]
         out[y0:y1, x0:x1] = (score >= cut) & win
+    if lace is not None:  # healthy lines through the lesion's depth, where a zero line of a smooth field runs
+        grown = out[y0:y1, x0:x1]  # a view: cut in place
+        g = ndimage.gaussian_filter(rng.standard_normal(grown.shape), lace)
+        g /= g.std() + 1e-8
+        grown &= ~((np.abs(g) < LACE_WIDTH) & (ndimage.distance_transform_edt(grown) > LACE_DEPTH))
     return out
 
 
@@ -267,8 +293,9 @@ def relayout(label4: np.ndarray, rng: np.random.Generator, template: np.ndarray 
     default `label4` itself, whose lesions then all go). Kept from the template: the infected share of the
     lung (jittered on a log scale) and its lesion sizes relative to one another (resampled with
     replacement, so a map with one large lesion and small satellites gives layouts like it, not many equal
-    specks); the centres follow COVID-19's predilection (`_predilection`). With a template, lesion-free
-    lungs (of an unannotated slice) get the layouts of the k annotated maps."""
+    specks); the centres follow COVID-19's predilection (`_predilection`) and spread over both lungs, the
+    blobs along the chest wall and laced with healthy lines, as real lesions are (docs/design.md). With a
+    template, lesion-free lungs (of an unannotated slice) get the layouts of the k annotated maps."""
     template = label4 if template is None else template
     found = lesions(template)
     if not found:
@@ -283,14 +310,28 @@ def relayout(label4: np.ndarray, rng: np.random.Generator, template: np.ndarray 
         frac = float(np.clip(share * np.exp(rng.uniform(-1.0, 1.0)), 0.01, 0.6))
     count = max(1, int(round(len(found) * np.exp(rng.uniform(-0.5, 0.5)))))
     shares = rng.choice(sizes, count) * np.exp(rng.normal(0.0, 0.3, count))
-    areas = np.maximum(12, shares / shares.sum() * frac * n_lung).astype(int)
-    w = _predilection(lung).ravel()
+    areas = np.maximum(MIN_BLOB, shares / shares.sum() * frac * n_lung).astype(int)
+    depth = _outer_depth(lung)
+    w = _predilection(lung, depth).ravel()
+    rows = np.nonzero(lung.any(1))[0]
+    lace = max(1.0, LACE_SCALE * (rows.max() - rows.min() + 1))
     parts, _ = ndimage.label(lung)  # a lesion grows in its own lung, not across the mediastinum
     out = label4.copy()
     out[out == INFECTION] = LUNG
-    for a in sorted(areas, reverse=True):
-        yx = divmod(int(rng.choice(w.size, p=w / w.sum())), lung.shape[1])
-        out[_blob(parts == parts[yx], yx, int(a), rng)] = INFECTION
+    lung_px = np.bincount(parts.ravel())
+    todo = sorted((int(a) for a in areas), reverse=True)
+    while todo:
+        a = todo.pop(0)
+        healthy = lung_px - np.bincount(parts.ravel(), weights=(out == INFECTION).ravel(), minlength=lung_px.size)
+        wl = w * ((healthy / np.maximum(lung_px, 1)) ** LUNG_BALANCE)[parts.ravel()]
+        if wl.sum() <= 0:  # every lung pixel infected
+            break
+        yx = divmod(int(rng.choice(w.size, p=wl / wl.sum())), lung.shape[1])
+        cap = int(LESION_CAP * healthy[parts[yx]])
+        if min(cap, a - cap) >= MIN_BLOB:  # the rest becomes another lesion, likely in the other lung
+            todo = sorted(todo + [a - cap], reverse=True)
+            a = cap
+        out[_blob(parts == parts[yx], yx, a, rng, depth, lace)] = INFECTION
     return out
 
 
