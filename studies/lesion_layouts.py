@@ -31,6 +31,8 @@ def layout_stats(label: np.ndarray) -> dict | None:
     """One 0/1/2 map's numbers (module docstring); None without infection. Balance is NaN with one lung."""
     from scipy import ndimage
 
+    from cosingan.data.labelmap import areas
+
     lung, inf = label >= 1, label == 2
     if not inf.any():
         return None
@@ -41,7 +43,7 @@ def layout_stats(label: np.ndarray) -> dict | None:
         shares = [(inf & (parts == k)).sum() / sizes[k - 1] for k in np.argsort(sizes)[::-1][:2] + 1]
         balance = min(shares) / max(max(shares), 1e-12)
     depth = ndimage.distance_transform_edt(inf)[inf] * 256.0 / max(label.shape)
-    return {"share": float(inf.sum() / lung.sum()), "balance": float(balance),
+    return {"share": areas(label)[1], "balance": float(balance),
             "depth50": float(np.percentile(depth, 50)), "depth90": float(np.percentile(depth, 90)),
             "lesions": int(ndimage.label(inf)[1])}
 
