@@ -229,10 +229,10 @@ def test_relayout_spreads_extensive_infection_over_both_lungs():
 
 def test_relayout_lesions_spread_along_the_chest_wall():
     # a blob centred near the chest wall, grown with the hull depth, lies shallower than one grown as a disc
-    from cosingan.data.edits import _blob, _outer_depth
+    from cosingan.data.edits import _blob, hull_depth
 
     lung = _two_lungs() >= LUNG
-    depth = _outer_depth(lung)
+    depth = hull_depth(lung)
     left = lung.copy()
     left[:, 64:] = False
     mean_depth = [[depth[_blob(left, (60, 15), 300, np.random.default_rng(s), d)].mean() for s in range(5)]
@@ -278,7 +278,7 @@ def test_outer_depth_is_the_distance_to_the_hull_of_every_lung_pixel():
     from scipy import ndimage
     from scipy.spatial import ConvexHull, Delaunay
 
-    from cosingan.data.edits import _outer_depth
+    from cosingan.data.edits import hull_depth
 
     def direct(lung):
         pts = np.argwhere(lung)
@@ -292,15 +292,15 @@ def test_outer_depth_is_the_distance_to_the_hull_of_every_lung_pixel():
     framed[:25, 30:] = True
     framed[10:30, 5:12] = True
     for lung in [_map(s) >= LUNG for s in range(4)] + [holed, framed]:
-        np.testing.assert_array_equal(_outer_depth(lung), direct(lung))
+        np.testing.assert_array_equal(hull_depth(lung), direct(lung))
     dot = np.zeros((9, 9), bool)
     dot[4, 4] = True
-    np.testing.assert_array_equal(_outer_depth(dot), ndimage.distance_transform_edt(dot))
+    np.testing.assert_array_equal(hull_depth(dot), ndimage.distance_transform_edt(dot))
 
 
 def test_convex_rows_match_a_point_in_hull_test_of_every_pixel():
     # random hulls of lattice points, edges through lattice points included: the per-row runs equal
-    # Delaunay's point location (which `_outer_depth` used before) pixel for pixel
+    # Delaunay's point location (which `hull_depth` used before) pixel for pixel
     from scipy.spatial import ConvexHull, Delaunay
 
     from cosingan.data.edits import _convex_rows

@@ -100,10 +100,16 @@ def test_few_shot_experiment_report_and_no_leakage(tmp_path, phantom_folder, nor
     from studies import error_location
 
     capsys.readouterr()
-    monkeypatch.setattr(sys, "argv", ["error_location", str(moved), "--sites", "--ranking"])
+    monkeypatch.setattr(sys, "argv", ["error_location", str(moved), "--sites", "--ranking", "--thresholds"])
     error_location.main()
     table = capsys.readouterr().out
-    assert "| infection AUC in the lung | infection AP in the lung |" in table
+    assert "| infection AUC in the lung | infection AP in the lung | DSC argmax |" in table
+    for line in (x for x in table.splitlines() if x.startswith("| r0_")):  # the argmax DSC is the one evaluated
+        name, *cells = [c.strip() for c in line.strip("|").split("|")]
+        evaluated = json.loads((moved / "eval" / name / "summary.json").read_text())["mean"]["infection_dsc"]
+        argmax = float(cells[-len(error_location.THRESHOLDS) - 3])
+        assert argmax == pytest.approx(evaluated, abs=1e-3, nan_ok=True), line
+        assert (cells[-2] == "nan") == ("_C_" in name), line  # C was not drawn from k slices
     nets = [d.name for d in (moved / "seg").glob("r0_*")]
     assert all((f"| {n} | {len(test)} | " in table) == ("_F_" not in n) for n in nets), table  # F saw the test
     monkeypatch.setattr(sys, "argv", ["error_location", str(moved), "--thirds"])
@@ -183,6 +189,39 @@ def test_error_location_sites_split_lung_false_positives_by_distance_grey_and_pl
     got = dict(zip(SITES, sites(pred, label, image).tolist()))
     assert got == {"edge": 40, "near": 20, "far": 20, "far dense": 10, "far hazy": 0, "far dark": 10,
                    "far pleural": 10, "far medial": 20, "far dependent": 10}
+
+
+def test_error_location_splits_false_positives_outside_the_lung_by_hull_and_wall():
+    from studies.error_location import OUTSIDE, outside_sites
+
+    label = np.zeros((256, 256), np.uint8)
+    label[40:200, 30:100] = 1  # two lungs; the hull spans the gap between them (the mediastinum)
+    label[40:200, 156:226] = 1
+    pred = label.copy()
+    pred[100:110, 120:130] = 2  # between the lungs: in the hull
+    pred[100:110, 23:28] = 2  # 3-7 px lateral to the left lung: along the wall
+    pred[100:102, 0:5] = 2  # 25 px out: farther
+    pred[60:70, 50:60] = 2  # in the lung: not counted
+    got = dict(zip(OUTSIDE, outside_sites(pred, label).tolist()))
+    assert got == {"outside in the hull": 100, "outside along the wall": 50, "outside farther": 10}
+
+
+def test_error_location_dice_at_a_threshold_and_at_the_argmax():
+    from cosingan.data.readers import Slice
+    from studies.error_location import dice_at
+
+    label = np.zeros((4, 4), np.uint8)
+    label[:, :2] = 1
+    label[0, 0] = 2
+    logits = np.zeros((3, 4, 4), np.float32)
+    logits[0] = 1.0  # background wins everywhere but at
+    logits[2, 0, 0] = 2.0  # the true lesion (infection probability 0.67)
+    logits[2, 0, 1] = 0.9  # and a pixel at probability 0.40 (argmax: background)
+    sl = Slice(np.zeros((4, 4), np.float32), label, None, "png")
+    assert dice_at([logits], [sl], None) == pytest.approx(1.0)
+    assert dice_at([logits], [sl], 0.5) == pytest.approx(1.0)
+    assert dice_at([logits], [sl], 0.25) == pytest.approx(2 / 3)
+    assert np.isnan(dice_at([logits], [Slice(sl.image, label.clip(0, 1), None, "png")], 0.9))  # both empty
 
 
 def test_each_repeat_has_its_own_split_unless_fixed(tmp_path, phantom_folder, capsys):

@@ -165,7 +165,7 @@ def _mediastinum(label4, rng, lesion):
     """A wider mediastinum: the lung farthest from the chest wall (0-25 % of it) becomes body, as the heart
     and great vessels take more of the chest at lower levels and in other patients."""
     lung = label4 >= LUNG
-    depth = _outer_depth(lung)
+    depth = hull_depth(lung)
     n = int(rng.uniform(0.0, MEDIASTINUM_SHARE) * lung.sum())
     out = label4.copy()
     if n > 0:
@@ -198,7 +198,7 @@ BLOB_ROUGHNESS = 0.4  # weight of the smooth noise in a lesion boundary (0: a di
 LUNG_BALANCE = 4.0
 LESION_CAP = 0.5
 # Real lesions spread along the chest wall more than into the lung: a blob's growth is penalised by how much
-# deeper (hull depth, `_outer_depth`) a pixel lies than its centre, PERIPHERAL_GROWTH per blob radius.
+# deeper (hull depth, `hull_depth`) a pixel lies than its centre, PERIPHERAL_GROWTH per blob radius.
 PERIPHERAL_GROWTH = 0.7
 # Real lesions are laced with spared lung (vessels, septa, islands): no lesion pixel of the dev maps lies far
 # from healthy lung. Drawn blobs are solid, and a generator renders a deep solid interior as bland haze;
@@ -210,7 +210,7 @@ LACE_DEPTH = 3.0  # pixels: lesion rims stay solid
 MIN_BLOB = 12  # pixels: the smallest lesion a layout draws (as `_clean`'s default)
 
 
-def _outer_depth(lung: np.ndarray) -> np.ndarray:
+def hull_depth(lung: np.ndarray) -> np.ndarray:
     """Distance of each pixel to the border of the lungs' convex hull: small along the chest wall, large
     along the mediastinum (the hull spans it), which lung-border distance cannot tell apart."""
     pts = np.argwhere(lung & ~ndimage.binary_erosion(lung))  # the hull's corners are border pixels
@@ -242,10 +242,10 @@ def _convex_rows(equations: np.ndarray, y0: int, y1: int, x0: int, x1: int, tol:
 
 def _predilection(lung: np.ndarray, depth: np.ndarray | None = None) -> np.ndarray:
     """Relative weight of each lung pixel as a lesion centre: peripheral (along the chest wall, not the
-    mediastinum) and posterior lung first. `depth`: the lungs' `_outer_depth`, when already computed."""
+    mediastinum) and posterior lung first. `depth`: the lungs' `hull_depth`, when already computed."""
     rows = np.nonzero(lung.any(1))[0]
     scale = max(4.0, 0.08 * (rows.max() - rows.min() + 1))
-    depth = _outer_depth(lung) if depth is None else depth
+    depth = hull_depth(lung) if depth is None else depth
     y = np.linspace(0.0, 1.0, lung.shape[0])[:, None]
     y = (y - rows.min() / lung.shape[0]) / max(1e-6, (rows.max() - rows.min()) / lung.shape[0])
     w = (np.exp(-depth / scale) + 0.15) * (0.3 + np.clip(y, 0, 1))
@@ -256,7 +256,7 @@ def _blob(lung: np.ndarray, centre: tuple[int, int], area: int, rng, depth: np.n
           lace: float | None = None) -> np.ndarray:
     """`area` pixels of lung around `centre`: nearest first, with a smooth random boundary. Computed in
     a window of a few radii around the centre (blobs may overlap: overlapping ones merge). With `depth`
-    (`_outer_depth`), pixels deeper than the centre come later, so the blob spreads along the chest wall.
+    (`hull_depth`), pixels deeper than the centre come later, so the blob spreads along the chest wall.
     With `lace` (pixels), healthy lines about that far apart cross the blob more than LACE_DEPTH inside it."""
     r = max(2.0, np.sqrt(area / np.pi))
     h = int(3 * r + 4)
@@ -311,7 +311,7 @@ def relayout(label4: np.ndarray, rng: np.random.Generator, template: np.ndarray 
     count = max(1, int(round(len(found) * np.exp(rng.uniform(-0.5, 0.5)))))
     shares = rng.choice(sizes, count) * np.exp(rng.normal(0.0, 0.3, count))
     areas = np.maximum(MIN_BLOB, shares / shares.sum() * frac * n_lung).astype(int)
-    depth = _outer_depth(lung)
+    depth = hull_depth(lung)
     w = _predilection(lung, depth).ravel()
     rows = np.nonzero(lung.any(1))[0]
     lace = max(1.0, LACE_SCALE * (rows.max() - rows.min() + 1))
