@@ -189,6 +189,8 @@ def k_threshold(exp: Path, results: dict, r: int, arm: str, net, scfg) -> float:
         return float("nan")
     pool = seg.load_folders([split_folder(exp, results, r, "pool")])
     ks = [s for s in pool if Path(s.image_path).name in run["slices"]]
+    if not ks:
+        return float("nan")
     logits = [seg.logits_at_slice_size(net, s, scfg.size) for s in ks]
     return THRESHOLDS[int(np.nanargmax([dice_at(logits, ks, t) for t in THRESHOLDS]))]
 
@@ -210,7 +212,7 @@ def table_row(logits: list, preds: list, test: list, a: argparse.Namespace, pick
         row += list(ranking(scores, np.concatenate([s.label[m] == 2 for s, m in zip(test, lung)])))
     if a.thresholds:
         row += [dice_at(logits, test, None)] + [dice_at(logits, test, t) for t in THRESHOLDS]
-        row += [pick, dice_at(logits, test, pick) if pick == pick else float("nan")]
+        row += [pick, float("nan") if np.isnan(pick) else dice_at(logits, test, pick)]
     return row
 
 
